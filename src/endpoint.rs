@@ -1,0 +1,375 @@
+//! Addresses and the two kinds of stream socket: `AF_INET`/`AF_INET6` and `AF_UNIX`.
+//!
+//! The walkthrough's first step is `socket.socket(family, type)` and its second is
+//! `bind(address)`, where "an `AF_INET` address is a `(host, port)` pair" (claims 1 and 3).
+//! This module is where those words become sockets:
+//!
+//! - [`Endpoint`] is what a user types: `127.0.0.1:10000`, `[::1]:10000`, `localhost:10000`
+//!   (a host *name*, resolved to every address it has), or a Unix socket path.
+//! - [`Listener`] and [`Stream`] hide which family is underneath, so the server and client are
+//!   written once (the idea is tiny-http's `enum Listener { Tcp, Unix }`).
+//! - [`Address`] is what `accept` returns as the peer's address: `(host, port)` for TCP, and
+//!   for `AF_UNIX` a path, or nothing at all: a client that never called `bind` is `unnamed`.
+//!
+//! Rust's `TcpListener::bind` does socket + bind + listen in one call and fixes the backlog at
+//! 128. The walkthrough calls `listen(backlog)` itself, so [`Listener::bind`] goes through the
+//! `socket2` crate, which exposes each step. It also sets `SO_REUSEADDR`, as Rust's std does on
+//! Unix (Python does not): a server can be restarted at once while old connections sit in
+//! `TIME_WAIT`, yet two live servers still cannot share a port (`tests/cli.rs`,
+//! `bind_reports_port_in_use`).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::error::Error;
+
+/// How long `connect` waits for the server's answer before giving up. Python waits for the
+/// kernel's own limit (about two minutes on Linux); a learner would rather hear sooner.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a server listens or a client connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `(host, port)`: the host may be an IPv4 or IPv6 literal or a name to resolve.
+    Tcp { host: String, port: u16 },
+    /// A path in the file system (`AF_UNIX`).
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    pub fn tcp(host: impl Into<String>, port: u16) -> Endpoint {
+        Endpoint::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Every address the host name stands for, in the order the resolver gives them.
+    pub fn resolve(&self) -> Result<Vec<SocketAddr>, Error> {
+        let Endpoint::Tcp { host, port } = self else {
+            return Ok(Vec::new());
+        };
+        // A bracketed IPv6 literal ("[::1]") is how URLs spell it; the resolver wants "::1".
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = (bare, *port)
+            .to_socket_addrs()
+            .map_err(|source| Error::Resolve {
+                host: host.clone(),
+                source,
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Resolve {
+                host: host.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "the name has no addresses"),
+            });
+        }
+        Ok(addrs)
+    }
+
+    /// True for `0.0.0.0` and `::`: every interface, reachable from other machines.
+    pub fn is_all_interfaces(&self) -> bool {
+        match self {
+            Endpoint::Tcp { host, .. } => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified()),
+            Endpoint::Unix(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp { host, port } if host.contains(':') && !host.starts_with('[') => {
+                write!(f, "[{host}]:{port}")
+            }
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A socket's address as `accept`, `getsockname` or `getpeername` report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Tcp(SocketAddr),
+    /// `None` for an unnamed Unix socket: a client that never bound a path has no address.
+    Unix(Option<PathBuf>),
+}
+
+impl Address {
+    /// The TCP port, for callers that need it (tests connecting to a server on port 0).
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Address::Tcp(addr) => Some(addr.port()),
+            Address::Unix(_) => None,
+        }
+    }
+
+    /// The endpoint a client would use to reach this address.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Address::Tcp(addr) => Endpoint::tcp(addr.ip().to_string(), addr.port()),
+            Address::Unix(path) => Endpoint::Unix(path.clone().unwrap_or_default()),
+        }
+    }
+
+    fn from_unix(addr: &std::os::unix::net::SocketAddr) -> Address {
+        Address::Unix(addr.as_pathname().map(Path::to_path_buf))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(Some(path)) => write!(f, "{}", path.display()),
+            Address::Unix(None) => f.write_str("unnamed"),
+        }
+    }
+}
+
+/// A listening socket of either family: socket + bind + listen done.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    /// The path is removed again when the listener is dropped.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// The walkthrough's steps one to three: `socket`, `bind`, `listen(backlog)`.
+    pub fn bind(endpoint: &Endpoint, backlog: i32) -> Result<Listener, Error> {
+        match endpoint {
+            Endpoint::Tcp { .. } => {
+                // Like Python's bind, use the first address the name resolves to.
+                let addr = endpoint.resolve()?[0];
+                let bind_error = |source| Error::Bind {
+                    addr: addr.to_string(),
+                    source,
+                };
+                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+                    .map_err(bind_error)?;
+                socket.set_reuse_address(true).map_err(bind_error)?;
+                socket.bind(&addr.into()).map_err(bind_error)?;
+                socket.listen(backlog).map_err(bind_error)?;
+                Ok(Listener::Tcp(socket.into()))
+            }
+            Endpoint::Unix(path) => {
+                let bind_error = |source| Error::Bind {
+                    addr: path.display().to_string(),
+                    source,
+                };
+                remove_stale_socket(path).map_err(bind_error)?;
+                let addr = SockAddr::unix(path).map_err(bind_error)?;
+                let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(bind_error)?;
+                socket.bind(&addr).map_err(bind_error)?;
+                let listener = Listener::Unix(socket.into(), path.clone());
+                // From here on, dropping `listener` removes the file again.
+                if let Listener::Unix(socket, _) = &listener {
+                    socket2::SockRef::from(socket)
+                        .listen(backlog)
+                        .map_err(bind_error)?;
+                }
+                Ok(listener)
+            }
+        }
+    }
+
+    /// The address actually bound: with port 0 this is where the kernel's choice shows.
+    pub fn local_addr(&self) -> io::Result<Address> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map(Address::Tcp),
+            Listener::Unix(listener, _) => listener.local_addr().map(|a| Address::from_unix(&a)),
+        }
+    }
+
+    /// Step four: a new connected socket and the peer's address.
+    pub fn accept(&self) -> io::Result<(Stream, Address)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept()?;
+                Ok((Stream::Tcp(stream), Address::Tcp(peer)))
+            }
+            Listener::Unix(listener, _) => {
+                let (stream, peer) = listener.accept()?;
+                Ok((Stream::Unix(stream), Address::from_unix(&peer)))
+            }
+        }
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(listener) => listener.set_nonblocking(nonblocking),
+            Listener::Unix(listener, _) => listener.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(listener) => listener.as_raw_fd(),
+            Listener::Unix(listener, _) => listener.as_raw_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            // Unix sockets leave their file behind after close; the next bind would fail on it.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A file left at `path` by a server that crashed blocks `bind` with "address in use". Remove
+/// it only if nobody answers on it: a live server's socket is never taken over.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a file that is not a socket is in the way; choose another path",
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// A connected stream socket of either family.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The client's steps one and two: `socket` and `connect((host, port))`. A name with
+    /// several addresses (`localhost` is 127.0.0.1 and ::1) is tried address by address, the
+    /// way Python's `socket.create_connection` does.
+    pub fn connect(endpoint: &Endpoint) -> Result<Stream, Error> {
+        match endpoint {
+            Endpoint::Tcp { .. } => {
+                let mut last_error = None;
+                for addr in endpoint.resolve()? {
+                    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                        Ok(stream) => return Ok(Stream::Tcp(stream)),
+                        Err(source) => {
+                            last_error = Some(Error::Connect {
+                                addr: addr.to_string(),
+                                source,
+                            })
+                        }
+                    }
+                }
+                Err(last_error.expect("resolve returns at least one address"))
+            }
+            Endpoint::Unix(path) => UnixStream::connect(path)
+                .map(Stream::Unix)
+                .map_err(|source| Error::Connect {
+                    addr: path.display().to_string(),
+                    source,
+                }),
+        }
+    }
+
+    pub fn peer_addr(&self) -> io::Result<Address> {
+        match self {
+            Stream::Tcp(stream) => stream.peer_addr().map(Address::Tcp),
+            Stream::Unix(stream) => stream.peer_addr().map(|a| Address::from_unix(&a)),
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<Address> {
+        match self {
+            Stream::Tcp(stream) => stream.local_addr().map(Address::Tcp),
+            Stream::Unix(stream) => stream.local_addr().map(|a| Address::from_unix(&a)),
+        }
+    }
+
+    /// `shutdown(how)`: `Write` sends end-of-stream but keeps reading (a half-close).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.shutdown(how),
+            Stream::Unix(stream) => stream.shutdown(how),
+        }
+    }
+
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(stream) => stream.try_clone().map(Stream::Tcp),
+            Stream::Unix(stream) => stream.try_clone().map(Stream::Unix),
+        }
+    }
+
+    /// Python's `settimeout` for reads: a `recv` that waits longer fails with "timed out".
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_read_timeout(timeout),
+            Stream::Unix(stream) => stream.set_read_timeout(timeout),
+        }
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_write_timeout(timeout),
+            Stream::Unix(stream) => stream.set_write_timeout(timeout),
+        }
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_nonblocking(nonblocking),
+            Stream::Unix(stream) => stream.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream) => stream.read(buf),
+            Stream::Unix(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream) => stream.write(buf),
+            Stream::Unix(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(stream) => stream.as_raw_fd(),
+            Stream::Unix(stream) => stream.as_raw_fd(),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Errors a learner meets, in the learner's words.
+//!
+//! The walkthrough says `bind` "raises socket.error" when the port is in use, the host name is
+//! wrong or the port is reserved, and `connect` raises one when it fails. Python shows
+//! `OSError: [Errno 98] Address already in use` and a traceback. Here every failure is an
+//! [`Error`] whose `Display` names the action, the address, the cause and what to try:
+//!
+//! ```text
+//! cannot bind 127.0.0.1:10000: address already in use (is another server still running? pick another port with --port, or --port 0 for any free one)
+//! ```
+//!
+//! and whose [`Error::exit_code`] tells scripts which of them happened. `tests/cli.rs` provokes
+//! each one through the real binary.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can stop a server or a client.
+#[derive(Debug)]
+pub enum Error {
+    /// The host name did not resolve to any address (`--host nosuch.invalid`).
+    Resolve { host: String, source: io::Error },
+    /// `bind` failed: port in use, permission denied, address not on this machine, ...
+    Bind { addr: String, source: io::Error },
+    /// `connect` failed: nobody listening, timed out, unreachable, ...
+    Connect { addr: String, source: io::Error },
+    /// The peer went away in the middle of a conversation.
+    ConnectionLost { addr: String, detail: String },
+    /// A setting that cannot work, caught before any socket is made.
+    Config(String),
+    /// Any other socket call that failed: `what` names the call.
+    Io { what: String, source: io::Error },
+}
+
+impl Error {
+    /// The process exit code for this error; `README.md` lists them.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Bind { source, .. } => match source.kind() {
+                io::ErrorKind::PermissionDenied => 4,
+                _ => 3,
+            },
+            Error::Resolve { .. } => 5,
+            Error::Connect { .. } => 6,
+            Error::ConnectionLost { .. } => 7,
+            Error::Io { .. } => 1,
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve { host, source } => write!(
+                f,
+                "cannot resolve host {host:?}: {} (check the spelling, or use an address such as 127.0.0.1 or ::1)",
+                describe(source)
+            ),
+            Error::Bind { addr, source } => {
+                write!(f, "cannot bind {addr}: {}", describe(source))?;
+                match source.kind() {
+                    io::ErrorKind::AddrInUse => write!(
+                        f,
+                        " (is another server still running? pick another port with --port, or --port 0 for any free one)"
+                    ),
+                    io::ErrorKind::PermissionDenied => write!(
+                        f,
+                        " (ports below 1024 are reserved for root on Linux; use a port from 1024 up, such as the default 10000)"
+                    ),
+                    io::ErrorKind::AddrNotAvailable => write!(
+                        f,
+                        " (that address does not belong to this machine; use 127.0.0.1 or ::1)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            Error::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {}", describe(source))?;
+                match source.kind() {
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => write!(
+                        f,
+                        " (is the server running? start it with `socket-lab server` in another terminal)"
+                    ),
+                    io::ErrorKind::TimedOut => write!(
+                        f,
+                        " (nothing answered: the server may be too busy to accept, or the address is wrong)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            Error::ConnectionLost { addr, detail } => write!(
+                f,
+                "connection to {addr} lost: {detail} (the server stopped or closed this connection; start it again and reconnect)"
+            ),
+            Error::Config(message) => f.write_str(message),
+            Error::Io { what, source } => write!(f, "{what}: {}", describe(source)),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Resolve { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Connect { source, .. }
+            | Error::Io { source, .. } => Some(source),
+            Error::ConnectionLost { .. } | Error::Config(_) => None,
+        }
+    }
+}
+
+/// An `io::Error` in plain lower-case words: "address already in use" rather than
+/// "Address already in use (os error 98)". The errno is kept for the rare ones we do not name,
+/// since that is what a learner would search for.
+pub fn describe(error: &io::Error) -> String {
+    use io::ErrorKind::*;
+    let words = match error.kind() {
+        AddrInUse => "address already in use",
+        AddrNotAvailable => "address not available",
+        PermissionDenied => "permission denied",
+        ConnectionRefused => "connection refused",
+        ConnectionReset => "connection reset by peer",
+        ConnectionAborted => "connection aborted",
+        BrokenPipe => "broken pipe",
+        TimedOut | WouldBlock => "timed out",
+        NotFound => "no such file or directory",
+        _ => return error.to_string(),
+    };
+    words.to_string()
+}

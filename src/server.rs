@@ -1,0 +1,458 @@
+//! The ack server: the walkthrough's `server.py`, step by step.
+//!
+//! | walkthrough step | here |
+//! |---|---|
+//! | 1 `socket(family, type)`, 2 `bind((host, port))`, 3 `listen(backlog)` | [`Server::bind`] (through [`Listener::bind`]) |
+//! | 4 `connection, address = accept()` | the accept loop in [`Server::run`] |
+//! | 5 `recv(bufsize)` / `send` | [`serve_connection`]: one ack per `recv` that returns data |
+//! | 6 `close` | dropping the [`Stream`]; a `recv` of 0 bytes is the peer's close |
+//!
+//! What the walkthrough leaves out, and a real server cannot:
+//!
+//! - **Many clients at once.** `server.py` serves one client, then the next. Here every
+//!   accepted connection gets a worker thread, and at most `max_clients` run at once. When all
+//!   are busy the accept loop stops accepting: new connections wait in the kernel's listen
+//!   queue (the backlog), which is what that queue is for.
+//! - **One `recv` is not one message.** TCP is a byte stream: a 20-byte send read with
+//!   `recv(8)` is three recvs and so three acks (claim 10, lesson 03), and two quick sends
+//!   can come out of one recv (lesson 05). The server acks each `recv`, exactly as
+//!   `server.py` does, and its log shows what each recv returned.
+//! - **Hostile or slow peers.** Each connection holds one `recv_size` buffer and no more, a
+//!   peer silent for `idle_timeout` is closed, and bytes are logged through
+//!   [`crate::escape`] so a peer cannot drive the terminal.
+//! - **Stopping.** [`ServerHandle::stop`] (and Ctrl-C in the binary) stops accepting,
+//!   shuts down every open connection so blocked `recv`s return, and joins the workers.
+//!
+//! The accept loop waits with `poll(2)` on two descriptors, the listener and a wake-up socket,
+//! so a stop request never has to wait for the next client to arrive.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::endpoint::{Address, Endpoint, Listener, Stream};
+use crate::error::Error;
+use crate::escape::escape;
+
+/// The walkthrough's server answers every message with these bytes.
+pub const ACK: &[u8] = b"server recv success";
+/// The walkthrough's port: `http://localhost:10000/` reaches it.
+pub const DEFAULT_PORT: u16 = 10000;
+/// `recv(1024)`, as in the walkthrough.
+pub const RECV_SIZE: usize = 1024;
+/// The largest `--recv-size` accepted: each connection holds one buffer this big.
+pub const MAX_RECV_SIZE: usize = 16 * 1024 * 1024;
+/// Python's `socketserver` and Rust's std both listen with a backlog of 128.
+pub const BACKLOG: i32 = 128;
+/// How many clients are served at once before new ones wait in the listen queue.
+pub const MAX_CLIENTS: usize = 64;
+/// A client silent this long is disconnected, so an idle peer cannot hold a worker forever.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Everything `socket-lab server` can be told.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub endpoint: Endpoint,
+    /// The `n` in `recv(n)`.
+    pub recv_size: usize,
+    /// The bytes sent back for every recv that returned data.
+    pub ack: Vec<u8>,
+    /// The `backlog` in `listen(backlog)`.
+    pub backlog: i32,
+    pub max_clients: usize,
+    /// `None` waits forever, as Python does.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            endpoint: Endpoint::tcp("127.0.0.1", DEFAULT_PORT),
+            recv_size: RECV_SIZE,
+            ack: ACK.to_vec(),
+            backlog: BACKLOG,
+            max_clients: MAX_CLIENTS,
+            idle_timeout: Some(IDLE_TIMEOUT),
+        }
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), Error> {
+        if self.recv_size == 0 || self.recv_size > MAX_RECV_SIZE {
+            return Err(Error::Config(format!(
+                "--recv-size must be between 1 and {MAX_RECV_SIZE} bytes, not {}",
+                self.recv_size
+            )));
+        }
+        if self.ack.is_empty() {
+            return Err(Error::Config(
+                "--ack must not be empty: a client waits for the ack before it sends the next line"
+                    .into(),
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err(Error::Config("--max-clients must be at least 1".into()));
+        }
+        if self.backlog < 1 {
+            return Err(Error::Config(format!(
+                "--backlog must be at least 1, not {}",
+                self.backlog
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the server has to say. The binary prints these; tests and scenarios collect them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Connected {
+        peer: Address,
+    },
+    /// One `recv` returned these bytes (and one ack was sent for them).
+    Message {
+        peer: Address,
+        data: Vec<u8>,
+    },
+    /// `recv` returned 0 (the peer closed), or the connection failed or timed out.
+    Disconnected {
+        peer: Address,
+        reason: Option<String>,
+    },
+    /// All `max_clients` workers are busy; new connections wait in the listen queue.
+    Busy {
+        max_clients: usize,
+    },
+    /// `accept` itself failed (out of file descriptors, say); the loop backs off and goes on.
+    AcceptFailed {
+        error: String,
+    },
+}
+
+impl Event {
+    /// Problems go to stderr, the conversation to stdout.
+    pub fn is_problem(&self) -> bool {
+        matches!(self, Event::Busy { .. } | Event::AcceptFailed { .. })
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected { peer } => write!(f, "[{peer}] connected"),
+            Event::Message { peer, data } => {
+                write!(f, "[{peer}] send a message to server: {}", escape(data))
+            }
+            Event::Disconnected { peer, reason: None } => write!(f, "[{peer}] disconnected"),
+            Event::Disconnected {
+                peer,
+                reason: Some(reason),
+            } => {
+                write!(f, "[{peer}] disconnected ({reason})")
+            }
+            Event::Busy { max_clients } => write!(
+                f,
+                "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
+            ),
+            Event::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+        }
+    }
+}
+
+/// Where events go: printed by the binary, collected by tests.
+pub type EventLog = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A bound, listening server that has not started accepting yet.
+pub struct Server {
+    listener: Listener,
+    local_addr: Address,
+    config: ServerConfig,
+    shared: Arc<Shared>,
+    wake_rx: UnixStream,
+}
+
+/// Stops a running server from any thread.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+/// A server running on a thread of its own, as tests use it.
+pub struct RunningServer {
+    pub addr: Address,
+    pub handle: ServerHandle,
+    thread: JoinHandle<Result<(), Error>>,
+}
+
+struct Shared {
+    stopping: AtomicBool,
+    wake_tx: UnixStream,
+    clients: Mutex<HashMap<u64, Stream>>,
+    slot_freed: Condvar,
+}
+
+impl Shared {
+    fn clients(&self) -> MutexGuard<'_, HashMap<u64, Stream>> {
+        // A worker that panicked while holding the lock leaves the table usable: it is only a
+        // list of sockets to shut down.
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Server {
+    /// Creates the socket, binds and listens. Errors here are the walkthrough's bind errors:
+    /// port in use, unknown host, reserved port.
+    pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+        config.validate()?;
+        let listener = Listener::bind(&config.endpoint, config.backlog)?;
+        let local_addr = listener.local_addr().map_err(|e| {
+            Error::io(
+                format!("cannot read the address bound for {}", config.endpoint),
+                e,
+            )
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
+        let (wake_tx, wake_rx) = UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the wake-up socket pair", e))?;
+        let shared = Arc::new(Shared {
+            stopping: AtomicBool::new(false),
+            wake_tx,
+            clients: Mutex::new(HashMap::new()),
+            slot_freed: Condvar::new(),
+        });
+        Ok(Server {
+            listener,
+            local_addr,
+            config,
+            shared,
+            wake_rx,
+        })
+    }
+
+    /// The address bound: with `--port 0`, the port the kernel chose.
+    pub fn local_addr(&self) -> &Address {
+        &self.local_addr
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Runs the server on a new thread.
+    pub fn spawn(self, log: EventLog) -> RunningServer {
+        let addr = self.local_addr.clone();
+        let handle = self.handle();
+        let thread = thread::spawn(move || self.run(log));
+        RunningServer {
+            addr,
+            handle,
+            thread,
+        }
+    }
+
+    /// Accepts and serves clients until [`ServerHandle::stop`] is called.
+    pub fn run(self, log: EventLog) -> Result<(), Error> {
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        let mut next_id: u64 = 0;
+        while self.wait_for_free_slot(&log) {
+            match wait_readable(self.listener.as_raw_fd(), self.wake_rx.as_raw_fd()) {
+                Ok(Ready::Listener) => {}
+                Ok(Ready::Wake) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("poll failed", e)),
+            }
+            let (stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    // EMFILE and friends: the connection stays queued, so retrying at once
+                    // would spin at full CPU. Back off and let a worker free a descriptor.
+                    log(Event::AcceptFailed {
+                        error: crate::error::describe(&e),
+                    });
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            workers.retain(|worker| !worker.is_finished());
+            let id = next_id;
+            next_id += 1;
+            match self.register(id, &stream) {
+                Ok(()) => {}
+                Err(e) => {
+                    log(Event::Disconnected {
+                        peer,
+                        reason: Some(crate::error::describe(&e)),
+                    });
+                    continue;
+                }
+            }
+            let shared = Arc::clone(&self.shared);
+            let config = self.config.clone();
+            let log = Arc::clone(&log);
+            workers.push(thread::spawn(move || {
+                serve_connection(stream, peer, &config, &log);
+                shared.clients().remove(&id);
+                shared.slot_freed.notify_one();
+            }));
+        }
+        // Stop: wake every worker blocked in recv or send, then wait for them to log and exit.
+        for stream in self.shared.clients().values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        for worker in workers {
+            let _ = worker.join();
+        }
+        Ok(())
+    }
+
+    /// Blocks while all client slots are taken. Returns false once the server is stopping.
+    fn wait_for_free_slot(&self, log: &EventLog) -> bool {
+        let mut clients = self.shared.clients();
+        let mut announced = false;
+        while clients.len() >= self.config.max_clients
+            && !self.shared.stopping.load(Ordering::SeqCst)
+        {
+            if !announced {
+                log(Event::Busy {
+                    max_clients: self.config.max_clients,
+                });
+                announced = true;
+            }
+            clients = self
+                .shared
+                .slot_freed
+                .wait(clients)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        !self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a second handle to the socket so a stop can shut it down under its worker.
+    fn register(&self, id: u64, stream: &Stream) -> io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(self.config.idle_timeout)?;
+        stream.set_write_timeout(self.config.idle_timeout)?;
+        self.shared.clients().insert(id, stream.try_clone()?);
+        Ok(())
+    }
+}
+
+impl ServerHandle {
+    /// Stops accepting, closes every connection and lets [`Server::run`] return.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = (&self.shared.wake_tx).write(&[1]);
+        // Taking the lock orders this notify after any wait_for_free_slot check.
+        drop(self.shared.clients());
+        self.shared.slot_freed.notify_all();
+    }
+
+    /// Calls [`ServerHandle::stop`] on the first SIGINT (Ctrl-C) or SIGTERM.
+    pub fn stop_on_signals(&self) -> Result<(), Error> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| Error::io("cannot install the Ctrl-C handler", e))?;
+        let handle = self.clone();
+        thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                handle.stop();
+            }
+        });
+        Ok(())
+    }
+}
+
+impl RunningServer {
+    /// Stops the server and waits until every connection is closed.
+    pub fn stop(self) -> Result<(), Error> {
+        self.handle.stop();
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Config("the server thread panicked".into())))
+    }
+}
+
+/// Step five for one client: `recv`, log, ack, until the peer closes.
+fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, log: &EventLog) {
+    log(Event::Connected { peer: peer.clone() });
+    let mut buffer = vec![0; config.recv_size];
+    let reason = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break None,
+            Ok(n) => {
+                log(Event::Message {
+                    peer: peer.clone(),
+                    data: buffer[..n].to_vec(),
+                });
+                if let Err(e) = stream.write_all(&config.ack) {
+                    break Some(crate::error::describe(&e));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let idle = config.idle_timeout.unwrap_or_default().as_secs();
+                break Some(format!("idle for {idle} s, closed by the server"));
+            }
+            Err(e) => break Some(crate::error::describe(&e)),
+        }
+    };
+    log(Event::Disconnected { peer, reason });
+}
+
+enum Ready {
+    Listener,
+    Wake,
+}
+
+/// Waits until a client is waiting to be accepted or a stop was requested: `poll(2)` on both.
+fn wait_readable(listener: RawFd, wake: RawFd) -> io::Result<Ready> {
+    let mut fds = [
+        libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a valid array of two pollfd structs that outlives the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if ready < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if fds[1].revents != 0 {
+        Ok(Ready::Wake)
+    } else {
+        Ok(Ready::Listener)
+    }
+}
