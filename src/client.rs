@@ -110,6 +110,14 @@ impl Client {
         })
     }
 
+    /// `TCP_NODELAY`: send each line at once, even while an earlier one is unacknowledged
+    /// (see [`crate::options`] for Nagle's algorithm and why it matters).
+    pub fn set_nodelay(&self, nodelay: bool) -> Result<(), Error> {
+        self.stream
+            .set_nodelay(nodelay)
+            .map_err(|e| Error::io(format!("cannot set TCP_NODELAY for {}", self.server), e))
+    }
+
     /// The send loop: each line of `input` is sent, each reply printed to `output` on a line
     /// of its own. `prompt`, when given, is written before each line is read (the binary
     /// passes stderr when stdin is a terminal).

@@ -16,7 +16,12 @@
 //! `socket2` crate, which exposes each step. It also sets `SO_REUSEADDR`, as Rust's std does on
 //! Unix (Python does not): a server can be restarted at once while old connections sit in
 //! `TIME_WAIT`, yet two live servers still cannot share a port (`tests/cli.rs`,
-//! `bind_reports_port_in_use`).
+//! `bind_reports_port_in_use`; `tests/kinds.rs`, `reuse_address_lets_a_server_rebind_over_time_wait`,
+//! shows the rebind failing without it, as in Python).
+//!
+//! A Unix socket path lives in `sun_path`, 108 bytes with the final NUL, so a path may be at
+//! most [`MAX_UNIX_PATH`] bytes; [`check_unix_path`] says so before the kernel would refuse
+//! (`tests/unix.rs`, `a_path_too_long_is_a_clear_error`).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -33,6 +38,22 @@ use crate::error::Error;
 /// How long `connect` waits for the server's answer before giving up. Python waits for the
 /// kernel's own limit (about two minutes on Linux); a learner would rather hear sooner.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest path a Unix socket can have on Linux: `sun_path` is 108 bytes, and the last one
+/// is the NUL that ends the string.
+pub const MAX_UNIX_PATH: usize = 107;
+
+/// Refuses a Unix socket path the kernel cannot hold, in words instead of `EINVAL`.
+pub fn check_unix_path(path: &Path) -> Result<(), Error> {
+    let len = path.as_os_str().len();
+    if len > MAX_UNIX_PATH {
+        return Err(Error::Config(format!(
+            "the Unix socket path {} is {len} bytes long, but Linux allows at most {MAX_UNIX_PATH} (sun_path is 108 bytes including the final NUL); choose a shorter path, such as one in /tmp",
+            path.display()
+        )));
+    }
+    Ok(())
+}
 
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +187,7 @@ impl Listener {
                 Ok(Listener::Tcp(socket.into()))
             }
             Endpoint::Unix(path) => {
+                check_unix_path(path)?;
                 let bind_error = |source| Error::Bind {
                     addr: path.display().to_string(),
                     source,
@@ -235,8 +257,10 @@ impl Drop for Listener {
 }
 
 /// A file left at `path` by a server that crashed blocks `bind` with "address in use". Remove
-/// it only if nobody answers on it: a live server's socket is never taken over.
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
+/// it only if nobody answers on it: a live server's socket is never taken over. The probe is a
+/// stream `connect`: a dead socket file refuses it, a live stream server accepts it, and a live
+/// datagram server answers "protocol wrong type" (`EPROTOTYPE`), which means someone is there.
+pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(metadata) = std::fs::symlink_metadata(path) else {
         return Ok(());
@@ -250,8 +274,29 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     match UnixStream::connect(path) {
         Ok(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+            Err(io::Error::from(io::ErrorKind::AddrInUse))
+        }
         Err(e) => Err(e),
     }
+}
+
+/// Tries each address in turn and returns the first connection made, or the last failure.
+/// `localhost` is often both `::1` and `127.0.0.1`, and a server may listen on only one of them.
+pub fn connect_first(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, Error> {
+    let mut last_error = Error::Config("there is no address to connect to".into());
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(source) => {
+                last_error = Error::Connect {
+                    addr: addr.to_string(),
+                    source,
+                }
+            }
+        }
+    }
+    Err(last_error)
 }
 
 /// A connected stream socket of either family.
@@ -266,28 +311,33 @@ impl Stream {
     /// several addresses (`localhost` is 127.0.0.1 and ::1) is tried address by address, the
     /// way Python's `socket.create_connection` does.
     pub fn connect(endpoint: &Endpoint) -> Result<Stream, Error> {
+        Stream::connect_timeout(endpoint, CONNECT_TIMEOUT)
+    }
+
+    /// [`Stream::connect`] with a timeout of the caller's choosing for each address tried
+    /// (Python's `create_connection(address, timeout)`). A Unix `connect` never waits: the
+    /// kernel knows at once whether a listener is there.
+    pub fn connect_timeout(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, Error> {
         match endpoint {
-            Endpoint::Tcp { .. } => {
-                let mut last_error = None;
-                for addr in endpoint.resolve()? {
-                    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                        Ok(stream) => return Ok(Stream::Tcp(stream)),
-                        Err(source) => {
-                            last_error = Some(Error::Connect {
-                                addr: addr.to_string(),
-                                source,
-                            })
-                        }
-                    }
-                }
-                Err(last_error.expect("resolve returns at least one address"))
+            Endpoint::Tcp { .. } => connect_first(&endpoint.resolve()?, timeout).map(Stream::Tcp),
+            Endpoint::Unix(path) => {
+                check_unix_path(path)?;
+                UnixStream::connect(path)
+                    .map(Stream::Unix)
+                    .map_err(|source| Error::Connect {
+                        addr: path.display().to_string(),
+                        source,
+                    })
             }
-            Endpoint::Unix(path) => UnixStream::connect(path)
-                .map(Stream::Unix)
-                .map_err(|source| Error::Connect {
-                    addr: path.display().to_string(),
-                    source,
-                }),
+        }
+    }
+
+    /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on; see [`crate::options`]. Unix stream
+    /// sockets have no Nagle: there is nothing to turn off.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_nodelay(nodelay),
+            Stream::Unix(_) => Ok(()),
         }
     }
 

@@ -30,6 +30,15 @@ pub enum Error {
     Config(String),
     /// Any other socket call that failed: `what` names the call.
     Io { what: String, source: io::Error },
+    /// A datagram client heard nothing back. UDP has no connection, so "nobody is there" only
+    /// shows up now: as an ICMP port-unreachable turned into "connection refused", or as silence.
+    NoReply { addr: String, detail: String },
+    /// One datagram cannot carry this many bytes (`EMSGSIZE`); `limit` says what the limit is.
+    DatagramTooLong {
+        addr: String,
+        len: usize,
+        limit: String,
+    },
 }
 
 impl Error {
@@ -42,9 +51,9 @@ impl Error {
                 _ => 3,
             },
             Error::Resolve { .. } => 5,
-            Error::Connect { .. } => 6,
+            Error::Connect { .. } | Error::NoReply { .. } => 6,
             Error::ConnectionLost { .. } => 7,
-            Error::Io { .. } => 1,
+            Error::Io { .. } | Error::DatagramTooLong { .. } => 1,
         }
     }
 
@@ -66,7 +75,12 @@ impl fmt::Display for Error {
             ),
             Error::Bind { addr, source } => {
                 write!(f, "cannot bind {addr}: {}", describe(source))?;
+                let is_unix_path = addr.parse::<std::net::SocketAddr>().is_err();
                 match source.kind() {
+                    io::ErrorKind::AddrInUse if is_unix_path => write!(
+                        f,
+                        " (a server is still listening on that path; stop it, or choose another path with --unix)"
+                    ),
                     io::ErrorKind::AddrInUse => write!(
                         f,
                         " (is another server still running? pick another port with --port, or --port 0 for any free one)"
@@ -102,6 +116,14 @@ impl fmt::Display for Error {
             ),
             Error::Config(message) => f.write_str(message),
             Error::Io { what, source } => write!(f, "{what}: {}", describe(source)),
+            Error::NoReply { addr, detail } => write!(
+                f,
+                "no reply from {addr}: {detail} (UDP has no connection, so nothing could fail earlier: is a datagram server running there? start one with `socket-lab server --udp`)"
+            ),
+            Error::DatagramTooLong { addr, len, limit } => write!(
+                f,
+                "cannot send a {len}-byte datagram to {addr}: message too long ({limit}; send less per datagram, or use TCP, whose byte stream has no such limit)"
+            ),
         }
     }
 }
@@ -113,7 +135,10 @@ impl std::error::Error for Error {
             | Error::Bind { source, .. }
             | Error::Connect { source, .. }
             | Error::Io { source, .. } => Some(source),
-            Error::ConnectionLost { .. } | Error::Config(_) => None,
+            Error::ConnectionLost { .. }
+            | Error::Config(_)
+            | Error::NoReply { .. }
+            | Error::DatagramTooLong { .. } => None,
         }
     }
 }
@@ -123,6 +148,10 @@ impl std::error::Error for Error {
 /// since that is what a learner would search for.
 pub fn describe(error: &io::Error) -> String {
     use io::ErrorKind::*;
+    // std has no ErrorKind for EMSGSIZE ("a datagram too big for one send").
+    if error.raw_os_error() == Some(libc::EMSGSIZE) {
+        return "message too long".to_string();
+    }
     let words = match error.kind() {
         AddrInUse => "address already in use",
         AddrNotAvailable => "address not available",

@@ -9,6 +9,7 @@
 //! - [`endpoint`]: addresses, and the TCP/Unix listener and stream every server shares.
 //! - [`server`]: the ack server, the walkthrough's `server.py`.
 //! - [`client`]: the interactive client, the walkthrough's `client.py`.
+//! - [`udp`]: the same server and client over datagrams (`SOCK_DGRAM`: UDP and Unix).
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
 //!
@@ -20,6 +21,7 @@ pub mod endpoint;
 pub mod error;
 pub mod escape;
 pub mod server;
+pub mod udp;
 
 pub use endpoint::{Address, Endpoint};
 pub use error::Error;

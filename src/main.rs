@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use socket_lab::client::Client;
-use socket_lab::server::{self, Event, Server, ServerConfig};
-use socket_lab::{Endpoint, Error};
+use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
+use socket_lab::udp::{self, DatagramClient, DatagramServer};
+use socket_lab::{Address, Endpoint, Error};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -51,6 +52,9 @@ struct Target {
     /// Use a Unix domain socket at this path instead of TCP.
     #[arg(long, conflicts_with_all = ["host", "port"])]
     unix: Option<PathBuf>,
+    /// Use datagrams (SOCK_DGRAM): UDP, or a Unix datagram socket with --unix.
+    #[arg(long)]
+    udp: bool,
 }
 
 impl Target {
@@ -81,6 +85,9 @@ struct ServerArgs {
     /// Disconnect a client silent for this many seconds (0: never).
     #[arg(long, default_value_t = server::IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
+    /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
+    #[arg(long, conflicts_with = "udp")]
+    pause_accept: bool,
 }
 
 #[derive(Args)]
@@ -90,6 +97,12 @@ struct ClientArgs {
     /// The ack the server sends, used to show each ack on its own line.
     #[arg(long, default_value = "server recv success")]
     ack: String,
+    /// Turn off Nagle's algorithm (TCP_NODELAY): each line leaves at once.
+    #[arg(long, conflicts_with = "udp")]
+    nodelay: bool,
+    /// With --udp: how long to wait for each ack, in milliseconds.
+    #[arg(long, default_value_t = udp::REPLY_TIMEOUT.as_millis() as u64)]
+    reply_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -117,16 +130,42 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
     };
+    if args.target.udp {
+        let server = DatagramServer::bind(config)?;
+        announce(server.local_addr(), &endpoint);
+        server.handle().stop_on_signals()?;
+        return server.run(Arc::new(print_event));
+    }
     let server = Server::bind(config)?;
-    // Scripts and tests read this line to learn the port chosen for --port 0.
-    eprintln!("listening on {}", server.local_addr());
+    announce(server.local_addr(), &endpoint);
+    if args.pause_accept {
+        pause_until_enter(server.handle());
+    }
+    server.handle().stop_on_signals()?;
+    server.run(Arc::new(print_event))
+}
+
+/// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
+fn announce(local_addr: &Address, endpoint: &Endpoint) {
+    eprintln!("listening on {local_addr}");
     if endpoint.is_all_interfaces() {
         eprintln!(
             "warning: listening on every interface: other machines can reach this server (use --host 127.0.0.1 to stay local)"
         );
     }
-    server.handle().stop_on_signals()?;
-    server.run(Arc::new(print_event))
+}
+
+/// `--pause-accept`: the socket listens, but `accept` waits for a line on stdin.
+fn pause_until_enter(handle: ServerHandle) {
+    handle.pause_accept();
+    eprintln!("accept paused: connections wait in the listen queue; press Enter to accept them");
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        // End of input counts too, so `< /dev/null` does not pause forever.
+        let _ = io::stdin().read_line(&mut line);
+        eprintln!("accepting");
+        handle.resume_accept();
+    });
 }
 
 fn print_event(event: Event) {
@@ -141,11 +180,18 @@ fn print_event(event: Event) {
 }
 
 fn run_client(args: ClientArgs) -> Result<(), Error> {
-    let client = Client::connect(&args.target.endpoint(), args.ack.as_bytes())?;
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let mut stderr = io::stderr();
     let prompt: Option<&mut dyn Write> = if interactive { Some(&mut stderr) } else { None };
+    if args.target.udp {
+        let reply_timeout = Duration::from_millis(args.reply_timeout_ms.max(1));
+        let client = DatagramClient::connect(&args.target.endpoint(), reply_timeout)?;
+        client.run_session(stdin.lock(), io::stdout(), prompt)?;
+        return Ok(());
+    }
+    let client = Client::connect(&args.target.endpoint(), args.ack.as_bytes())?;
+    client.set_nodelay(args.nodelay)?;
     client.run_session(stdin.lock(), io::stdout(), prompt)?;
     Ok(())
 }

@@ -25,6 +25,12 @@
 //!
 //! The accept loop waits with `poll(2)` on two descriptors, the listener and a wake-up socket,
 //! so a stop request never has to wait for the next client to arrive.
+//!
+//! [`ServerHandle::pause_accept`] keeps the socket listening but stops calling `accept`, so the
+//! listen queue can be watched filling up (`tests/kinds.rs`,
+//! `connections_beyond_the_backlog_wait_until_the_server_accepts`);
+//! [`ServerHandle::resume_accept`] lets the queued connections in. The datagram server in
+//! [`crate::udp`] shares this module's [`Event`], [`ServerHandle`] and [`RunningServer`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -85,7 +91,7 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.recv_size == 0 || self.recv_size > MAX_RECV_SIZE {
             return Err(Error::Config(format!(
                 "--recv-size must be between 1 and {MAX_RECV_SIZE} bytes, not {}",
@@ -135,12 +141,28 @@ pub enum Event {
     AcceptFailed {
         error: String,
     },
+    /// A datagram longer than `recv(n)` allowed: `data` is the first n bytes of
+    /// `datagram_len`, and the kernel threw the rest away (TCP would have kept it buffered).
+    Truncated {
+        peer: Address,
+        data: Vec<u8>,
+        datagram_len: usize,
+    },
+    /// The ack could not be sent back: a datagram from an unnamed Unix socket has no return
+    /// address, or the sender's socket is already gone.
+    ReplyFailed {
+        peer: Address,
+        reason: String,
+    },
 }
 
 impl Event {
     /// Problems go to stderr, the conversation to stdout.
     pub fn is_problem(&self) -> bool {
-        matches!(self, Event::Busy { .. } | Event::AcceptFailed { .. })
+        matches!(
+            self,
+            Event::Busy { .. } | Event::AcceptFailed { .. } | Event::ReplyFailed { .. }
+        )
     }
 }
 
@@ -163,6 +185,20 @@ impl fmt::Display for Event {
                 "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
             ),
             Event::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+            Event::Truncated {
+                peer,
+                data,
+                datagram_len,
+            } => write!(
+                f,
+                "[{peer}] send a message to server: {} (truncated: the datagram had {datagram_len} bytes, recv read {}, the other {} were discarded)",
+                escape(data),
+                data.len(),
+                datagram_len - data.len().min(*datagram_len)
+            ),
+            Event::ReplyFailed { peer, reason } => {
+                write!(f, "[{peer}] cannot send the ack: {reason}")
+            }
         }
     }
 }
@@ -194,6 +230,8 @@ pub struct RunningServer {
 
 struct Shared {
     stopping: AtomicBool,
+    /// Set by [`ServerHandle::pause_accept`]: the socket listens, but nobody calls `accept`.
+    accept_paused: AtomicBool,
     wake_tx: UnixStream,
     clients: Mutex<HashMap<u64, Stream>>,
     slot_freed: Condvar,
@@ -224,19 +262,12 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
-        let (wake_tx, wake_rx) = UnixStream::pair()
-            .map_err(|e| Error::io("cannot create the wake-up socket pair", e))?;
-        let shared = Arc::new(Shared {
-            stopping: AtomicBool::new(false),
-            wake_tx,
-            clients: Mutex::new(HashMap::new()),
-            slot_freed: Condvar::new(),
-        });
+        let (handle, wake_rx) = ServerHandle::with_wake_socket()?;
         Ok(Server {
             listener,
             local_addr,
             config,
-            shared,
+            shared: handle.shared,
             wake_rx,
         })
     }
@@ -327,14 +358,18 @@ impl Server {
         Ok(())
     }
 
-    /// Blocks while all client slots are taken. Returns false once the server is stopping.
+    /// Blocks while all client slots are taken or accepting is paused. Returns false once the
+    /// server is stopping.
     fn wait_for_free_slot(&self, log: &EventLog) -> bool {
         let mut clients = self.shared.clients();
         let mut announced = false;
-        while clients.len() >= self.config.max_clients
-            && !self.shared.stopping.load(Ordering::SeqCst)
-        {
-            if !announced {
+        let must_wait = |clients: &HashMap<u64, Stream>| {
+            (clients.len() >= self.config.max_clients
+                || self.shared.accept_paused.load(Ordering::SeqCst))
+                && !self.shared.stopping.load(Ordering::SeqCst)
+        };
+        while must_wait(&clients) {
+            if !announced && clients.len() >= self.config.max_clients {
                 log(Event::Busy {
                     max_clients: self.config.max_clients,
                 });
@@ -360,6 +395,36 @@ impl Server {
 }
 
 impl ServerHandle {
+    /// A new handle, and the socket its [`ServerHandle::stop`] writes a byte to: a server loop
+    /// polls that socket beside its own, so a stop wakes it at once.
+    pub(crate) fn with_wake_socket() -> Result<(ServerHandle, UnixStream), Error> {
+        let (wake_tx, wake_rx) = UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the wake-up socket pair", e))?;
+        let shared = Arc::new(Shared {
+            stopping: AtomicBool::new(false),
+            accept_paused: AtomicBool::new(false),
+            wake_tx,
+            clients: Mutex::new(HashMap::new()),
+            slot_freed: Condvar::new(),
+        });
+        Ok((ServerHandle { shared }, wake_rx))
+    }
+
+    /// Keeps listening but stops calling `accept`: new connections wait in the listen queue,
+    /// and once it holds more than `backlog` of them the kernel ignores new ones. Call it
+    /// before [`Server::spawn`]; on a running server it takes effect after the next accept.
+    pub fn pause_accept(&self) {
+        self.shared.accept_paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Starts accepting again: the queued connections are served, oldest first.
+    pub fn resume_accept(&self) {
+        self.shared.accept_paused.store(false, Ordering::SeqCst);
+        // Taking the lock orders this notify after any wait_for_free_slot check.
+        drop(self.shared.clients());
+        self.shared.slot_freed.notify_all();
+    }
+
     /// Stops accepting, closes every connection and lets [`Server::run`] return.
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
@@ -385,6 +450,18 @@ impl ServerHandle {
 }
 
 impl RunningServer {
+    pub(crate) fn new(
+        addr: Address,
+        handle: ServerHandle,
+        thread: JoinHandle<Result<(), Error>>,
+    ) -> RunningServer {
+        RunningServer {
+            addr,
+            handle,
+            thread,
+        }
+    }
+
     /// Stops the server and waits until every connection is closed.
     pub fn stop(self) -> Result<(), Error> {
         self.handle.stop();
@@ -426,13 +503,13 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, lo
     log(Event::Disconnected { peer, reason });
 }
 
-enum Ready {
+pub(crate) enum Ready {
     Listener,
     Wake,
 }
 
 /// Waits until a client is waiting to be accepted or a stop was requested: `poll(2)` on both.
-fn wait_readable(listener: RawFd, wake: RawFd) -> io::Result<Ready> {
+pub(crate) fn wait_readable(listener: RawFd, wake: RawFd) -> io::Result<Ready> {
     let mut fds = [
         libc::pollfd {
             fd: listener,

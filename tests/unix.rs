@@ -1,0 +1,325 @@
+//! Unix domain sockets (`AF_UNIX`, claim 1): stream and datagram, their socket files, and the
+//! peer that has no address at all. Every socket lives in a fresh `tempfile` directory.
+
+mod kinds_common;
+
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use kinds_common::{BINARY, STEP_TIMEOUT, ServerProcess, channel_log, next_event};
+use predicates::prelude::*;
+use socket_lab::endpoint::MAX_UNIX_PATH;
+use socket_lab::server::{ACK, Event, Server, ServerConfig};
+use socket_lab::udp::{DatagramClient, DatagramServer};
+use socket_lab::{Address, Endpoint, Error};
+use tempfile::TempDir;
+
+fn socket_dir() -> TempDir {
+    tempfile::tempdir().expect("a temp directory")
+}
+
+fn config_at(path: &Path) -> ServerConfig {
+    ServerConfig {
+        endpoint: Endpoint::Unix(path.to_path_buf()),
+        ..ServerConfig::default()
+    }
+}
+
+/// A socket file nobody listens on, as a crashed server leaves it: std's `UnixListener` does
+/// not remove its file when dropped.
+fn leave_stale_socket(path: &Path) {
+    drop(UnixListener::bind(path).expect("bind a listener to leave its file behind"));
+    assert!(path.exists(), "the stale file is there");
+}
+
+#[test]
+fn unix_datagram_client_and_server_exchange_acks() {
+    let dir = socket_dir();
+    let path = dir.path().join("server.sock");
+    let (log, events) = channel_log();
+    let server = DatagramServer::bind(config_at(&path))
+        .expect("bind")
+        .spawn(log);
+
+    let client = DatagramClient::connect(&Endpoint::Unix(path.clone()), STEP_TIMEOUT)
+        .expect("connect to the datagram server");
+    assert_eq!(client.request(b"hi").expect("ack"), ACK);
+
+    // The client bound a path of its own, so the server can answer it, and the log shows it.
+    let client_addr = client.local_addr().expect("client address");
+    let Address::Unix(Some(client_path)) = &client_addr else {
+        panic!("the client should have a path, not {client_addr:?}");
+    };
+    let event = next_event(&events);
+    assert_eq!(
+        event,
+        Event::Message {
+            peer: client_addr.clone(),
+            data: b"hi".to_vec()
+        }
+    );
+    assert_eq!(
+        event.to_string(),
+        format!("[{}] send a message to server: hi", client_path.display())
+    );
+
+    // The client's file goes when the client does; the server's when the server stops.
+    let client_path = client_path.clone();
+    drop(client);
+    assert!(!client_path.exists(), "the client removed its socket file");
+    server.stop().expect("stop");
+    assert!(!path.exists(), "the server removed its socket file");
+}
+
+#[test]
+fn an_unnamed_sender_is_logged_but_cannot_be_answered() {
+    let dir = socket_dir();
+    let path = dir.path().join("server.sock");
+    let (log, events) = channel_log();
+    let server = DatagramServer::bind(config_at(&path))
+        .expect("bind")
+        .spawn(log);
+
+    // A socket that never called bind has no address: recvfrom returns none to answer.
+    let unnamed = UnixDatagram::unbound().expect("an unbound datagram socket");
+    unnamed.send_to(b"hi", &path).expect("send");
+
+    let message = next_event(&events);
+    assert_eq!(
+        message.to_string(),
+        "[unnamed] send a message to server: hi"
+    );
+    assert_eq!(
+        next_event(&events).to_string(),
+        "[unnamed] cannot send the ack: the sender is unnamed (it never bound a path), so there is no address to answer"
+    );
+    server.stop().expect("stop");
+}
+
+#[test]
+fn a_unix_datagram_is_truncated_and_the_rest_discarded() {
+    let dir = socket_dir();
+    let path = dir.path().join("server.sock");
+    let (log, events) = channel_log();
+    let config = ServerConfig {
+        recv_size: 4,
+        ..config_at(&path)
+    };
+    let server = DatagramServer::bind(config).expect("bind").spawn(log);
+    let client = DatagramClient::connect(&Endpoint::Unix(path), STEP_TIMEOUT).expect("connect");
+
+    // MSG_TRUNC reports the real length for Unix datagrams too (Linux 3.4 and later).
+    assert_eq!(client.request(b"abcdefgh").expect("ack"), ACK);
+    match next_event(&events) {
+        Event::Truncated {
+            data, datagram_len, ..
+        } => assert_eq!((data.as_slice(), datagram_len), (&b"abcd"[..], 8)),
+        other => panic!("expected a truncation, got {other:?}"),
+    }
+    server.stop().expect("stop");
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced_by_either_kind_of_server() {
+    let dir = socket_dir();
+    let path = dir.path().join("server.sock");
+
+    leave_stale_socket(&path);
+    let stream_server = Server::bind(config_at(&path)).expect("a stale file is replaced");
+    drop(stream_server);
+
+    leave_stale_socket(&path);
+    let datagram_server = DatagramServer::bind(config_at(&path)).expect("here too");
+    drop(datagram_server);
+    assert!(!path.exists(), "each server removed the file it made");
+}
+
+#[test]
+fn a_live_server_is_never_replaced() {
+    let dir = socket_dir();
+    let path = dir.path().join("server.sock");
+    let in_use_message = format!(
+        "cannot bind {}: address already in use (a server is still listening on that path; stop it, or choose another path with --unix)",
+        path.display()
+    );
+
+    // A stream server is there: neither kind may take its path.
+    let stream_server = Server::bind(config_at(&path)).expect("bind");
+    for attempt in [
+        Server::bind(config_at(&path)).err(),
+        DatagramServer::bind(config_at(&path)).err(),
+    ] {
+        let error = attempt.expect("the path is in use");
+        assert_eq!(error.to_string(), in_use_message);
+        assert_eq!(error.exit_code(), 3);
+    }
+    drop(stream_server);
+
+    // A datagram server is there: a stream probe gets "protocol wrong type", which still
+    // means somebody is home.
+    let datagram_server = DatagramServer::bind(config_at(&path)).expect("bind");
+    for attempt in [
+        Server::bind(config_at(&path)).err(),
+        DatagramServer::bind(config_at(&path)).err(),
+    ] {
+        assert_eq!(
+            attempt.expect("the path is in use").to_string(),
+            in_use_message
+        );
+    }
+    drop(datagram_server);
+}
+
+#[test]
+fn a_file_that_is_not_a_socket_is_left_alone() {
+    let dir = socket_dir();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, b"precious").expect("write a file");
+    let error = Server::bind(config_at(&path))
+        .err()
+        .expect("a regular file is in the way");
+    assert!(
+        error
+            .to_string()
+            .contains("a file that is not a socket is in the way; choose another path"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&path).expect("still there"), b"precious");
+}
+
+#[test]
+fn a_path_too_long_is_a_clear_error() {
+    let dir = socket_dir();
+    let long_path: PathBuf = dir.path().join("x".repeat(MAX_UNIX_PATH));
+    let expected_start = format!(
+        "the Unix socket path {} is {} bytes long, but Linux allows at most 107",
+        long_path.display(),
+        long_path.as_os_str().len()
+    );
+    let errors: Vec<Error> = vec![
+        Server::bind(config_at(&long_path)).err().expect("stream"),
+        DatagramServer::bind(config_at(&long_path))
+            .err()
+            .expect("datagram"),
+        socket_lab::endpoint::Stream::connect(&Endpoint::Unix(long_path.clone()))
+            .expect_err("stream client"),
+        DatagramClient::connect(&Endpoint::Unix(long_path.clone()), STEP_TIMEOUT)
+            .expect_err("datagram client"),
+    ];
+    for error in errors {
+        assert!(error.to_string().starts_with(&expected_start), "{error}");
+        assert_eq!(error.exit_code(), 2);
+    }
+}
+
+// The binary.
+
+#[test]
+fn cli_unix_datagram_client_and_server_talk() {
+    let dir = socket_dir();
+    let path = dir.path().join("s.sock");
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    let server = ServerProcess::start(&["--unix", path_arg, "--udp"]);
+    assert_eq!(server.addr, path_arg);
+
+    Command::new(BINARY)
+        .args(["client", "--unix", path_arg, "--udp"])
+        .write_stdin("hi\nq\n")
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .success()
+        .stdout("server recv success\n");
+
+    let log = server.stop();
+    assert!(
+        log.starts_with("[/") && log.ends_with(".sock] send a message to server: hi\n"),
+        "the log names the client's own socket path: {log:?}"
+    );
+}
+
+#[test]
+fn cli_unix_stream_client_is_unnamed() {
+    let dir = socket_dir();
+    let path = dir.path().join("s.sock");
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    let server = ServerProcess::start(&["--unix", path_arg]);
+
+    Command::new(BINARY)
+        .args(["client", "--unix", path_arg])
+        .write_stdin("hi\n")
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .success()
+        .stdout("server recv success\n");
+
+    // A stream client connects without binding, so accept returns no address for it. The
+    // client exits only after the server closed its side, which the server does after logging
+    // the disconnect: the log is complete.
+    let (status, log) = server.terminate();
+    assert!(status.success(), "Ctrl-C ends the server cleanly: {status}");
+    assert_eq!(
+        log,
+        "[unnamed] connected\n[unnamed] send a message to server: hi\n[unnamed] disconnected\n"
+    );
+    assert!(
+        !path.exists(),
+        "the server removed its socket file on SIGTERM"
+    );
+}
+
+#[test]
+fn cli_unix_server_refuses_a_path_in_use() {
+    let dir = socket_dir();
+    let path = dir.path().join("s.sock");
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    let _server = ServerProcess::start(&["--unix", path_arg, "--udp"]);
+
+    for kind in [
+        &["--unix", path_arg][..],
+        &["--unix", path_arg, "--udp"][..],
+    ] {
+        Command::new(BINARY)
+            .arg("server")
+            .args(kind)
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(3)
+            .stderr(format!(
+                "error: cannot bind {path_arg}: address already in use (a server is still listening on that path; stop it, or choose another path with --unix)\n"
+            ));
+    }
+}
+
+#[test]
+fn cli_unix_path_too_long_exits_2() {
+    let dir = socket_dir();
+    let long_path = dir.path().join("x".repeat(MAX_UNIX_PATH));
+    let path_arg = long_path.to_str().expect("a UTF-8 temp path");
+    for role in ["server", "client"] {
+        Command::new(BINARY)
+            .args([role, "--unix", path_arg, "--udp"])
+            .write_stdin("hi\n")
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("but Linux allows at most 107"));
+    }
+}
+
+#[test]
+fn cli_unix_datagram_client_without_a_server_exits_6() {
+    let dir = socket_dir();
+    let path = dir.path().join("nobody.sock");
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    // Unlike UDP, a Unix datagram connect checks that the path is bound, so this fails early.
+    Command::new(BINARY)
+        .args(["client", "--unix", path_arg, "--udp"])
+        .write_stdin("hi\n")
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .code(6)
+        .stderr(format!(
+            "error: cannot connect to {path_arg}: no such file or directory (is the server running? start it with `socket-lab server` in another terminal)\n"
+        ));
+}
