@@ -10,16 +10,22 @@
 //! - [`server`]: the ack server, the walkthrough's `server.py`.
 //! - [`client`]: the interactive client, the walkthrough's `client.py`.
 //! - [`udp`]: the same server and client over datagrams (`SOCK_DGRAM`: UDP and Unix).
+//! - [`backlog`]: `listen(backlog)` watched from the client side: connects that wait.
+//! - [`send`]: `send` returns a count; `send_all` loops until every byte is out.
+//! - [`options`]: socket options worth knowing: `SO_REUSEADDR`, `TCP_NODELAY`, buffer sizes.
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; tests use
 //! this library directly and the binary through `assert_cmd`.
 
+pub mod backlog;
 pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod escape;
+pub mod options;
+pub mod send;
 pub mod server;
 pub mod udp;
 

@@ -1,0 +1,105 @@
+//! `listen(backlog)`, seen from the client: connections that wait, and how long.
+//!
+//! The walkthrough says the backlog is "the most clients allowed to connect" and that "when
+//! the queue is full, requests are refused" (claims 5 and 6). On Linux neither is quite so:
+//!
+//! - The backlog bounds the queue of connections the kernel has *completed* but the program
+//!   has not yet `accept`ed. Accepted clients do not count: a server with backlog 1 can serve
+//!   thousands, one accept at a time.
+//! - Linux lets the queue hold `backlog + 1` connections.
+//! - When it is full, the SYN of a new connection is *dropped*, not refused: the client hears
+//!   nothing, retransmits its SYN (after 1 s, then 2 s, 4 s, ...) and its `connect` waits. It
+//!   completes on a retransmission after the server accepts, or times out; "connection
+//!   refused" only ever means nobody listens on that port at all.
+//!
+//! To watch this without timing guesses, [`PendingConnect`] starts a non-blocking `connect`
+//! and asks, with a bounded wait, whether the handshake has finished. With a server paused by
+//! [`crate::server::ServerHandle::pause_accept`], `tests/kinds.rs`,
+//! `connections_beyond_the_backlog_wait_until_the_server_accepts`, fills the queue, sees the
+//! next connect not complete within 300 ms, resumes accepting, and sees that same connect
+//! complete.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::error::Error;
+
+/// Where a non-blocking `connect` has got to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The three-way handshake finished: the connection sits in the server's queue or has
+    /// been accepted.
+    Connected,
+    /// No answer yet: the SYN was dropped or is still on its way.
+    Pending,
+}
+
+/// A `connect` that has been started and not yet waited for.
+#[derive(Debug)]
+pub struct PendingConnect {
+    socket: Socket,
+    addr: SocketAddr,
+}
+
+impl PendingConnect {
+    /// Sends the SYN and returns at once: a non-blocking `connect` says `EINPROGRESS`, and the
+    /// kernel carries on with the handshake (and its retransmissions) in the background.
+    pub fn start(addr: SocketAddr) -> Result<PendingConnect, Error> {
+        let connect_error = |source| Error::Connect {
+            addr: addr.to_string(),
+            source,
+        };
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(connect_error)?;
+        socket.set_nonblocking(true).map_err(connect_error)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(connect_error(e)),
+        }
+        Ok(PendingConnect { socket, addr })
+    }
+
+    /// Waits at most `timeout` for the handshake to finish. A refused or failed connect is an
+    /// error; silence is [`Progress::Pending`].
+    pub fn wait(&self, timeout: Duration) -> Result<Progress, Error> {
+        let connect_error = |source| Error::Connect {
+            addr: self.addr.to_string(),
+            source,
+        };
+        // A connecting socket becomes writable when the handshake ends, either way.
+        let mut pollfd = libc::pollfd {
+            fd: self.socket.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `pollfd` is a valid pollfd that outlives the call; we pass a count of one.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, millis) };
+        if ready < 0 {
+            return Err(connect_error(std::io::Error::last_os_error()));
+        }
+        if ready == 0 {
+            return Ok(Progress::Pending);
+        }
+        // SO_ERROR holds the outcome: none means connected.
+        match self.socket.take_error().map_err(connect_error)? {
+            None => Ok(Progress::Connected),
+            Some(error) => Err(connect_error(error)),
+        }
+    }
+
+    /// The connected socket, blocking again, once [`PendingConnect::wait`] said so.
+    pub fn into_stream(self) -> Result<TcpStream, Error> {
+        self.socket.set_nonblocking(false).map_err(|e| {
+            Error::io(
+                format!("cannot make the socket to {} blocking", self.addr),
+                e,
+            )
+        })?;
+        Ok(self.socket.into())
+    }
+}
