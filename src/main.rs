@@ -77,13 +77,13 @@ struct ServerArgs {
     #[arg(long, default_value = "server recv success")]
     ack: String,
     /// The backlog in listen(backlog): connections the kernel queues before accept takes them.
-    #[arg(long, default_value_t = server::BACKLOG)]
+    #[arg(long, default_value_t = server::BACKLOG, conflicts_with = "udp")]
     backlog: i32,
     /// How many clients are served at once; more wait in the listen queue.
-    #[arg(long, default_value_t = server::MAX_CLIENTS)]
+    #[arg(long, default_value_t = server::MAX_CLIENTS, conflicts_with = "udp")]
     max_clients: usize,
     /// Disconnect a client silent for this many seconds (0: never).
-    #[arg(long, default_value_t = server::IDLE_TIMEOUT.as_secs())]
+    #[arg(long, default_value_t = server::IDLE_TIMEOUT.as_secs(), conflicts_with = "udp")]
     idle_timeout: u64,
     /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
     #[arg(long, conflicts_with = "udp")]
@@ -101,7 +101,7 @@ struct ClientArgs {
     #[arg(long, conflicts_with = "udp")]
     nodelay: bool,
     /// With --udp: how long to wait for each ack, in milliseconds.
-    #[arg(long, default_value_t = udp::REPLY_TIMEOUT.as_millis() as u64)]
+    #[arg(long, default_value_t = udp::REPLY_TIMEOUT.as_millis() as u64, requires = "udp")]
     reply_timeout_ms: u64,
 }
 

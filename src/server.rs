@@ -194,7 +194,7 @@ impl fmt::Display for Event {
                 "[{peer}] send a message to server: {} (truncated: the datagram had {datagram_len} bytes, recv read {}, the other {} were discarded)",
                 escape(data),
                 data.len(),
-                datagram_len - data.len().min(*datagram_len)
+                datagram_len.saturating_sub(data.len())
             ),
             Event::ReplyFailed { peer, reason } => {
                 write!(f, "[{peer}] cannot send the ack: {reason}")

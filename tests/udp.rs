@@ -312,3 +312,21 @@ fn cli_udp_server_reports_port_in_use() {
             "error: cannot bind 127.0.0.1:{port}: address already in use"
         )));
 }
+
+#[test]
+fn cli_udp_rejects_settings_that_only_streams_have() {
+    // There is no listen queue, no connection to count and none to time out.
+    for setting in [
+        &["server", "--udp", "--backlog", "5"][..],
+        &["server", "--udp", "--max-clients", "5"][..],
+        &["server", "--udp", "--pause-accept"][..],
+        &["client", "--udp", "--nodelay"][..],
+    ] {
+        Command::new(BINARY)
+            .args(setting)
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("cannot be used with"));
+    }
+}

@@ -323,3 +323,19 @@ fn cli_unix_datagram_client_without_a_server_exits_6() {
             "error: cannot connect to {path_arg}: no such file or directory (is the server running? start it with `socket-lab server` in another terminal)\n"
         ));
 }
+
+#[test]
+fn cli_unix_datagram_server_removes_its_socket_on_sigterm() {
+    let dir = socket_dir();
+    let path = dir.path().join("s.sock");
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    let server = ServerProcess::start(&["--unix", path_arg, "--udp"]);
+    assert!(path.exists(), "bind created the socket file");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "Ctrl-C ends the server cleanly: {status}");
+    assert_eq!(
+        log, "",
+        "no datagram, no log: there is no connect or disconnect"
+    );
+    assert!(!path.exists(), "the server removed its socket file");
+}
