@@ -46,7 +46,7 @@ struct Target {
     /// Host name or address (127.0.0.1, ::1, localhost).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// TCP port; the server takes 0 to mean "any free port".
+    /// TCP port (UDP with --udp); the server takes 0 to mean "any free port".
     #[arg(long, default_value_t = server::DEFAULT_PORT)]
     port: u16,
     /// Use a Unix domain socket at this path instead of TCP.
@@ -101,7 +101,12 @@ struct ClientArgs {
     #[arg(long, conflicts_with = "udp")]
     nodelay: bool,
     /// With --udp: how long to wait for each ack, in milliseconds.
-    #[arg(long, default_value_t = udp::REPLY_TIMEOUT.as_millis() as u64, requires = "udp")]
+    #[arg(
+        long,
+        default_value_t = udp::REPLY_TIMEOUT.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        requires = "udp"
+    )]
     reply_timeout_ms: u64,
 }
 
@@ -132,20 +137,22 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
     };
     if args.target.udp {
         let server = DatagramServer::bind(config)?;
-        announce(server.local_addr(), &endpoint);
         server.handle().stop_on_signals()?;
+        announce(server.local_addr(), &endpoint);
         return server.run(Arc::new(print_event));
     }
     let server = Server::bind(config)?;
+    server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
     if args.pause_accept {
         pause_until_enter(server.handle());
     }
-    server.handle().stop_on_signals()?;
     server.run(Arc::new(print_event))
 }
 
 /// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
+/// It comes after the Ctrl-C handler is installed, so whoever waits for it can stop the server
+/// cleanly at once.
 fn announce(local_addr: &Address, endpoint: &Endpoint) {
     eprintln!("listening on {local_addr}");
     if endpoint.is_all_interfaces() {
@@ -185,7 +192,7 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     let mut stderr = io::stderr();
     let prompt: Option<&mut dyn Write> = if interactive { Some(&mut stderr) } else { None };
     if args.target.udp {
-        let reply_timeout = Duration::from_millis(args.reply_timeout_ms.max(1));
+        let reply_timeout = Duration::from_millis(args.reply_timeout_ms);
         let client = DatagramClient::connect(&args.target.endpoint(), reply_timeout)?;
         client.run_session(stdin.lock(), io::stdout(), prompt)?;
         return Ok(());

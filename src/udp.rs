@@ -248,7 +248,22 @@ impl DatagramServer {
                 {
                     continue;
                 }
-                Err(e) => return Err(Error::io("recvfrom failed", e)),
+                // An ICMP error about an earlier ack (the client went away) may surface here on
+                // some systems. It concerns that client only; the server carries on.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("recvfrom on {} failed", self.local_addr),
+                        e,
+                    ));
+                }
             };
             let peer = address_of(&received.from);
             let data = buffer[..received.len].to_vec();
@@ -328,7 +343,10 @@ impl DatagramClient {
                 let socket = bind_client_path()?;
                 socket
                     .socket
-                    .connect(&SockAddr::unix(path).map_err(|e| io_error("bad path", e))?)
+                    .connect(
+                        &SockAddr::unix(path)
+                            .map_err(|e| io_error("cannot make a Unix socket address", e))?,
+                    )
                     .map_err(|source| Error::Connect {
                         addr: path.display().to_string(),
                         source,
