@@ -170,6 +170,18 @@ impl fmt::Display for Event {
 /// Where events go: printed by the binary, collected by tests.
 pub type EventLog = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// An [`EventLog`] that sends every event down a channel, for tests and scenarios that wait
+/// on what the server says.
+pub fn channel_log() -> (EventLog, std::sync::mpsc::Receiver<Event>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let log: EventLog = Arc::new(move |event| {
+        // The receiver may be gone when a test has finished looking; that is not an error.
+        let _ = tx.lock().map(|tx| tx.send(event));
+    });
+    (log, rx)
+}
+
 /// A bound, listening server that has not started accepting yet.
 pub struct Server {
     listener: Listener,
@@ -417,8 +429,8 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, lo
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                let idle = config.idle_timeout.unwrap_or_default().as_secs();
-                break Some(format!("idle for {idle} s, closed by the server"));
+                let idle = config.idle_timeout.unwrap_or_default();
+                break Some(format!("idle for {idle:?}, closed by the server"));
             }
             Err(e) => break Some(crate::error::describe(&e)),
         }
