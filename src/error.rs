@@ -28,6 +28,8 @@ pub enum Error {
     ConnectionLost { addr: String, detail: String },
     /// A setting that cannot work, caught before any socket is made.
     Config(String),
+    /// A scenario file that does not parse, or a step that did not go as the file says.
+    Scenario(String),
     /// Any other socket call that failed: `what` names the call.
     Io { what: String, source: io::Error },
 }
@@ -44,11 +46,12 @@ impl Error {
             Error::Resolve { .. } => 5,
             Error::Connect { .. } => 6,
             Error::ConnectionLost { .. } => 7,
+            Error::Scenario(_) => 8,
             Error::Io { .. } => 1,
         }
     }
 
-    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Error {
+    pub fn io(what: impl Into<String>, source: io::Error) -> Error {
         Error::Io {
             what: what.into(),
             source,
@@ -100,7 +103,7 @@ impl fmt::Display for Error {
                 f,
                 "connection to {addr} lost: {detail} (the server stopped or closed this connection; start it again and reconnect)"
             ),
-            Error::Config(message) => f.write_str(message),
+            Error::Config(message) | Error::Scenario(message) => f.write_str(message),
             Error::Io { what, source } => write!(f, "{what}: {}", describe(source)),
         }
     }
@@ -113,7 +116,7 @@ impl std::error::Error for Error {
             | Error::Bind { source, .. }
             | Error::Connect { source, .. }
             | Error::Io { source, .. } => Some(source),
-            Error::ConnectionLost { .. } | Error::Config(_) => None,
+            Error::ConnectionLost { .. } | Error::Config(_) | Error::Scenario(_) => None,
         }
     }
 }

@@ -69,6 +69,10 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// `None` waits forever, as Python does.
     pub idle_timeout: Option<Duration>,
+    /// `SO_REUSEADDR` on the listening socket: on by default, as in Rust's std.
+    pub reuse_address: bool,
+    /// `SO_RCVLOWAT` on each connection: recv waits for at least this many bytes.
+    pub recv_lowat: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,8 @@ impl Default for ServerConfig {
             backlog: BACKLOG,
             max_clients: MAX_CLIENTS,
             idle_timeout: Some(IDLE_TIMEOUT),
+            reuse_address: true,
+            recv_lowat: None,
         }
     }
 }
@@ -226,7 +232,7 @@ impl Server {
     /// port in use, unknown host, reserved port.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
         config.validate()?;
-        let listener = Listener::bind(&config.endpoint, config.backlog)?;
+        let listener = Listener::bind(&config.endpoint, config.backlog, config.reuse_address)?;
         let local_addr = listener.local_addr().map_err(|e| {
             Error::io(
                 format!("cannot read the address bound for {}", config.endpoint),
@@ -366,6 +372,9 @@ impl Server {
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(self.config.idle_timeout)?;
         stream.set_write_timeout(self.config.idle_timeout)?;
+        if let Some(bytes) = self.config.recv_lowat {
+            stream.set_recv_lowat(bytes)?;
+        }
         self.shared.clients().insert(id, stream.try_clone()?);
         Ok(())
     }
