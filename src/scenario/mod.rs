@@ -50,7 +50,6 @@ pub fn render(entry: &run::Entry, colour: bool) -> String {
     use run::EntryKind;
     let text = match entry.kind {
         EntryKind::Title => format!("━━ {} ━━", entry.text),
-        EntryKind::Narration if entry.text.is_empty() => String::new(),
         EntryKind::Narration => format!("│ {}", entry.text),
         _ => entry.text.clone(),
     };

@@ -828,17 +828,18 @@ fn hex(bytes: &[u8]) -> String {
     format!("{}{more}", shown.join(" "))
 }
 
-/// Bytes for a diagram: a quoted literal, shortened in the middle when long.
+/// Bytes for a diagram: a quoted literal, written as `"unit" * n` when it is one short piece
+/// repeated, and cut short when long.
 fn show_bytes(bytes: &[u8]) -> String {
     const SHOWN: usize = 40;
-    if bytes.len() <= SHOWN {
-        return format!("\"{}\"", quote(bytes));
+    if bytes.len() > SHOWN {
+        let repeats = |unit: usize| bytes.chunks(unit).all(|chunk| chunk == &bytes[..unit]);
+        if let Some(unit) = (1..=SHOWN).find(|&unit| bytes.len().is_multiple_of(unit) && repeats(unit)) {
+            return format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit);
+        }
+        return format!("\"{}\"…", quote(&bytes[..SHOWN]));
     }
-    format!(
-        "\"{}\"…\"{}\"",
-        quote(&bytes[..SHOWN / 2]),
-        quote(&bytes[bytes.len() - SHOWN / 4..])
-    )
+    format!("\"{}\"", quote(bytes))
 }
 
 /// Matches `text` against `pattern`, where `[..]` stands for any text (possibly none).
