@@ -60,9 +60,14 @@ impl AckSplitter {
             } else if self.ack.starts_with(&self.pending) {
                 return replies;
             } else {
-                // Not our ack: pass it on as it came, up to where an ack might begin again.
-                let end =
-                    find(&self.pending[1..], &self.ack[..1]).map_or(self.pending.len(), |i| i + 1);
+                // Not our ack: pass it on as it came, up to where an ack (or the start of one,
+                // at the very end) begins.
+                let end = (1..self.pending.len())
+                    .find(|&i| {
+                        let rest = &self.pending[i..];
+                        rest.starts_with(&self.ack) || self.ack.starts_with(rest)
+                    })
+                    .unwrap_or(self.pending.len());
                 replies.push(self.pending.drain(..end).collect());
             }
         }
@@ -77,12 +82,6 @@ impl AckSplitter {
 fn strip_line_ending(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// How a session went, for the caller to report.
@@ -244,4 +243,36 @@ fn print_replies(
     };
     let _ = replied.send(Err(outcome.clone()));
     Err(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckSplitter;
+
+    #[test]
+    fn acks_split_anywhere_come_out_whole_and_one_each() {
+        let mut splitter = AckSplitter::new(b"ok!");
+        assert_eq!(splitter.push(b"o"), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            splitter.push(b"k!ok!o"),
+            vec![b"ok!".to_vec(), b"ok!".to_vec()]
+        );
+        assert_eq!(splitter.push(b"k!"), vec![b"ok!".to_vec()]);
+        assert_eq!(splitter.finish(), None);
+    }
+
+    #[test]
+    fn replies_that_are_not_the_ack_are_passed_on_as_they_came() {
+        let mut splitter = AckSplitter::new(b"ok!");
+        assert_eq!(
+            splitter.push(b"hello ok!"),
+            vec![b"hello ".to_vec(), b"ok!".to_vec()]
+        );
+        assert_eq!(splitter.push(b"ok"), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            splitter.finish(),
+            Some(b"ok".to_vec()),
+            "a partial ack at the end is shown"
+        );
+    }
 }

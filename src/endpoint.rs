@@ -26,7 +26,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -121,7 +121,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A socket's address as `accept`, `getsockname` or `getpeername` report it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
     Tcp(SocketAddr),
     /// `None` for an unnamed Unix socket: a client that never bound a path has no address.
@@ -170,7 +170,8 @@ pub enum Listener {
 
 impl Listener {
     /// The walkthrough's steps one to three: `socket`, `bind`, `listen(backlog)`.
-    pub fn bind(endpoint: &Endpoint, backlog: i32) -> Result<Listener, Error> {
+    /// `reuse_address` sets `SO_REUSEADDR` on TCP sockets, as Rust's std always does.
+    pub fn bind(endpoint: &Endpoint, backlog: i32, reuse_address: bool) -> Result<Listener, Error> {
         match endpoint {
             Endpoint::Tcp { .. } => {
                 // Like Python's bind, use the first address the name resolves to.
@@ -181,7 +182,9 @@ impl Listener {
                 };
                 let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
                     .map_err(bind_error)?;
-                socket.set_reuse_address(true).map_err(bind_error)?;
+                socket
+                    .set_reuse_address(reuse_address)
+                    .map_err(bind_error)?;
                 socket.bind(&addr.into()).map_err(bind_error)?;
                 socket.listen(backlog).map_err(bind_error)?;
                 Ok(Listener::Tcp(socket.into()))
@@ -391,6 +394,29 @@ impl Stream {
             Stream::Unix(stream) => stream.set_nonblocking(nonblocking),
         }
     }
+
+    /// `SO_RCVLOWAT`: a blocking `recv` waits until at least `bytes` bytes are queued (or the
+    /// stream ends). Lesson 05 uses it to make "two sends, one recv" happen every time.
+    pub fn set_recv_lowat(&self, bytes: usize) -> io::Result<()> {
+        let value = libc::c_int::try_from(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "SO_RCVLOWAT is too large"))?;
+        // SAFETY: the fd is open for the life of `self`, and `value` is a c_int that outlives
+        // the call, whose size is passed alongside it.
+        let result = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
 
 impl Read for Stream {
@@ -412,6 +438,15 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(stream) => stream.as_fd(),
+            Stream::Unix(stream) => stream.as_fd(),
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Error {
     ConnectionLost { addr: String, detail: String },
     /// A setting that cannot work, caught before any socket is made.
     Config(String),
+    /// A scenario file that does not parse, or a step that did not go as the file says.
+    Scenario(String),
     /// Any other socket call that failed: `what` names the call.
     Io { what: String, source: io::Error },
     /// A datagram client heard nothing back. UDP has no connection, so "nobody is there" only
@@ -53,11 +55,12 @@ impl Error {
             Error::Resolve { .. } => 5,
             Error::Connect { .. } | Error::NoReply { .. } => 6,
             Error::ConnectionLost { .. } => 7,
+            Error::Scenario(_) => 8,
             Error::Io { .. } | Error::DatagramTooLong { .. } => 1,
         }
     }
 
-    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Error {
+    pub fn io(what: impl Into<String>, source: io::Error) -> Error {
         Error::Io {
             what: what.into(),
             source,
@@ -114,7 +117,7 @@ impl fmt::Display for Error {
                 f,
                 "connection to {addr} lost: {detail} (the server stopped or closed this connection; start it again and reconnect)"
             ),
-            Error::Config(message) => f.write_str(message),
+            Error::Config(message) | Error::Scenario(message) => f.write_str(message),
             Error::Io { what, source } => write!(f, "{what}: {}", describe(source)),
             Error::NoReply { addr, detail } => write!(
                 f,
@@ -137,6 +140,7 @@ impl std::error::Error for Error {
             | Error::Io { source, .. } => Some(source),
             Error::ConnectionLost { .. }
             | Error::Config(_)
+            | Error::Scenario(_)
             | Error::NoReply { .. }
             | Error::DatagramTooLong { .. } => None,
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use socket_lab::client::Client;
+use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
 use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
 use socket_lab::udp::{self, DatagramClient, DatagramServer};
 use socket_lab::{Address, Endpoint, Error};
@@ -21,7 +22,8 @@ Exit codes:
   4  cannot bind: permission denied (ports below 1024)
   5  cannot resolve the host name
   6  cannot connect (connection refused, timed out)
-  7  the connection was lost mid-session";
+  7  the connection was lost mid-session
+  8  a scenario did not go as its file says (run)";
 
 /// A lab for learning how programs talk over sockets.
 #[derive(Parser)]
@@ -39,6 +41,29 @@ enum Command {
     /// The interactive client: sends each line typed, prints the answer, quits on `q`.
     #[command(after_help = EXIT_CODES)]
     Client(ClientArgs),
+    /// Runs scenario files as narrated demos: each step and its result, as a sequence diagram.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Lists the lessons in scenarios/, in reading order, with their titles.
+    Lessons(LessonsArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario files, e.g. scenarios/03-*.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Play only the client side against a server already running at HOST:PORT (or a Unix
+    /// socket path); steps about the server's log are skipped with a note.
+    #[arg(long)]
+    target: Option<String>,
+}
+
+#[derive(Args)]
+struct LessonsArgs {
+    /// Where the lessons are (default: ./scenarios, else the one in the source tree).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -115,6 +140,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
+        Command::Run(args) => run_scenarios(args),
+        Command::Lessons(args) => list_lessons(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,6 +161,7 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         backlog: args.backlog,
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        ..ServerConfig::default()
     };
     if args.target.udp {
         let server = DatagramServer::bind(config)?;
@@ -200,5 +228,85 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     let client = Client::connect(&args.target.endpoint(), args.ack.as_bytes())?;
     client.set_nodelay(args.nodelay)?;
     client.run_session(stdin.lock(), io::stdout(), prompt)?;
+    Ok(())
+}
+
+fn run_scenarios(args: RunArgs) -> Result<(), Error> {
+    let target = match &args.target {
+        None => ScenarioTarget::OwnServer,
+        Some(text) => ScenarioTarget::External(parse_target(text)?),
+    };
+    let colour = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    for (index, path) in args.files.iter().enumerate() {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
+        let scenario = Scenario::parse(&text)
+            .map_err(|e| Error::Scenario(format!("{shown}:{}: {}", e.line, e.message)))?;
+        if index > 0 {
+            println!();
+        }
+        let mut stdout = io::stdout();
+        let mut in_narration = false;
+        scenario::run(&scenario, &shown, &target, &mut |entry| {
+            // A blank line before each block of narration separates the lesson's phases.
+            let narration = entry.kind == scenario::run::EntryKind::Narration;
+            if narration && !in_narration {
+                let _ = writeln!(stdout);
+            }
+            in_narration = narration;
+            let _ = writeln!(stdout, "{}", scenario::render(entry, colour));
+        })
+        .map_err(|failure| {
+            Error::Scenario(format!(
+                "{}:{}: {}\n    {}",
+                failure.file,
+                failure.line,
+                failure.step,
+                failure.message.replace('\n', "\n    ")
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// `HOST:PORT`, `[::1]:PORT`, or a path to a Unix socket.
+fn parse_target(text: &str) -> Result<Endpoint, Error> {
+    if text.contains('/') {
+        return Ok(Endpoint::Unix(PathBuf::from(text)));
+    }
+    let bad = || {
+        Error::Config(format!(
+            "--target {text}: expected HOST:PORT such as 127.0.0.1:10000, or a socket path"
+        ))
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    Ok(Endpoint::tcp(
+        host.trim_start_matches('[').trim_end_matches(']'),
+        port,
+    ))
+}
+
+fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
+    let dir = args.dir.unwrap_or_else(|| {
+        let here = PathBuf::from("scenarios");
+        if here.is_dir() {
+            here
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+        }
+    });
+    let files = scenario::discover(&dir)
+        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        println!(
+            "{name:<32} {}",
+            scenario::title_of(&text).unwrap_or("(no title)")
+        );
+    }
     Ok(())
 }

@@ -75,6 +75,10 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// `None` waits forever, as Python does.
     pub idle_timeout: Option<Duration>,
+    /// `SO_REUSEADDR` on the listening socket: on by default, as in Rust's std.
+    pub reuse_address: bool,
+    /// `SO_RCVLOWAT` on each connection: recv waits for at least this many bytes.
+    pub recv_lowat: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +90,8 @@ impl Default for ServerConfig {
             backlog: BACKLOG,
             max_clients: MAX_CLIENTS,
             idle_timeout: Some(IDLE_TIMEOUT),
+            reuse_address: true,
+            recv_lowat: None,
         }
     }
 }
@@ -206,6 +212,18 @@ impl fmt::Display for Event {
 /// Where events go: printed by the binary, collected by tests.
 pub type EventLog = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// An [`EventLog`] that sends every event down a channel, for tests and scenarios that wait
+/// on what the server says.
+pub fn channel_log() -> (EventLog, std::sync::mpsc::Receiver<Event>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let log: EventLog = Arc::new(move |event| {
+        // The receiver may be gone when a test has finished looking; that is not an error.
+        let _ = tx.lock().map(|tx| tx.send(event));
+    });
+    (log, rx)
+}
+
 /// A bound, listening server that has not started accepting yet.
 pub struct Server {
     listener: Listener,
@@ -252,7 +270,7 @@ impl Server {
     /// port in use, unknown host, reserved port.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
         config.validate()?;
-        let listener = Listener::bind(&config.endpoint, config.backlog)?;
+        let listener = Listener::bind(&config.endpoint, config.backlog, config.reuse_address)?;
         let local_addr = listener.local_addr().map_err(|e| {
             Error::io(
                 format!("cannot read the address bound for {}", config.endpoint),
@@ -389,6 +407,9 @@ impl Server {
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(self.config.idle_timeout)?;
         stream.set_write_timeout(self.config.idle_timeout)?;
+        if let Some(bytes) = self.config.recv_lowat {
+            stream.set_recv_lowat(bytes)?;
+        }
         self.shared.clients().insert(id, stream.try_clone()?);
         Ok(())
     }
@@ -494,8 +515,8 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, lo
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                let idle = config.idle_timeout.unwrap_or_default().as_secs();
-                break Some(format!("idle for {idle} s, closed by the server"));
+                let idle = config.idle_timeout.unwrap_or_default();
+                break Some(format!("idle for {idle:?}, closed by the server"));
             }
             Err(e) => break Some(crate::error::describe(&e)),
         }

@@ -271,7 +271,7 @@ fn reuse_address_lets_a_server_rebind_over_time_wait() {
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
 
     // Rust's std default, which Listener::bind copies: the restart works at once.
-    let restarted = Listener::bind(&Endpoint::tcp("127.0.0.1", addr.port()), 1)
+    let restarted = Listener::bind(&Endpoint::tcp("127.0.0.1", addr.port()), 1, true)
         .expect("SO_REUSEADDR rebinds over TIME_WAIT");
     assert_eq!(restarted.local_addr().expect("address"), Address::Tcp(addr));
 

@@ -1,0 +1,298 @@
+//! The binary as a learner uses it: `socket-lab server` in one terminal, `socket-lab client`
+//! in the other, and every error the walkthrough says `bind` and `connect` can raise.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+use assert_cmd::prelude::*;
+use common::{ServerProcess, WAIT, socket_lab};
+use predicates::prelude::*;
+
+const ACK_LINE: &str = "server recv success\n";
+
+#[test]
+fn piped_session_prints_two_acks_and_the_server_logs_both_messages() {
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    let output = socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("hello\nworld\nq\n")
+        .output()
+        .expect("run the client");
+    assert!(output.status.success(), "client failed: {output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), ACK_LINE.repeat(2));
+
+    let connected = server.next_line();
+    let peer = connected
+        .strip_suffix(" connected")
+        .expect("first log line is `[PEER] connected`");
+    assert!(
+        peer.starts_with("[127.0.0.1:"),
+        "peer address in {connected:?}"
+    );
+    assert_eq!(
+        server.next_line(),
+        format!("{peer} send a message to server: hello")
+    );
+    assert_eq!(
+        server.next_line(),
+        format!("{peer} send a message to server: world")
+    );
+    assert_eq!(server.next_line(), format!("{peer} disconnected"));
+}
+
+#[test]
+fn q_ends_the_session_and_is_not_sent() {
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("one\nq\nnever sent\n")
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+    let lines = server.wait_for_line(&format!("{} disconnected", peer_of(&server.next_line())));
+    assert_eq!(lines.len(), 1, "only `one` was sent: {lines:?}");
+    assert!(lines[0].ends_with("send a message to server: one"));
+}
+
+#[test]
+fn end_of_input_ends_the_session_like_q() {
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("no q at the end\n")
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+}
+
+#[test]
+fn a_line_longer_than_the_recv_size_gets_every_ack_on_its_own_line() {
+    // recv(8) cuts the 20-byte line into 8 + 8 + 4 bytes: three recvs, three acks.
+    let server = ServerProcess::start(&["server", "--port", "0", "--recv-size", "8"]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("hello, wide world!!!\nq\n")
+        .assert()
+        .success()
+        .stdout(ACK_LINE.repeat(3));
+    let peer = peer_of(&server.next_line());
+    for piece in ["hello, w", "ide worl", "d!!!"] {
+        assert_eq!(
+            server.next_line(),
+            format!("{peer} send a message to server: {piece}")
+        );
+    }
+}
+
+#[test]
+fn bytes_that_are_not_text_are_acked_and_logged_escaped() {
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin(&b"\xff\x00\x1b[31mred\x07\nq\n"[..])
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+    let peer = peer_of(&server.next_line());
+    assert_eq!(
+        server.next_line(),
+        format!("{peer} send a message to server: \\xff\\0\\x1b[31mred\\x07")
+    );
+}
+
+#[test]
+fn two_clients_are_served_at_once() {
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    let mut alice = TcpStream::connect(&server.addr).expect("alice connects");
+    let mut bob = TcpStream::connect(&server.addr).expect("bob connects");
+    // Alice stays connected and silent while Bob talks: an idle client must not block others.
+    bob.write_all(b"from bob").expect("bob sends");
+    assert_eq!(read_ack(&mut bob), b"server recv success");
+    alice.write_all(b"from alice").expect("alice sends");
+    assert_eq!(read_ack(&mut alice), b"server recv success");
+
+    let (alice_addr, bob_addr) = (alice.local_addr().unwrap(), bob.local_addr().unwrap());
+    let lines = server.wait_for_line(&format!(
+        "[{alice_addr}] send a message to server: from alice"
+    ));
+    assert!(
+        lines.contains(&format!("[{bob_addr}] send a message to server: from bob")),
+        "bob's message is logged with bob's address: {lines:#?}"
+    );
+}
+
+#[test]
+fn bind_reports_port_in_use() {
+    let occupied = TcpListener::bind("127.0.0.1:0").expect("occupy a port");
+    let port = occupied.local_addr().unwrap().port();
+    socket_lab()
+        .args(["server", "--port", &port.to_string()])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(format!(
+            "error: cannot bind 127.0.0.1:{port}: address already in use (is another server still running?"
+        )));
+}
+
+#[test]
+fn bind_reports_an_unknown_host() {
+    socket_lab()
+        .args(["server", "--host", "nosuch.invalid"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::starts_with(
+            "error: cannot resolve host \"nosuch.invalid\"",
+        ));
+}
+
+#[test]
+fn bind_reports_a_privileged_port() {
+    use std::os::unix::process::CommandExt;
+    // Root may bind any port, so the test drops to `nobody` as a learner's shell would be.
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("socket-lab"));
+    command.args(["server", "--port", "1"]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        command.uid(65534).gid(65534);
+    }
+    let unprivileged_start =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    if unprivileged_start <= 1 {
+        eprintln!(
+            "skipped: this kernel lets anyone bind port 1 (ip_unprivileged_port_start = {unprivileged_start})"
+        );
+        return;
+    }
+    command.assert().code(4).stderr(predicate::str::starts_with(
+        "error: cannot bind 127.0.0.1:1: permission denied (ports below 1024 are reserved",
+    ));
+}
+
+#[test]
+fn connect_reports_nobody_listening() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("find a free port");
+        listener.local_addr().unwrap().port()
+    }; // dropped: nothing listens there now
+    socket_lab()
+        .args(["client", "--port", &port.to_string()])
+        .write_stdin("hello\n")
+        .assert()
+        .code(6)
+        .stderr(format!(
+            "error: cannot connect to 127.0.0.1:{port}: connection refused (is the server running? start it with `socket-lab server` in another terminal)\n"
+        ));
+}
+
+#[test]
+fn the_client_reports_a_server_that_vanishes() {
+    let mut server = ServerProcess::start(&["server", "--port", "0"]);
+    let mut client = common::socket_lab_process()
+        .args(["client", "--port", &server.port()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut stdin = client.stdin.take().unwrap();
+    let stdout = common::lines_of(client.stdout.take().unwrap());
+    stdin.write_all(b"hello\n").unwrap();
+    assert_eq!(stdout.recv_timeout(WAIT).unwrap(), "server recv success");
+
+    server.child.kill().expect("kill the server");
+    server.child.wait().unwrap();
+    // The next line finds the connection gone.
+    let _ = stdin.write_all(b"anyone there?\n");
+    drop(stdin);
+    let output = wait_with_timeout(client);
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: connection to 127.0.0.1:{} lost: ",
+            server.port()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_and_closes_connections() {
+    let mut server = ServerProcess::start(&["server", "--port", "0"]);
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
+    idle.set_read_timeout(Some(WAIT)).unwrap();
+    server.next_line(); // connected: the worker is now blocked in recv
+    server.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    assert_eq!(
+        idle.read_to_end(&mut rest)
+            .expect("end of stream, not a timeout"),
+        0
+    );
+    assert_eq!(server.wait_exit(), Some(0));
+}
+
+#[test]
+fn a_python_client_written_from_the_walkthrough_gets_its_ack() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 is not installed (CI installs it)");
+        return;
+    }
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n\
+         s.connect(('127.0.0.1', {}))\n\
+         s.sendall(b'hello')\n\
+         print(s.recv(1024))\n\
+         s.close()\n",
+        server.port()
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .assert()
+        .success()
+        .stdout("b'server recv success'\n");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    socket_lab()
+        .args(["client", "--help"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Exit codes:")
+                .and(predicate::str::contains("6  cannot connect")),
+        );
+}
+
+fn peer_of(connected_line: &str) -> String {
+    connected_line
+        .strip_suffix(" connected")
+        .unwrap_or_else(|| panic!("expected `[PEER] connected`, got {connected_line:?}"))
+        .to_string()
+}
+
+fn read_ack(stream: &mut TcpStream) -> Vec<u8> {
+    let mut ack = vec![0; b"server recv success".len()];
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.read_exact(&mut ack).expect("read the ack");
+    ack
+}
+
+fn wait_with_timeout(child: std::process::Child) -> std::process::Output {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    rx.recv_timeout(WAIT)
+        .expect("the client did not exit in time")
+        .expect("wait for the client")
+}

@@ -1,0 +1,137 @@
+//! Helpers for tests that drive the real `socket-lab` binary.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The binary, for one-shot runs with `write_stdin` and `assert`.
+pub fn socket_lab() -> assert_cmd::Command {
+    assert_cmd::cargo::cargo_bin_cmd!("socket-lab")
+}
+
+/// The binary as a plain process, for long-running servers and interactive clients.
+pub fn socket_lab_process() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("socket-lab"))
+}
+
+/// A `socket-lab server` process whose output is read line by line as it appears.
+pub struct ServerProcess {
+    pub child: Child,
+    /// The address from its first stderr line, `listening on ADDR`.
+    pub addr: String,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts `socket-lab <args>` and waits for `listening on ADDR` on its stderr.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        let mut child = socket_lab_process()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn socket-lab");
+        let stdout = lines_of(child.stdout.take().expect("piped stdout"));
+        let stderr = lines_of(child.stderr.take().expect("piped stderr"));
+        let first = stderr
+            .recv_timeout(WAIT)
+            .expect("the server printed nothing on stderr");
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!("first stderr line should be `listening on ADDR`, got {first:?}")
+            })
+            .to_string();
+        ServerProcess {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn port(&self) -> String {
+        self.addr
+            .rsplit(':')
+            .next()
+            .expect("ADDR has a port")
+            .to_string()
+    }
+
+    /// The next line the server prints on stdout, waiting at most [`WAIT`].
+    pub fn next_line(&self) -> String {
+        self.stdout
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("no log line from the server within {WAIT:?}: {e}"))
+    }
+
+    /// Reads log lines until one equals `expected`, returning the lines before it.
+    pub fn wait_for_line(&self, expected: &str) -> Vec<String> {
+        let mut before = Vec::new();
+        loop {
+            let line = self.stdout.recv_timeout(WAIT).unwrap_or_else(|_| {
+                panic!("server never logged {expected:?}; it logged {before:#?}")
+            });
+            if line == expected {
+                return before;
+            }
+            before.push(line);
+        }
+    }
+
+    pub fn next_stderr_line(&self) -> String {
+        self.stderr
+            .recv_timeout(WAIT)
+            .expect("a line on the server's stderr")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with our own child's pid has no memory-safety preconditions.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0, "kill({}, {signal})", self.child.id());
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {WAIT:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards each line of `reader` to a channel, so tests can wait on output with a timeout.
+pub fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

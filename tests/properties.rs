@@ -1,0 +1,254 @@
+//! Properties over many generated cases (proptest). Case counts are kept small enough for a
+//! two-core machine; raise them with PROPTEST_CASES=1000 when exploring.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use socket_lab::scenario::Scenario;
+use socket_lab::scenario::parse::{
+    Action, ClientCall, ConnectOutcome, Direction, RecvOutcome, ServerCall, StreamContent,
+};
+use socket_lab::server::{ACK, Event, Server, ServerConfig, channel_log};
+use socket_lab::{Address, Endpoint};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// The most recvs one case may cost: keeps recv(1) of a large message out of the suite.
+const MAX_RECVS: usize = 20_000;
+
+/// Sends `chunks` (one send each) to a fresh server reading with recv(`recv_size`) and
+/// checks what the walkthrough's claim 10 promises for TCP: every byte arrives exactly once
+/// and in order across the recvs, no recv exceeds its size, and one whole ack comes back for
+/// every recv that returned data.
+fn every_byte_arrives_once_in_order(
+    recv_size: usize,
+    chunks: &[Vec<u8>],
+) -> Result<(), TestCaseError> {
+    let (log, events) = channel_log();
+    let config = ServerConfig {
+        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        recv_size,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config).expect("bind").spawn(log);
+    let mut client =
+        TcpStream::connect(("127.0.0.1", server.addr.port().unwrap())).expect("connect");
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let me = Address::Tcp(client.local_addr().unwrap());
+
+    // Read acks on another thread while sending, or a full ack queue would stall both sides.
+    let mut reader = client.try_clone().unwrap();
+    let acks = thread::spawn(move || {
+        let mut acks = Vec::new();
+        reader.read_to_end(&mut acks).map(|_| acks)
+    });
+    for chunk in chunks {
+        client.write_all(chunk).expect("send");
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    let acks = acks.join().unwrap().expect("read the acks");
+    server.stop().unwrap();
+
+    let recvs: Vec<Vec<u8>> = events
+        .try_iter()
+        .filter_map(|event| match event {
+            Event::Message { peer, data } if peer == me => Some(data),
+            _ => None,
+        })
+        .collect();
+    let sent = chunks.concat();
+    prop_assert_eq!(recvs.concat().len(), sent.len());
+    prop_assert!(recvs.concat() == sent, "bytes reordered or changed");
+    prop_assert!(
+        recvs
+            .iter()
+            .all(|data| !data.is_empty() && data.len() <= recv_size)
+    );
+    prop_assert_eq!(
+        acks.len(),
+        ACK.len() * recvs.len(),
+        "one whole ack per recv"
+    );
+    prop_assert!(acks.chunks(ACK.len()).all(|ack| ack == ACK));
+    Ok(())
+}
+
+/// A recv size, and a message size drawn from the edges that matter and from anywhere up
+/// to 1 MiB (within MAX_RECVS recvs).
+fn sizes() -> impl Strategy<Value = (usize, usize)> {
+    (1usize..=65536).prop_flat_map(|recv_size| {
+        let most = (recv_size * MAX_RECVS).min(1 << 20);
+        let edges = [
+            0,
+            1,
+            recv_size - 1,
+            recv_size,
+            recv_size + 1,
+            65535,
+            65536,
+            65537,
+        ];
+        let edge = proptest::sample::select(
+            edges
+                .iter()
+                .copied()
+                .filter(|&n| n <= most)
+                .collect::<Vec<_>>(),
+        );
+        (Just(recv_size), prop_oneof![edge, 0..=most])
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn one_send_of_any_size_arrives_whole_and_in_order((recv_size, size) in sizes()) {
+        let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        every_byte_arrives_once_in_order(recv_size, &[message])?;
+    }
+
+    #[test]
+    fn any_chunking_of_one_payload_arrives_whole_and_in_order(
+        recv_size in 1usize..=4096,
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 1..12),
+    ) {
+        every_byte_arrives_once_in_order(recv_size, &chunks)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_scenario_parser_never_panics(text in "(.{0,40}\n){0,8}") {
+        let _ = Scenario::parse(&text);
+    }
+
+    #[test]
+    fn the_scenario_parser_never_panics_on_near_misses(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                Just("server tcp".to_string()),
+                Just("# title".to_string()),
+                "[a-z]{1,6}: [a-z-]{1,14} ?(\"[^\"]{0,6}\"|r\"|\\\\x[0-9a-z]{0,3}|[0-9]{1,25}|=|\\*|\\+| ){0,6}",
+            ],
+            0..8,
+        )
+    ) {
+        let _ = Scenario::parse(&lines.join("\n"));
+    }
+
+    #[test]
+    fn a_printed_scenario_parses_back_to_itself(scenario in scenarios()) {
+        let printed = scenario.to_string();
+        let reparsed = Scenario::parse(&printed).map_err(|e| TestCaseError::fail(format!("{e}\n{printed}")))?;
+        prop_assert_eq!(&reparsed.title, &scenario.title);
+        prop_assert_eq!(&reparsed.server, &scenario.server);
+        prop_assert_eq!(reparsed.timeout, scenario.timeout);
+        let actions = |s: &Scenario| s.steps.iter().map(|step| step.action.clone()).collect::<Vec<_>>();
+        prop_assert_eq!(actions(&reparsed), actions(&scenario));
+    }
+}
+
+#[test]
+fn every_lesson_file_prints_and_parses_back_to_itself() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    for path in socket_lab::scenario::discover(&dir).unwrap() {
+        let scenario = Scenario::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let reparsed = Scenario::parse(&scenario.to_string()).unwrap();
+        let actions = |s: &Scenario| {
+            s.steps
+                .iter()
+                .map(|step| step.action.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(actions(&reparsed), actions(&scenario), "{}", path.display());
+        assert_eq!(reparsed.server, scenario.server, "{}", path.display());
+    }
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 1..24)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[ -~]{0,30}"
+}
+
+fn client_call() -> impl Strategy<Value = ClientCall> {
+    prop_oneof![
+        Just(ClientCall::Connect {
+            expect: ConnectOutcome::Connected
+        }),
+        Just(ClientCall::Connect {
+            expect: ConnectOutcome::Refused
+        }),
+        (bytes(), proptest::option::of(0usize..100_000))
+            .prop_map(|(data, expect_count)| ClientCall::Send { data, expect_count }),
+        bytes().prop_map(|data| ClientCall::Recv {
+            size: data.len() + 3,
+            expect: RecvOutcome::Data(data)
+        }),
+        (1usize..5000).prop_map(|size| ClientCall::Recv {
+            size,
+            expect: RecvOutcome::Eof
+        }),
+        (1usize..5000).prop_map(|size| ClientCall::Recv {
+            size,
+            expect: RecvOutcome::Reset
+        }),
+        bytes().prop_map(|expect| ClientCall::RecvExactly {
+            size: expect.len(),
+            expect
+        }),
+        bytes().prop_map(|data| ClientCall::RecvUntilEof {
+            expect: StreamContent::Data(data)
+        }),
+        Just(ClientCall::RecvUntilEof {
+            expect: StreamContent::Acks
+        }),
+        prop_oneof![
+            Just(Direction::Read),
+            Just(Direction::Write),
+            Just(Direction::Both)
+        ]
+        .prop_map(ClientCall::Shutdown),
+        Just(ClientCall::Close),
+        Just(ClientCall::Reset),
+    ]
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let name =
+        "[a-z][a-z0-9_-]{0,7}".prop_filter("`server` is the server", |name| name != "server");
+    prop_oneof![
+        "[a-zA-Z0-9,.()]([ a-zA-Z0-9,.()]{0,30}[a-zA-Z0-9,.()])?".prop_map(Action::Narrate),
+        (name, client_call()).prop_map(|(name, call)| Action::Client { name, call }),
+        text().prop_map(|pattern| Action::Server(ServerCall::Log(pattern))),
+        Just(Action::Server(ServerCall::Stop)),
+    ]
+}
+
+fn scenarios() -> impl Strategy<Value = Scenario> {
+    (
+        "[a-zA-Z0-9]([ a-zA-Z0-9]{0,20}[a-zA-Z0-9])?",
+        1usize..100_000,
+        proptest::collection::vec(action(), 0..12),
+    )
+        .prop_map(|(title, recv_size, actions)| {
+            let text = format!("# {title}\nserver tcp recv-size={recv_size}\n");
+            let mut scenario = Scenario::parse(&text).expect("the skeleton parses");
+            scenario.steps = actions
+                .into_iter()
+                .enumerate()
+                .map(|(index, action)| socket_lab::scenario::parse::Step {
+                    line: index + 3,
+                    action,
+                })
+                .collect();
+            scenario
+        })
+}
