@@ -172,11 +172,8 @@ pub type EventLog = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// A bound, listening server that has not started accepting yet.
 pub struct Server {
-    listener: Listener,
-    local_addr: Address,
+    acceptor: Acceptor,
     config: ServerConfig,
-    shared: Arc<Shared>,
-    wake_rx: UnixStream,
 }
 
 /// Stops a running server from any thread.
@@ -214,47 +211,27 @@ impl Server {
     /// port in use, unknown host, reserved port.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
         config.validate()?;
-        let listener = Listener::bind(&config.endpoint, config.backlog)?;
-        let local_addr = listener.local_addr().map_err(|e| {
-            Error::io(
-                format!("cannot read the address bound for {}", config.endpoint),
-                e,
-            )
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
-        let (wake_tx, wake_rx) = UnixStream::pair()
-            .map_err(|e| Error::io("cannot create the wake-up socket pair", e))?;
-        let shared = Arc::new(Shared {
-            stopping: AtomicBool::new(false),
-            wake_tx,
-            clients: Mutex::new(HashMap::new()),
-            slot_freed: Condvar::new(),
-        });
-        Ok(Server {
-            listener,
-            local_addr,
-            config,
-            shared,
-            wake_rx,
-        })
+        let acceptor = Acceptor::bind(
+            &config.endpoint,
+            config.backlog,
+            config.max_clients,
+            config.idle_timeout,
+        )?;
+        Ok(Server { acceptor, config })
     }
 
     /// The address bound: with `--port 0`, the port the kernel chose.
     pub fn local_addr(&self) -> &Address {
-        &self.local_addr
+        self.acceptor.local_addr()
     }
 
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        self.acceptor.handle()
     }
 
     /// Runs the server on a new thread.
     pub fn spawn(self, log: EventLog) -> RunningServer {
-        let addr = self.local_addr.clone();
+        let addr = self.local_addr().clone();
         let handle = self.handle();
         let thread = thread::spawn(move || self.run(log));
         RunningServer {
@@ -266,9 +243,102 @@ impl Server {
 
     /// Accepts and serves clients until [`ServerHandle::stop`] is called.
     pub fn run(self, log: EventLog) -> Result<(), Error> {
+        let config = self.config;
+        let worker_log = Arc::clone(&log);
+        self.acceptor.run(
+            move |notice| {
+                log(match notice {
+                    AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
+                    AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
+                    AcceptNotice::SetupFailed { peer, error } => Event::Disconnected {
+                        peer,
+                        reason: Some(error),
+                    },
+                })
+            },
+            move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
+        )
+    }
+}
+
+/// What the accept loop has to report, whichever server it runs for.
+pub(crate) enum AcceptNotice {
+    /// All `max_clients` workers are busy; new connections wait in the listen queue.
+    Busy { max_clients: usize },
+    /// `accept` failed (out of file descriptors, say); the loop backs off and goes on.
+    AcceptFailed { error: String },
+    /// A connection was accepted but could not be set up (timeouts, a second handle).
+    SetupFailed { peer: Address, error: String },
+}
+
+/// The accept machinery every server here shares: a listener, a cap on connections served at
+/// once, and a stop that works from any thread. What to do with each connection is the
+/// caller's: the ack server acks, the HTTP server ([`crate::http::server`]) speaks HTTP.
+pub(crate) struct Acceptor {
+    listener: Listener,
+    local_addr: Address,
+    max_clients: usize,
+    /// Set on every accepted socket as its read and write timeout.
+    io_timeout: Option<Duration>,
+    shared: Arc<Shared>,
+    wake_rx: UnixStream,
+}
+
+impl Acceptor {
+    /// `socket`, `bind`, `listen(backlog)`, and the wake-up pair a stop request writes to.
+    pub(crate) fn bind(
+        endpoint: &Endpoint,
+        backlog: i32,
+        max_clients: usize,
+        io_timeout: Option<Duration>,
+    ) -> Result<Acceptor, Error> {
+        let listener = Listener::bind(endpoint, backlog)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("cannot read the address bound for {endpoint}"), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
+        let (wake_tx, wake_rx) = UnixStream::pair()
+            .map_err(|e| Error::io("cannot create the wake-up socket pair", e))?;
+        let shared = Arc::new(Shared {
+            stopping: AtomicBool::new(false),
+            wake_tx,
+            clients: Mutex::new(HashMap::new()),
+            slot_freed: Condvar::new(),
+        });
+        Ok(Acceptor {
+            listener,
+            local_addr,
+            max_clients,
+            io_timeout,
+            shared,
+            wake_rx,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> &Address {
+        &self.local_addr
+    }
+
+    pub(crate) fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts until [`ServerHandle::stop`] is called, running `serve` on a thread of its own
+    /// for each connection, at most `max_clients` at once. On stop, every open connection is
+    /// shut down so blocked reads return, and the workers are joined.
+    pub(crate) fn run(
+        self,
+        notify: impl Fn(AcceptNotice),
+        serve: impl Fn(Stream, Address) + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        let serve = Arc::new(serve);
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
         let mut next_id: u64 = 0;
-        while self.wait_for_free_slot(&log) {
+        while self.wait_for_free_slot(&notify) {
             match wait_readable(self.listener.as_raw_fd(), self.wake_rx.as_raw_fd()) {
                 Ok(Ready::Listener) => {}
                 Ok(Ready::Wake) => break,
@@ -288,7 +358,7 @@ impl Server {
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued, so retrying at once
                     // would spin at full CPU. Back off and let a worker free a descriptor.
-                    log(Event::AcceptFailed {
+                    notify(AcceptNotice::AcceptFailed {
                         error: crate::error::describe(&e),
                     });
                     thread::sleep(Duration::from_millis(100));
@@ -298,21 +368,17 @@ impl Server {
             workers.retain(|worker| !worker.is_finished());
             let id = next_id;
             next_id += 1;
-            match self.register(id, &stream) {
-                Ok(()) => {}
-                Err(e) => {
-                    log(Event::Disconnected {
-                        peer,
-                        reason: Some(crate::error::describe(&e)),
-                    });
-                    continue;
-                }
+            if let Err(e) = self.register(id, &stream) {
+                notify(AcceptNotice::SetupFailed {
+                    peer,
+                    error: crate::error::describe(&e),
+                });
+                continue;
             }
             let shared = Arc::clone(&self.shared);
-            let config = self.config.clone();
-            let log = Arc::clone(&log);
+            let serve = Arc::clone(&serve);
             workers.push(thread::spawn(move || {
-                serve_connection(stream, peer, &config, &log);
+                serve(stream, peer);
                 shared.clients().remove(&id);
                 shared.slot_freed.notify_one();
             }));
@@ -328,15 +394,13 @@ impl Server {
     }
 
     /// Blocks while all client slots are taken. Returns false once the server is stopping.
-    fn wait_for_free_slot(&self, log: &EventLog) -> bool {
+    fn wait_for_free_slot(&self, notify: &impl Fn(AcceptNotice)) -> bool {
         let mut clients = self.shared.clients();
         let mut announced = false;
-        while clients.len() >= self.config.max_clients
-            && !self.shared.stopping.load(Ordering::SeqCst)
-        {
+        while clients.len() >= self.max_clients && !self.shared.stopping.load(Ordering::SeqCst) {
             if !announced {
-                log(Event::Busy {
-                    max_clients: self.config.max_clients,
+                notify(AcceptNotice::Busy {
+                    max_clients: self.max_clients,
                 });
                 announced = true;
             }
@@ -352,8 +416,8 @@ impl Server {
     /// Keeps a second handle to the socket so a stop can shut it down under its worker.
     fn register(&self, id: u64, stream: &Stream) -> io::Result<()> {
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(self.config.idle_timeout)?;
-        stream.set_write_timeout(self.config.idle_timeout)?;
+        stream.set_read_timeout(self.io_timeout)?;
+        stream.set_write_timeout(self.io_timeout)?;
         self.shared.clients().insert(id, stream.try_clone()?);
         Ok(())
     }
