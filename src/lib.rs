@@ -11,6 +11,7 @@
 //! - [`client`]: the interactive client, the walkthrough's `client.py`.
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
+//! - [`http`]: HTTP on the raw socket: request parser, response builder, web server.
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; tests use
 //! this library directly and the binary through `assert_cmd`.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod escape;
+pub mod http;
 pub mod server;
 
 pub use endpoint::{Address, Endpoint};

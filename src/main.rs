@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use socket_lab::client::Client;
+use socket_lab::http::request::Limits;
+use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
 use socket_lab::server::{self, Event, Server, ServerConfig};
 use socket_lab::{Endpoint, Error};
 
@@ -38,6 +40,9 @@ enum Command {
     /// The interactive client: sends each line typed, prints the answer, quits on `q`.
     #[command(after_help = EXIT_CODES)]
     Client(ClientArgs),
+    /// The web server: shows a browser its own request, parsed (open http://localhost:10000/).
+    #[command(after_help = EXIT_CODES)]
+    Http(HttpArgs),
 }
 
 #[derive(Args)]
@@ -92,11 +97,30 @@ struct ClientArgs {
     ack: String,
 }
 
+#[derive(Args)]
+struct HttpArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The backlog in listen(backlog).
+    #[arg(long, default_value_t = server::BACKLOG)]
+    backlog: i32,
+    /// How many connections are served at once; more wait in the listen queue.
+    #[arg(long, default_value_t = server::MAX_CLIENTS)]
+    max_clients: usize,
+    /// Seconds one recv may wait; an idle keep-alive connection is closed after this.
+    #[arg(long, default_value_t = http_server::READ_TIMEOUT.as_secs())]
+    read_timeout: u64,
+    /// Seconds a whole request may take from its first byte before it gets 408.
+    #[arg(long, default_value_t = http_server::REQUEST_TIMEOUT.as_secs())]
+    request_timeout: u64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
+        Command::Http(args) => run_http(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +156,37 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
 fn print_event(event: Event) {
     // Line-buffered stdout is flushed per line only on a terminal; flush so a pipe sees each
     // log line as it happens.
+    if event.is_problem() {
+        eprintln!("{event}");
+    } else {
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+    }
+}
+
+fn run_http(args: HttpArgs) -> Result<(), Error> {
+    let endpoint = args.target.endpoint();
+    let config = HttpConfig {
+        endpoint: endpoint.clone(),
+        backlog: args.backlog,
+        max_clients: args.max_clients,
+        limits: Limits::default(),
+        read_timeout: Duration::from_secs(args.read_timeout),
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
+    let server = HttpServer::bind(config)?;
+    // The same first line as the ack server: scripts read the port chosen for --port 0 here.
+    eprintln!("listening on {}", server.local_addr());
+    if endpoint.is_all_interfaces() {
+        eprintln!(
+            "warning: listening on every interface: other machines can reach this server (use --host 127.0.0.1 to stay local)"
+        );
+    }
+    server.handle().stop_on_signals()?;
+    server.run(Arc::new(print_http_event))
+}
+
+fn print_http_event(event: HttpEvent) {
     if event.is_problem() {
         eprintln!("{event}");
     } else {
