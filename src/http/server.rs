@@ -15,7 +15,8 @@
 //!
 //! A request that cannot be served gets its status (400, 408, 413, 414, 431, 501, 505) with
 //! `Connection: close`, and then the connection is closed: after a framing error nobody
-//! knows where the next request would start.
+//! knows where the next request would start. `404` and `405` are ordinary answers to a
+//! well-formed request, so the connection stays open after them.
 //!
 //! Slow and idle peers are bounded two ways: every `recv` waits at most `read_timeout` (an
 //! idle keep-alive connection is closed quietly then), and a request must arrive in full
@@ -246,7 +247,11 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
                 Ok(request) => {
                     let raw = &received[..request.len];
                     let response = site::respond(&request, raw, &peer);
+                    // 404 and 405 are ordinary answers; after any other error (501 for a
+                    // method we do not know, say) it is safer not to guess what comes next.
+                    let failed = response.status >= 400 && !matches!(response.status, 404 | 405);
                     let connection = match (request.head.keep_alive(), request.head.version) {
+                        _ if failed => Connection::Close,
                         (false, _) => Connection::Close,
                         (true, Version::Http11) => Connection::KeepAlive,
                         (true, Version::Http10) => Connection::KeepAliveHttp10,
