@@ -697,3 +697,62 @@ fn headless_chromium_renders_its_own_request() {
         log.iter().map(|(_, line, _)| line).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn expect_100_continue_gets_the_go_ahead_before_the_body() {
+    let server = TestServer::start();
+    let mut stream = server.connect();
+    stream
+        .write_all(
+            b"POST /form HTTP/1.1\r\nHost: lab\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("send the head");
+    // The interim response comes before any body byte is sent.
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).expect("read 100 Continue");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"message=x").expect("send the body");
+    let (head, body) = read_response(&mut stream);
+    assert_eq!(head, html_head("HTTP/1.1 200 OK", body.len(), ""));
+}
+
+#[test]
+fn the_walkthrough_ack_reply_is_http09_which_curl_refuses_by_default() {
+    // The walkthrough's experiment: an HTTP client against the ack server. Its reply has no
+    // status line, so to an HTTP client it is an HTTP/0.9 response.
+    let config = socket_lab::server::ServerConfig {
+        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        // The ack server keeps the connection open; an HTTP/0.9 reply ends at the close.
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let ack_server = socket_lab::server::Server::bind(config)
+        .expect("bind")
+        .spawn(Arc::new(|_| {}));
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        ack_server.addr.port().expect("port")
+    );
+    let test = "the_walkthrough_ack_reply_is_http09_which_curl_refuses_by_default";
+    let Some(shown) = run_tool(
+        test,
+        "curl",
+        &["-sS", "--http0.9", "--max-time", "10", &url],
+        15,
+    ) else {
+        return;
+    };
+    assert_eq!(shown.stdout, b"server recv success");
+    // Without the flag, curl refuses the answer (Chromium does too on this port).
+    let refused = Command::new("timeout")
+        .args(["15", "curl", "-sS", "--max-time", "10", &url])
+        .output()
+        .expect("run curl");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HTTP/0.9"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    ack_server.stop().expect("clean stop");
+}

@@ -483,7 +483,7 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Status<(Vec<u8>, usize)
             return Err(ParseError::BodyTooLarge);
         }
         let size = size as usize; // fits: it is at most limits.body
-        let Some(data) = buf.get(cursor.pos..cursor.pos + size) else {
+        let Some(data) = buf.get(cursor.pos..).and_then(|rest| rest.get(..size)) else {
             return Ok(Status::Partial);
         };
         body.extend_from_slice(data);
@@ -533,9 +533,10 @@ fn framing(version: Version, headers: &[Header], limits: &Limits) -> Result<Fram
             .iter()
             .filter(move |header| header.name.eq_ignore_ascii_case(name))
     };
-    match (version, named("host").count()) {
-        (_, 0) if version == Version::Http11 => return Err(ParseError::MissingHost),
-        (_, 0 | 1) => {}
+    // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
+    match named("host").count() {
+        0 if version == Version::Http11 => return Err(ParseError::MissingHost),
+        0 | 1 => {}
         _ => return Err(ParseError::DuplicateHost),
     }
 

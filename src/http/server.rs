@@ -39,7 +39,7 @@ use crate::error::Error;
 use crate::escape::escape;
 use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, MAX_CLIENTS, ServerHandle};
 
-use super::request::{Limits, ParseError, Request, Status, Version};
+use super::request::{Framing, Head, Limits, ParseError, Request, Status, Version};
 use super::response::Connection;
 use super::site;
 
@@ -330,12 +330,21 @@ fn read_request(
     // Starts with the request's first byte: an idle keep-alive connection only has the read
     // timeout, a request in progress also has this deadline.
     let mut deadline: Option<Instant> = None;
+    let mut sent_continue = false;
     loop {
         if !received.is_empty() {
             match Request::parse(received, &config.limits) {
                 Ok(Status::Complete(request)) => return Ok(request),
                 Ok(Status::Partial) => {}
                 Err(error) => return Err(NoRequest::Invalid(error)),
+            }
+            if !sent_continue && waits_for_continue(received, &config.limits) {
+                // curl sends `Expect: 100-continue` before a large body and waits a second
+                // for this go-ahead; answering at once saves that second.
+                sent_continue = true;
+                if let Err(e) = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                    return Err(NoRequest::Lost(crate::error::describe(&e)));
+                }
             }
         }
         let wait = match deadline {
@@ -373,6 +382,20 @@ fn read_request(
             }
             Err(e) => return Err(NoRequest::Lost(crate::error::describe(&e))),
         }
+    }
+}
+
+/// Whether `received` holds a complete head that asks for `100 Continue` before its body.
+fn waits_for_continue(received: &[u8], limits: &Limits) -> bool {
+    match Head::parse(received, limits) {
+        Ok(Status::Complete(head)) => {
+            head.version == Version::Http11
+                && head.framing != Framing::Empty
+                && head
+                    .header("expect")
+                    .is_some_and(|expect| expect.eq_ignore_ascii_case(b"100-continue"))
+        }
+        _ => false,
     }
 }
 

@@ -204,21 +204,23 @@ pub fn decode_form(body: &[u8]) -> Vec<(String, String)> {
 }
 
 fn percent_decode(bytes: &[u8]) -> String {
+    let hex = |digit: u8| char::from(digit).to_digit(16);
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut rest = bytes;
     while let Some((&byte, tail)) = rest.split_first() {
-        let hex = |digit: u8| char::from(digit).to_digit(16);
-        match (byte, tail) {
-            (b'+', _) => decoded.push(b' '),
-            (b'%', [high, low, ..]) if hex(*high).is_some() && hex(*low).is_some() => {
-                decoded.push((hex(*high).unwrap_or(0) * 16 + hex(*low).unwrap_or(0)) as u8);
-                rest = &tail[2..];
-                continue;
+        rest = tail;
+        match byte {
+            b'+' => decoded.push(b' '),
+            b'%' if let [high, low, after @ ..] = tail
+                && let (Some(high), Some(low)) = (hex(*high), hex(*low)) =>
+            {
+                // Two hex digits are at most 0xff: the cast cannot truncate.
+                decoded.push((high * 16 + low) as u8);
+                rest = after;
             }
             // A `%` without two hex digits after it stays as it is.
-            (byte, _) => decoded.push(byte),
+            byte => decoded.push(byte),
         }
-        rest = tail;
     }
     String::from_utf8_lossy(&decoded).into_owned()
 }
