@@ -226,22 +226,6 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Every return that runs out of input goes through here: `Partial`, or an error if what has
-/// arrived is already over a limit (so a peer that never finishes is stopped at the limit).
-macro_rules! need_more {
-    ($cursor:expr, $line_start:expr, $limits:expr, $in_request_line:expr) => {{
-        // On partial input every byte received so far belongs to the head.
-        let received = $cursor.buf.len();
-        if $in_request_line && received - $line_start > $limits.request_line {
-            return Err(ParseError::RequestLineTooLong);
-        }
-        if received > $limits.head {
-            return Err(ParseError::HeadTooLarge);
-        }
-        return Ok(Status::Partial);
-    }};
-}
-
 impl Head {
     /// Parses the head at the start of `buf`.
     pub fn parse(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseError> {
@@ -252,7 +236,7 @@ impl Head {
         loop {
             match cursor.line_end() {
                 LineEnd::Found(width) => cursor.pos += width,
-                LineEnd::NeedMore => need_more!(cursor, cursor.pos, limits, false),
+                LineEnd::NeedMore => return partial(buf, cursor.pos, limits, false),
                 LineEnd::BareCr => return Err(ParseError::BareCr),
                 LineEnd::No => break,
             }
@@ -263,31 +247,31 @@ impl Head {
         let method = match cursor.take_while(is_tchar) {
             Taken::Stopped(method) if !method.is_empty() => method,
             Taken::Stopped(_) => return Err(ParseError::Method),
-            Taken::NeedMore => need_more!(cursor, line_start, limits, true),
+            Taken::NeedMore => return partial(buf, line_start, limits, true),
         };
         match cursor.peek() {
             Some(b' ') => cursor.pos += 1,
             Some(_) => return Err(ParseError::Method),
-            None => need_more!(cursor, line_start, limits, true),
+            None => return partial(buf, line_start, limits, true),
         }
         let target = match cursor.take_while(|byte| (0x21..=0x7e).contains(&byte)) {
             Taken::Stopped(target) if !target.is_empty() => target,
             Taken::Stopped(_) => return Err(ParseError::Target),
-            Taken::NeedMore => need_more!(cursor, line_start, limits, true),
+            Taken::NeedMore => return partial(buf, line_start, limits, true),
         };
         match cursor.peek() {
             Some(b' ') => cursor.pos += 1,
             Some(_) => return Err(ParseError::Target),
-            None => need_more!(cursor, line_start, limits, true),
+            None => return partial(buf, line_start, limits, true),
         }
         let version = match cursor.version() {
             Taken::Stopped(Some(version)) => version,
             Taken::Stopped(None) => return Err(ParseError::Version),
-            Taken::NeedMore => need_more!(cursor, line_start, limits, true),
+            Taken::NeedMore => return partial(buf, line_start, limits, true),
         };
         match cursor.line_end() {
             LineEnd::Found(width) => cursor.pos += width,
-            LineEnd::NeedMore => need_more!(cursor, line_start, limits, true),
+            LineEnd::NeedMore => return partial(buf, line_start, limits, true),
             LineEnd::BareCr => return Err(ParseError::BareCr),
             LineEnd::No => return Err(ParseError::Version),
         }
@@ -309,7 +293,7 @@ impl Head {
                     cursor.pos += width;
                     break;
                 }
-                LineEnd::NeedMore => need_more!(cursor, line_start, limits, false),
+                LineEnd::NeedMore => return partial(buf, line_start, limits, false),
                 LineEnd::BareCr => return Err(ParseError::BareCr),
                 LineEnd::No => {}
             }
@@ -318,21 +302,21 @@ impl Head {
             }
             let name = match cursor.take_while(is_tchar) {
                 Taken::Stopped(name) => name,
-                Taken::NeedMore => need_more!(cursor, line_start, limits, false),
+                Taken::NeedMore => return partial(buf, line_start, limits, false),
             };
             match cursor.peek() {
                 Some(b':') if !name.is_empty() => cursor.pos += 1,
                 Some(b' ' | b'\t') => return Err(ParseError::SpaceBeforeColon),
                 Some(_) => return Err(ParseError::HeaderName),
-                None => need_more!(cursor, line_start, limits, false),
+                None => return partial(buf, line_start, limits, false),
             }
             let value = match cursor.take_while(is_field_byte) {
                 Taken::Stopped(value) => value,
-                Taken::NeedMore => need_more!(cursor, line_start, limits, false),
+                Taken::NeedMore => return partial(buf, line_start, limits, false),
             };
             match cursor.line_end() {
                 LineEnd::Found(width) => cursor.pos += width,
-                LineEnd::NeedMore => need_more!(cursor, line_start, limits, false),
+                LineEnd::NeedMore => return partial(buf, line_start, limits, false),
                 LineEnd::BareCr => return Err(ParseError::BareCr),
                 LineEnd::No => return Err(ParseError::HeaderValue),
             }
@@ -582,6 +566,24 @@ fn framing(version: Version, headers: &[Header], limits: &Limits) -> Result<Fram
         Some(length) => Ok(Framing::Length(length)),
         None => Ok(Framing::Empty),
     }
+}
+
+/// Every parse that runs out of input ends here: `Partial`, or an error if what has arrived
+/// is already over a limit, so a peer that never finishes is stopped at the limit. On partial
+/// input every byte received belongs to the head.
+fn partial<T>(
+    received: &[u8],
+    line_start: usize,
+    limits: &Limits,
+    in_request_line: bool,
+) -> Result<Status<T>, ParseError> {
+    if in_request_line && received.len() - line_start > limits.request_line {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    if received.len() > limits.head {
+        return Err(ParseError::HeadTooLarge);
+    }
+    Ok(Status::Partial)
 }
 
 /// A read position in the received bytes.
