@@ -3,7 +3,7 @@
 //! | walkthrough step | here |
 //! |---|---|
 //! | 1 `socket(family, type)`, 2 `bind((host, port))`, 3 `listen(backlog)` | [`Server::bind`] (through [`Listener::bind`]) |
-//! | 4 `connection, address = accept()` | the accept loop in [`Server::run`] |
+//! | 4 `connection, address = accept()` | the accept loop in [`Server::run`] (shared with [`crate::http::server`]) |
 //! | 5 `recv(bufsize)` / `send` | [`serve_connection`]: one ack per `recv` that returns data |
 //! | 6 `close` | dropping the [`Stream`]; a `recv` of 0 bytes is the peer's close |
 //!
