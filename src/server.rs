@@ -375,12 +375,14 @@ impl Acceptor {
                 });
                 continue;
             }
-            let shared = Arc::clone(&self.shared);
+            let slot = Slot {
+                shared: Arc::clone(&self.shared),
+                id,
+            };
             let serve = Arc::clone(&serve);
             workers.push(thread::spawn(move || {
                 serve(stream, peer);
-                shared.clients().remove(&id);
-                shared.slot_freed.notify_one();
+                drop(slot);
             }));
         }
         // Stop: wake every worker blocked in recv or send, then wait for them to log and exit.
@@ -420,6 +422,20 @@ impl Acceptor {
         stream.set_write_timeout(self.io_timeout)?;
         self.shared.clients().insert(id, stream.try_clone()?);
         Ok(())
+    }
+}
+
+/// A connection's place in the client table. Dropping it frees the place, also when the
+/// worker panics and unwinds: a bug then costs one connection, not one of `max_clients`.
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.clients().remove(&self.id);
+        self.shared.slot_freed.notify_one();
     }
 }
 

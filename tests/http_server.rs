@@ -756,3 +756,52 @@ fn the_walkthrough_ack_reply_is_http09_which_curl_refuses_by_default() {
     );
     ack_server.stop().expect("clean stop");
 }
+
+#[test]
+fn any_bytes_get_a_status_or_a_close_and_the_server_keeps_serving() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    // One worker slot: a worker that died without freeing it would stop the server here.
+    let server = TestServer::start_with(|config| config.max_clients = 1);
+    // Request-like bytes with a few overwritten, and plain noise; modest in count, since each
+    // case is a real connection.
+    let fragments = prop::sample::select(vec![
+        &b"GET / HTTP/1.1\r\n"[..],
+        b"Host: lab\r\n",
+        b"Content-Length: 3\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"\r\n",
+        b"3\r\nabc\r\n0\r\n\r\n",
+        b"\r",
+        b"\n",
+        b" ",
+        b"\0\xff",
+    ]);
+    let input = prop::collection::vec(
+        prop_oneof![
+            fragments.prop_map(<[u8]>::to_vec),
+            prop::collection::vec(any::<u8>(), 1..8)
+        ],
+        1..12,
+    )
+    .prop_map(|pieces| pieces.concat());
+    let mut runner = TestRunner::new(Config::with_cases(32));
+    let result = runner.run(&input, |bytes| {
+        let mut stream = server.connect();
+        stream.write_all(&bytes).expect("send");
+        stream.shutdown(Shutdown::Write).expect("half-close");
+        let answer = read_until_close(&mut stream);
+        // Whatever came back is zero or more whole responses, each with a status line.
+        prop_assert!(answer.is_empty() || answer.starts_with(b"HTTP/1.1 "));
+        Ok(())
+    });
+    result.expect("every input is answered or closed");
+
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /favicon.ico HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .expect("send");
+    let (head, _) = read_response(&mut stream);
+    assert_eq!(head, "HTTP/1.1 204 No Content\r\nDate: [..]\r\n\r\n");
+}
