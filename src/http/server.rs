@@ -242,81 +242,94 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
     // Bytes received and not yet used: part of a request, or pipelined requests after one.
     let mut received: Vec<u8> = Vec::new();
     loop {
-        let (status, sent, request_line, connection) =
-            match read_request(&mut stream, &mut received, config) {
-                Ok(request) => {
-                    let raw = &received[..request.len];
-                    let response = site::respond(&request, raw, &peer);
-                    // 404 and 405 are ordinary answers; after any other error (501 for a
-                    // method we do not know, say) it is safer not to guess what comes next.
-                    let failed = response.status >= 400 && !matches!(response.status, 404 | 405);
-                    let connection = match (request.head.keep_alive(), request.head.version) {
-                        _ if failed => Connection::Close,
-                        (false, _) => Connection::Close,
-                        (true, Version::Http11) => Connection::KeepAlive,
-                        (true, Version::Http10) => Connection::KeepAliveHttp10,
-                    };
-                    let head_only = request.head.method == "HEAD";
-                    let bytes = response.encode(SystemTime::now(), connection, head_only);
-                    received.drain(..request.len);
-                    let sent = stream.write_all(&bytes).map(|()| bytes.len());
-                    (
-                        response.status,
-                        sent,
-                        escape(request.head.request_line().as_bytes()),
-                        connection,
-                    )
-                }
-                Err(NoRequest::Quiet) => return,
-                Err(NoRequest::Lost(reason)) => {
-                    log(HttpEvent::ConnectionFailed {
-                        peer,
-                        error: format!("connection lost mid-request: {reason}"),
-                    });
-                    return;
-                }
-                Err(failure) => {
-                    let (status, detail) = match failure {
-                        NoRequest::Invalid(error) => (error.status(), error.to_string()),
-                        _ => (
-                            408,
-                            "the request did not arrive in time; the connection is closed".into(),
-                        ),
-                    };
-                    let bytes = site::error_page(status, &detail).encode(
-                        SystemTime::now(),
-                        Connection::Close,
-                        false,
-                    );
-                    let sent = stream.write_all(&bytes).map(|()| bytes.len());
-                    (status, sent, first_line(&received), Connection::Close)
-                }
-            };
-        match sent {
-            Ok(bytes) => log(HttpEvent::Request {
-                peer: peer.clone(),
-                request_line,
-                status,
-                bytes,
-            }),
-            Err(e) => {
+        let answer = match read_request(&mut stream, &mut received, config) {
+            Ok(request) => {
+                let answer = answer(&request, &received[..request.len], &peer);
+                received.drain(..request.len);
+                answer
+            }
+            Err(NoRequest::Quiet) => return,
+            Err(NoRequest::Lost(reason)) => {
                 log(HttpEvent::ConnectionFailed {
                     peer,
-                    error: format!(
-                        "cannot send the {status} response to \"{request_line}\": {}",
-                        crate::error::describe(&e)
-                    ),
+                    error: format!("connection lost mid-request: {reason}"),
                 });
                 return;
             }
+            Err(NoRequest::Invalid(error)) => refuse(error.status(), &error.to_string(), &received),
+            Err(NoRequest::TimedOut) => refuse(
+                408,
+                "the request did not arrive in time; the connection is closed",
+                &received,
+            ),
+        };
+        // One write for the whole response; see `Response::encode`.
+        if let Err(e) = stream.write_all(&answer.bytes) {
+            log(HttpEvent::ConnectionFailed {
+                peer,
+                error: format!(
+                    "cannot send the {} response to \"{}\": {}",
+                    answer.status,
+                    answer.request_line,
+                    crate::error::describe(&e)
+                ),
+            });
+            return;
         }
-        if connection == Connection::Close {
+        log(HttpEvent::Request {
+            peer: peer.clone(),
+            request_line: answer.request_line,
+            status: answer.status,
+            bytes: answer.bytes.len(),
+        });
+        if answer.connection == Connection::Close {
             // Error statuses may leave unread request bytes behind; see close_after_error.
-            if status >= 400 {
+            if answer.status >= 400 {
                 close_after_error(&mut stream);
             }
             return;
         }
+    }
+}
+
+/// A response ready to send, and what the log and the connection need to know about it.
+struct Answer {
+    status: u16,
+    bytes: Vec<u8>,
+    /// Escaped for the log.
+    request_line: String,
+    connection: Connection,
+}
+
+/// The answer to a request that parsed: the site's response, framed for this connection.
+fn answer(request: &Request, raw: &[u8], peer: &Address) -> Answer {
+    let head = &request.head;
+    let response = site::respond(request, raw, peer);
+    // 404 and 405 are ordinary answers; after any other error (501 for a method we do not
+    // know, say) it is safer not to guess what the client sends next.
+    let failed = response.status >= 400 && !matches!(response.status, 404 | 405);
+    let connection = match (head.keep_alive(), head.version) {
+        _ if failed => Connection::Close,
+        (false, _) => Connection::Close,
+        (true, Version::Http11) => Connection::KeepAlive,
+        (true, Version::Http10) => Connection::KeepAliveHttp10,
+    };
+    let head_only = head.method == "HEAD";
+    Answer {
+        status: response.status,
+        bytes: response.encode(SystemTime::now(), connection, head_only),
+        request_line: escape(head.request_line().as_bytes()),
+        connection,
+    }
+}
+
+/// The answer to a request that could not be read: its status, a short page, and a close.
+fn refuse(status: u16, detail: &str, received: &[u8]) -> Answer {
+    Answer {
+        status,
+        bytes: site::error_page(status, detail).encode(SystemTime::now(), Connection::Close, false),
+        request_line: first_line(received),
+        connection: Connection::Close,
     }
 }
 
