@@ -92,7 +92,7 @@ impl HttpConfig {
         }
         if self.read_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err(Error::Config(
-                "timeouts must be longer than zero: a zero timeout would close every connection at once".into(),
+                "--read-timeout and --request-timeout must be at least 1 second: a zero timeout would close every connection at once".into(),
             ));
         }
         Ok(())
