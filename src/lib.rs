@@ -15,6 +15,7 @@
 //! - [`options`]: socket options worth knowing: `SO_REUSEADDR`, `TCP_NODELAY`, buffer sizes.
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
+//! - [`http`]: HTTP on the raw socket: request parser, response builder, web server.
 //! - [`scenario`]: lesson files in `scenarios/`: parsed, run against a real server, narrated.
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; tests use
@@ -25,6 +26,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod escape;
+pub mod http;
 pub mod options;
 pub mod scenario;
 pub mod send;

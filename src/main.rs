@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use socket_lab::client::Client;
+use socket_lab::http::request::Limits;
+use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
 use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
 use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
 use socket_lab::udp::{self, DatagramClient, DatagramServer};
@@ -41,6 +43,9 @@ enum Command {
     /// The interactive client: sends each line typed, prints the answer, quits on `q`.
     #[command(after_help = EXIT_CODES)]
     Client(ClientArgs),
+    /// The web server: shows a browser its own request, parsed (open http://localhost:10000/).
+    #[command(after_help = EXIT_CODES)]
+    Http(HttpArgs),
     /// Runs scenario files as narrated demos: each step and its result, as a sequence diagram.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
@@ -135,11 +140,30 @@ struct ClientArgs {
     reply_timeout_ms: u64,
 }
 
+#[derive(Args)]
+struct HttpArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The backlog in listen(backlog).
+    #[arg(long, default_value_t = server::BACKLOG)]
+    backlog: i32,
+    /// How many connections are served at once; more wait in the listen queue.
+    #[arg(long, default_value_t = server::MAX_CLIENTS)]
+    max_clients: usize,
+    /// Seconds one recv may wait; an idle keep-alive connection is closed after this.
+    #[arg(long, default_value_t = http_server::READ_TIMEOUT.as_secs())]
+    read_timeout: u64,
+    /// Seconds a whole request may take from its first byte before it gets 408.
+    #[arg(long, default_value_t = http_server::REQUEST_TIMEOUT.as_secs())]
+    request_timeout: u64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
+        Command::Http(args) => run_http(args),
         Command::Run(args) => run_scenarios(args),
         Command::Lessons(args) => list_lessons(args),
     };
@@ -206,6 +230,36 @@ fn pause_until_enter(handle: ServerHandle) {
 fn print_event(event: Event) {
     // Line-buffered stdout is flushed per line only on a terminal; flush so a pipe sees each
     // log line as it happens.
+    if event.is_problem() {
+        eprintln!("{event}");
+    } else {
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+    }
+}
+
+fn run_http(args: HttpArgs) -> Result<(), Error> {
+    if args.target.udp {
+        return Err(Error::Config(
+            "http runs over TCP or a Unix stream socket: HTTP/1.1 needs a byte stream, not datagrams (drop --udp)".into(),
+        ));
+    }
+    let endpoint = args.target.endpoint();
+    let config = HttpConfig {
+        endpoint: endpoint.clone(),
+        backlog: args.backlog,
+        max_clients: args.max_clients,
+        limits: Limits::default(),
+        read_timeout: Duration::from_secs(args.read_timeout),
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
+    let server = HttpServer::bind(config)?;
+    server.handle().stop_on_signals()?;
+    announce(server.local_addr(), &endpoint);
+    server.run(Arc::new(print_http_event))
+}
+
+fn print_http_event(event: HttpEvent) {
     if event.is_problem() {
         eprintln!("{event}");
     } else {

@@ -226,11 +226,8 @@ pub fn channel_log() -> (EventLog, std::sync::mpsc::Receiver<Event>) {
 
 /// A bound, listening server that has not started accepting yet.
 pub struct Server {
-    listener: Listener,
-    local_addr: Address,
+    acceptor: Acceptor,
     config: ServerConfig,
-    shared: Arc<Shared>,
-    wake_rx: UnixStream,
 }
 
 /// Stops a running server from any thread.
@@ -270,40 +267,28 @@ impl Server {
     /// port in use, unknown host, reserved port.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
         config.validate()?;
-        let listener = Listener::bind(&config.endpoint, config.backlog, config.reuse_address)?;
-        let local_addr = listener.local_addr().map_err(|e| {
-            Error::io(
-                format!("cannot read the address bound for {}", config.endpoint),
-                e,
-            )
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
-        let (handle, wake_rx) = ServerHandle::with_wake_socket()?;
-        Ok(Server {
-            listener,
-            local_addr,
-            config,
-            shared: handle.shared,
-            wake_rx,
-        })
+        let acceptor = Acceptor::bind(
+            &config.endpoint,
+            config.backlog,
+            config.reuse_address,
+            config.max_clients,
+            config.idle_timeout,
+        )?;
+        Ok(Server { acceptor, config })
     }
 
     /// The address bound: with `--port 0`, the port the kernel chose.
     pub fn local_addr(&self) -> &Address {
-        &self.local_addr
+        self.acceptor.local_addr()
     }
 
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        self.acceptor.handle()
     }
 
     /// Runs the server on a new thread.
     pub fn spawn(self, log: EventLog) -> RunningServer {
-        let addr = self.local_addr.clone();
+        let addr = self.local_addr().clone();
         let handle = self.handle();
         let thread = thread::spawn(move || self.run(log));
         RunningServer {
@@ -315,9 +300,96 @@ impl Server {
 
     /// Accepts and serves clients until [`ServerHandle::stop`] is called.
     pub fn run(self, log: EventLog) -> Result<(), Error> {
+        let config = self.config;
+        let worker_log = Arc::clone(&log);
+        self.acceptor.run(
+            move |notice| {
+                log(match notice {
+                    AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
+                    AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
+                    AcceptNotice::SetupFailed { peer, error } => Event::Disconnected {
+                        peer,
+                        reason: Some(error),
+                    },
+                })
+            },
+            move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
+        )
+    }
+}
+
+/// What the accept loop has to report, whichever server it runs for.
+pub(crate) enum AcceptNotice {
+    /// All `max_clients` workers are busy; new connections wait in the listen queue.
+    Busy { max_clients: usize },
+    /// `accept` failed (out of file descriptors, say); the loop backs off and goes on.
+    AcceptFailed { error: String },
+    /// A connection was accepted but could not be set up (timeouts, a second handle).
+    SetupFailed { peer: Address, error: String },
+}
+
+/// The accept machinery every server here shares: a listener, a cap on connections served at
+/// once, and a stop that works from any thread. What to do with each connection is the
+/// caller's: the ack server acks, the HTTP server ([`crate::http::server`]) speaks HTTP.
+pub(crate) struct Acceptor {
+    listener: Listener,
+    local_addr: Address,
+    max_clients: usize,
+    /// Set on every accepted socket as its read and write timeout.
+    io_timeout: Option<Duration>,
+    shared: Arc<Shared>,
+    wake_rx: UnixStream,
+}
+
+impl Acceptor {
+    /// `socket`, `bind`, `listen(backlog)`, and the wake-up pair a stop request writes to.
+    pub(crate) fn bind(
+        endpoint: &Endpoint,
+        backlog: i32,
+        reuse_address: bool,
+        max_clients: usize,
+        io_timeout: Option<Duration>,
+    ) -> Result<Acceptor, Error> {
+        let listener = Listener::bind(endpoint, backlog, reuse_address)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("cannot read the address bound for {endpoint}"), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
+        let (handle, wake_rx) = ServerHandle::with_wake_socket()?;
+        Ok(Acceptor {
+            listener,
+            local_addr,
+            max_clients,
+            io_timeout,
+            shared: handle.shared,
+            wake_rx,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> &Address {
+        &self.local_addr
+    }
+
+    pub(crate) fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts until [`ServerHandle::stop`] is called, running `serve` on a thread of its own
+    /// for each connection, at most `max_clients` at once. On stop, every open connection is
+    /// shut down so blocked reads return, and the workers are joined.
+    pub(crate) fn run(
+        self,
+        notify: impl Fn(AcceptNotice),
+        serve: impl Fn(Stream, Address) + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        let serve = Arc::new(serve);
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
         let mut next_id: u64 = 0;
-        while self.wait_for_free_slot(&log) {
+        while self.wait_for_free_slot(&notify) {
             match wait_readable(self.listener.as_raw_fd(), self.wake_rx.as_raw_fd()) {
                 Ok(Ready::Listener) => {}
                 Ok(Ready::Wake) => break,
@@ -337,7 +409,7 @@ impl Server {
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued, so retrying at once
                     // would spin at full CPU. Back off and let a worker free a descriptor.
-                    log(Event::AcceptFailed {
+                    notify(AcceptNotice::AcceptFailed {
                         error: crate::error::describe(&e),
                     });
                     thread::sleep(Duration::from_millis(100));
@@ -347,23 +419,21 @@ impl Server {
             workers.retain(|worker| !worker.is_finished());
             let id = next_id;
             next_id += 1;
-            match self.register(id, &stream) {
-                Ok(()) => {}
-                Err(e) => {
-                    log(Event::Disconnected {
-                        peer,
-                        reason: Some(crate::error::describe(&e)),
-                    });
-                    continue;
-                }
+            if let Err(e) = self.register(id, &stream) {
+                notify(AcceptNotice::SetupFailed {
+                    peer,
+                    error: crate::error::describe(&e),
+                });
+                continue;
             }
-            let shared = Arc::clone(&self.shared);
-            let config = self.config.clone();
-            let log = Arc::clone(&log);
+            let slot = Slot {
+                shared: Arc::clone(&self.shared),
+                id,
+            };
+            let serve = Arc::clone(&serve);
             workers.push(thread::spawn(move || {
-                serve_connection(stream, peer, &config, &log);
-                shared.clients().remove(&id);
-                shared.slot_freed.notify_one();
+                serve(stream, peer);
+                drop(slot);
             }));
         }
         // Stop: wake every worker blocked in recv or send, then wait for them to log and exit.
@@ -378,18 +448,17 @@ impl Server {
 
     /// Blocks while all client slots are taken or accepting is paused. Returns false once the
     /// server is stopping.
-    fn wait_for_free_slot(&self, log: &EventLog) -> bool {
+    fn wait_for_free_slot(&self, notify: &impl Fn(AcceptNotice)) -> bool {
         let mut clients = self.shared.clients();
         let mut announced = false;
         let must_wait = |clients: &HashMap<u64, Stream>| {
-            (clients.len() >= self.config.max_clients
-                || self.shared.accept_paused.load(Ordering::SeqCst))
+            (clients.len() >= self.max_clients || self.shared.accept_paused.load(Ordering::SeqCst))
                 && !self.shared.stopping.load(Ordering::SeqCst)
         };
         while must_wait(&clients) {
-            if !announced && clients.len() >= self.config.max_clients {
-                log(Event::Busy {
-                    max_clients: self.config.max_clients,
+            if !announced && clients.len() >= self.max_clients {
+                notify(AcceptNotice::Busy {
+                    max_clients: self.max_clients,
                 });
                 announced = true;
             }
@@ -405,13 +474,24 @@ impl Server {
     /// Keeps a second handle to the socket so a stop can shut it down under its worker.
     fn register(&self, id: u64, stream: &Stream) -> io::Result<()> {
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(self.config.idle_timeout)?;
-        stream.set_write_timeout(self.config.idle_timeout)?;
-        if let Some(bytes) = self.config.recv_lowat {
-            stream.set_recv_lowat(bytes)?;
-        }
+        stream.set_read_timeout(self.io_timeout)?;
+        stream.set_write_timeout(self.io_timeout)?;
         self.shared.clients().insert(id, stream.try_clone()?);
         Ok(())
+    }
+}
+
+/// A connection's place in the client table. Dropping it frees the place, also when the
+/// worker panics and unwinds: a bug then costs one connection, not one of `max_clients`.
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.clients().remove(&self.id);
+        self.shared.slot_freed.notify_one();
     }
 }
 
@@ -495,6 +575,18 @@ impl RunningServer {
 /// Step five for one client: `recv`, log, ack, until the peer closes.
 fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, log: &EventLog) {
     log(Event::Connected { peer: peer.clone() });
+    if let Some(bytes) = config.recv_lowat
+        && let Err(e) = stream.set_recv_lowat(bytes)
+    {
+        log(Event::Disconnected {
+            peer,
+            reason: Some(format!(
+                "cannot set SO_RCVLOWAT: {}",
+                crate::error::describe(&e)
+            )),
+        });
+        return;
+    }
     let mut buffer = vec![0; config.recv_size];
     let reason = loop {
         match stream.read(&mut buffer) {

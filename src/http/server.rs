@@ -1,0 +1,450 @@
+//! The web server: `socket-lab http`, the walkthrough's HTTP coda built properly.
+//!
+//! It accepts exactly as the ack server does (the shared accept loop in [`crate::server`]:
+//! `poll` on the listener and a wake-up socket, at most `max_clients` connections served at
+//! once, each on its own thread, a stop that shuts every connection down). What differs is
+//! the conversation on each connection:
+//!
+//! 1. `recv` into a buffer until [`Request::parse`] says the request is complete. One `recv`
+//!    can hold half a request or several (pipelining), so bytes left over after a request stay
+//!    in the buffer for the next one.
+//! 2. Answer with one `write` ([`Response::encode`](super::response::Response::encode)), and log one line: peer, request line,
+//!    status, bytes sent.
+//! 3. Keep the connection for the next request (HTTP/1.1), or close it: the client said
+//!    `Connection: close`, or spoke HTTP/1.0 without asking for `keep-alive`.
+//!
+//! A request that cannot be served gets its status (400, 408, 413, 414, 431, 501, 505) with
+//! `Connection: close`, and then the connection is closed: after a framing error nobody
+//! knows where the next request would start. `404` and `405` are ordinary answers to a
+//! well-formed request, so the connection stays open after them.
+//!
+//! Slow and idle peers are bounded two ways: every `recv` waits at most `read_timeout` (an
+//! idle keep-alive connection is closed quietly then), and a request must arrive in full
+//! within `request_timeout` of its first byte, or it gets `408`; a peer dribbling one byte a
+//! second cannot hold a worker longer than that. Memory per connection is one request at most
+//! (the parser's [`Limits`]) plus one `recv` buffer.
+//!
+//! `tests/http_server.rs` drives this with raw sockets, curl, Python's `http.client` and
+//! headless Chromium.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::endpoint::{Address, Endpoint, Stream};
+use crate::error::Error;
+use crate::escape::escape;
+use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, MAX_CLIENTS, ServerHandle};
+
+use super::request::{Framing, Head, Limits, ParseError, Request, Status, Version};
+use super::response::Connection;
+use super::site;
+
+/// The most bytes one `recv` takes.
+pub const RECV_SIZE: usize = 8 * 1024;
+/// How long one `recv` may wait, and so how long an idle keep-alive connection stays open.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole request (head and body) may take from its first byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// After an error response, how long to keep reading (and discarding) before closing; see
+/// [`close_after_error`].
+const LINGER: Duration = Duration::from_secs(1);
+/// ... and how many bytes at most.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Everything `socket-lab http` can be told.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub endpoint: Endpoint,
+    pub backlog: i32,
+    pub max_clients: usize,
+    pub limits: Limits,
+    pub read_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            endpoint: Endpoint::tcp("127.0.0.1", DEFAULT_PORT),
+            backlog: BACKLOG,
+            max_clients: MAX_CLIENTS,
+            limits: Limits::default(),
+            read_timeout: READ_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), Error> {
+        if self.max_clients == 0 {
+            return Err(Error::Config("--max-clients must be at least 1".into()));
+        }
+        if self.backlog < 1 {
+            return Err(Error::Config(format!(
+                "--backlog must be at least 1, not {}",
+                self.backlog
+            )));
+        }
+        if self.read_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(Error::Config(
+                "--read-timeout and --request-timeout must be at least 1 second: a zero timeout would close every connection at once".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the web server has to say. The binary prints these; tests collect them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpEvent {
+    /// One request answered: the request line (escaped; `-` if none was read), the status,
+    /// and the bytes written for the response.
+    Request {
+        peer: Address,
+        request_line: String,
+        status: u16,
+        bytes: usize,
+    },
+    /// All `max_clients` workers are busy; new connections wait in the listen queue.
+    Busy { max_clients: usize },
+    /// `accept` failed; the loop backs off and goes on.
+    AcceptFailed { error: String },
+    /// A connection failed outside a request: setting it up, or writing a response.
+    ConnectionFailed { peer: Address, error: String },
+}
+
+impl HttpEvent {
+    /// Problems go to stderr, requests to stdout.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, HttpEvent::Request { .. })
+    }
+}
+
+impl fmt::Display for HttpEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpEvent::Request {
+                peer,
+                request_line,
+                status,
+                bytes,
+            } => write!(f, "[{peer}] \"{request_line}\" {status} {bytes}"),
+            HttpEvent::Busy { max_clients } => write!(
+                f,
+                "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
+            ),
+            HttpEvent::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+            HttpEvent::ConnectionFailed { peer, error } => write!(f, "[{peer}] {error}"),
+        }
+    }
+}
+
+/// Where events go.
+pub type HttpLog = Arc<dyn Fn(HttpEvent) + Send + Sync>;
+
+/// A bound, listening web server that has not started accepting yet.
+pub struct HttpServer {
+    acceptor: Acceptor,
+    config: HttpConfig,
+}
+
+/// A web server running on a thread of its own, as tests use it.
+pub struct RunningHttpServer {
+    pub addr: Address,
+    pub handle: ServerHandle,
+    thread: JoinHandle<Result<(), Error>>,
+}
+
+impl HttpServer {
+    /// `socket`, `bind`, `listen(backlog)`.
+    pub fn bind(config: HttpConfig) -> Result<HttpServer, Error> {
+        config.validate()?;
+        // Timeouts are set per recv below; writes get the read timeout so a peer that never
+        // reads cannot block a worker in `send` forever either.
+        let acceptor = Acceptor::bind(
+            &config.endpoint,
+            config.backlog,
+            true,
+            config.max_clients,
+            Some(config.read_timeout),
+        )?;
+        Ok(HttpServer { acceptor, config })
+    }
+
+    /// The address bound: with `--port 0`, the port the kernel chose.
+    pub fn local_addr(&self) -> &Address {
+        self.acceptor.local_addr()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.acceptor.handle()
+    }
+
+    /// Runs the server on a new thread.
+    pub fn spawn(self, log: HttpLog) -> RunningHttpServer {
+        let addr = self.local_addr().clone();
+        let handle = self.handle();
+        let thread = thread::spawn(move || self.run(log));
+        RunningHttpServer {
+            addr,
+            handle,
+            thread,
+        }
+    }
+
+    /// Accepts and serves until [`ServerHandle::stop`] is called.
+    pub fn run(self, log: HttpLog) -> Result<(), Error> {
+        let config = self.config;
+        let worker_log = Arc::clone(&log);
+        self.acceptor.run(
+            move |notice| {
+                log(match notice {
+                    AcceptNotice::Busy { max_clients } => HttpEvent::Busy { max_clients },
+                    AcceptNotice::AcceptFailed { error } => HttpEvent::AcceptFailed { error },
+                    AcceptNotice::SetupFailed { peer, error } => {
+                        HttpEvent::ConnectionFailed { peer, error }
+                    }
+                })
+            },
+            move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
+        )
+    }
+}
+
+impl RunningHttpServer {
+    /// Stops the server and waits until every connection is closed.
+    pub fn stop(self) -> Result<(), Error> {
+        self.handle.stop();
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Config("the server thread panicked".into())))
+    }
+}
+
+/// Why no request came out of the connection.
+enum NoRequest {
+    /// The peer closed, or stayed silent, between requests: close without a word.
+    Quiet,
+    /// The request is malformed or over a limit: answer with its status, then close.
+    Invalid(ParseError),
+    /// The request did not arrive in time: answer 408, then close.
+    TimedOut,
+    /// The peer closed mid-request or the socket failed: nobody left to answer.
+    Lost(String),
+}
+
+/// Requests and responses on one connection, until one side closes it.
+fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log: &HttpLog) {
+    // Bytes received and not yet used: part of a request, or pipelined requests after one.
+    let mut received: Vec<u8> = Vec::new();
+    loop {
+        let answer = match read_request(&mut stream, &mut received, config) {
+            Ok(request) => {
+                let answer = answer(&request, &received[..request.len], &peer);
+                received.drain(..request.len);
+                answer
+            }
+            Err(NoRequest::Quiet) => return,
+            Err(NoRequest::Lost(reason)) => {
+                log(HttpEvent::ConnectionFailed {
+                    peer,
+                    error: format!("connection lost mid-request: {reason}"),
+                });
+                return;
+            }
+            Err(NoRequest::Invalid(error)) => refuse(error.status(), &error.to_string(), &received),
+            Err(NoRequest::TimedOut) => refuse(
+                408,
+                "the request did not arrive in time; the connection is closed",
+                &received,
+            ),
+        };
+        // One write for the whole response; see `Response::encode`.
+        if let Err(e) = stream.write_all(&answer.bytes) {
+            log(HttpEvent::ConnectionFailed {
+                peer,
+                error: format!(
+                    "cannot send the {} response to \"{}\": {}",
+                    answer.status,
+                    answer.request_line,
+                    crate::error::describe(&e)
+                ),
+            });
+            return;
+        }
+        log(HttpEvent::Request {
+            peer: peer.clone(),
+            request_line: answer.request_line,
+            status: answer.status,
+            bytes: answer.bytes.len(),
+        });
+        if answer.connection == Connection::Close {
+            // Error statuses may leave unread request bytes behind; see close_after_error.
+            if answer.status >= 400 {
+                close_after_error(&mut stream);
+            }
+            return;
+        }
+    }
+}
+
+/// A response ready to send, and what the log and the connection need to know about it.
+struct Answer {
+    status: u16,
+    bytes: Vec<u8>,
+    /// Escaped for the log.
+    request_line: String,
+    connection: Connection,
+}
+
+/// The answer to a request that parsed: the site's response, framed for this connection.
+fn answer(request: &Request, raw: &[u8], peer: &Address) -> Answer {
+    let head = &request.head;
+    let response = site::respond(request, raw, peer);
+    // 404 and 405 are ordinary answers; after any other error (501 for a method we do not
+    // know, say) it is safer not to guess what the client sends next.
+    let failed = response.status >= 400 && !matches!(response.status, 404 | 405);
+    let connection = match (head.keep_alive(), head.version) {
+        _ if failed => Connection::Close,
+        (false, _) => Connection::Close,
+        (true, Version::Http11) => Connection::KeepAlive,
+        (true, Version::Http10) => Connection::KeepAliveHttp10,
+    };
+    let head_only = head.method == "HEAD";
+    Answer {
+        status: response.status,
+        bytes: response.encode(SystemTime::now(), connection, head_only),
+        request_line: escape(head.request_line().as_bytes()),
+        connection,
+    }
+}
+
+/// The answer to a request that could not be read: its status, a short page, and a close.
+fn refuse(status: u16, detail: &str, received: &[u8]) -> Answer {
+    Answer {
+        status,
+        bytes: site::error_page(status, detail).encode(SystemTime::now(), Connection::Close, false),
+        request_line: first_line(received),
+        connection: Connection::Close,
+    }
+}
+
+/// Receives until `received` starts with a complete request.
+fn read_request(
+    stream: &mut Stream,
+    received: &mut Vec<u8>,
+    config: &HttpConfig,
+) -> Result<Request, NoRequest> {
+    let mut recv_buffer = [0u8; RECV_SIZE];
+    // Starts with the request's first byte: an idle keep-alive connection only has the read
+    // timeout, a request in progress also has this deadline.
+    let mut deadline: Option<Instant> = None;
+    let mut sent_continue = false;
+    loop {
+        if !received.is_empty() {
+            match Request::parse(received, &config.limits) {
+                Ok(Status::Complete(request)) => return Ok(request),
+                Ok(Status::Partial) => {}
+                Err(error) => return Err(NoRequest::Invalid(error)),
+            }
+            if !sent_continue && waits_for_continue(received, &config.limits) {
+                // curl sends `Expect: 100-continue` before a large body and waits a second
+                // for this go-ahead; answering at once saves that second.
+                sent_continue = true;
+                if let Err(e) = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                    return Err(NoRequest::Lost(crate::error::describe(&e)));
+                }
+            }
+        }
+        let wait = match deadline {
+            None => config.read_timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(NoRequest::TimedOut);
+                }
+                left.min(config.read_timeout)
+            }
+        };
+        if let Err(e) = stream.set_read_timeout(Some(wait)) {
+            return Err(NoRequest::Lost(crate::error::describe(&e)));
+        }
+        match stream.read(&mut recv_buffer) {
+            // `recv` returning 0 is the peer's close: clean between requests, a loss within one.
+            Ok(0) if received.is_empty() => return Err(NoRequest::Quiet),
+            Ok(0) => return Err(NoRequest::Lost("the peer closed the connection".into())),
+            Ok(n) => {
+                received.extend_from_slice(&recv_buffer[..n]);
+                deadline.get_or_insert_with(|| Instant::now() + config.request_timeout);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if received.is_empty() {
+                    return Err(NoRequest::Quiet);
+                }
+                return Err(NoRequest::TimedOut);
+            }
+            Err(e) => return Err(NoRequest::Lost(crate::error::describe(&e))),
+        }
+    }
+}
+
+/// Whether `received` holds a complete head that asks for `100 Continue` before its body.
+fn waits_for_continue(received: &[u8], limits: &Limits) -> bool {
+    match Head::parse(received, limits) {
+        Ok(Status::Complete(head)) => {
+            head.version == Version::Http11
+                && head.framing != Framing::Empty
+                && head
+                    .header("expect")
+                    .is_some_and(|expect| expect.eq_ignore_ascii_case(b"100-continue"))
+        }
+        _ => false,
+    }
+}
+
+/// The first line of what a failed request sent, escaped and cut short, for the log.
+fn first_line(received: &[u8]) -> String {
+    const SHOWN: usize = 100;
+    let line = received
+        .split(|&byte| byte == b'\n')
+        .next()
+        .unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return "-".into();
+    }
+    let mut shown = escape(&line[..line.len().min(SHOWN)]);
+    if line.len() > SHOWN {
+        shown.push_str("...");
+    }
+    shown
+}
+
+/// Closing a socket that still has unread bytes makes the kernel send RST instead of FIN, and
+/// an RST can reach the client before it has read the error response, which then vanishes.
+/// So: `shutdown(Write)` (the client sees the end of the response), then read and discard
+/// what is still coming, for a bounded time and size, before the close.
+fn close_after_error(stream: &mut Stream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let started = Instant::now();
+    let mut discarded = 0;
+    let mut scratch = [0u8; RECV_SIZE];
+    while discarded < LINGER_BYTES && started.elapsed() < LINGER {
+        match stream.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
+    }
+}
