@@ -153,8 +153,14 @@ impl std::error::Error for Error {
 pub fn describe(error: &io::Error) -> String {
     use io::ErrorKind::*;
     // std has no ErrorKind for EMSGSIZE ("a datagram too big for one send").
-    if error.raw_os_error() == Some(libc::EMSGSIZE) {
-        return "message too long".to_string();
+    match error.raw_os_error() {
+        Some(libc::EMSGSIZE) => return "message too long".to_string(),
+        Some(libc::EMFILE) => {
+            return "too many open files (this process reached its descriptor limit, `ulimit -n`)"
+                .to_string();
+        }
+        Some(libc::ENFILE) => return "too many open files in the system".to_string(),
+        _ => {}
     }
     let words = match error.kind() {
         AddrInUse => "address already in use",

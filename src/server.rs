@@ -147,6 +147,12 @@ pub enum Event {
     AcceptFailed {
         error: String,
     },
+    /// A connection was accepted but could not be served (out of descriptors, say) and was
+    /// closed at once.
+    Refused {
+        peer: Address,
+        error: String,
+    },
     /// A datagram longer than `recv(n)` allowed: `data` is the first n bytes of
     /// `datagram_len`, and the kernel threw the rest away (TCP would have kept it buffered).
     Truncated {
@@ -167,7 +173,10 @@ impl Event {
     pub fn is_problem(&self) -> bool {
         matches!(
             self,
-            Event::Busy { .. } | Event::AcceptFailed { .. } | Event::ReplyFailed { .. }
+            Event::Busy { .. }
+                | Event::AcceptFailed { .. }
+                | Event::Refused { .. }
+                | Event::ReplyFailed { .. }
         )
     }
 }
@@ -191,6 +200,9 @@ impl fmt::Display for Event {
                 "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
             ),
             Event::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+            Event::Refused { peer, error } => {
+                write!(f, "[{peer}] cannot be served: {error}; connection closed")
+            }
             Event::Truncated {
                 peer,
                 data,
@@ -307,15 +319,19 @@ impl Server {
                 log(match notice {
                     AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
                     AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
-                    AcceptNotice::SetupFailed { peer, error } => Event::Disconnected {
-                        peer,
-                        reason: Some(error),
-                    },
+                    AcceptNotice::SetupFailed { peer, error } => Event::Refused { peer, error },
                 })
             },
             move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
         )
     }
+}
+
+/// How long the accept loop waits after running out of descriptors before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// What the accept loop has to report, whichever server it runs for.
@@ -412,7 +428,7 @@ impl Acceptor {
                     notify(AcceptNotice::AcceptFailed {
                         error: crate::error::describe(&e),
                     });
-                    thread::sleep(Duration::from_millis(100));
+                    thread::sleep(ACCEPT_BACKOFF);
                     continue;
                 }
             };
@@ -424,6 +440,10 @@ impl Acceptor {
                     peer,
                     error: crate::error::describe(&e),
                 });
+                if out_of_descriptors(&e) {
+                    // As for accept: wait for a worker to give a descriptor back.
+                    thread::sleep(ACCEPT_BACKOFF);
+                }
                 continue;
             }
             let slot = Slot {

@@ -32,13 +32,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `socket-lab <args>` and waits for `listening on ADDR` on its stderr.
     pub fn start(args: &[&str]) -> ServerProcess {
-        let mut child = socket_lab_process()
+        let mut command = socket_lab_process();
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn socket-lab");
+            .stderr(Stdio::piped());
+        ServerProcess::from_command(command)
+    }
+
+    /// Starts a prepared command (stdout and stderr piped) and waits for its address.
+    pub fn from_command(mut command: Command) -> ServerProcess {
+        let mut child = command.spawn().expect("spawn socket-lab");
         let stdout = lines_of(child.stdout.take().expect("piped stdout"));
         let stderr = lines_of(child.stderr.take().expect("piped stderr"));
         let first = stderr
@@ -85,6 +90,29 @@ impl ServerProcess {
             }
             before.push(line);
         }
+    }
+
+    /// Reads log lines until one ends with `suffix`.
+    pub fn wait_for_line_ending(&self, suffix: &str) -> String {
+        self.wait_for_line_ending_with(&[suffix])
+    }
+
+    /// Reads log lines until one ends with any of `suffixes`, and returns it.
+    pub fn wait_for_line_ending_with(&self, suffixes: &[&str]) -> String {
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("server never logged a line ending with {suffixes:?}"));
+            if suffixes.iter().any(|suffix| line.ends_with(suffix)) {
+                return line;
+            }
+        }
+    }
+
+    /// The next stderr line, if one comes within `wait`.
+    pub fn try_stderr_line(&self, wait: Duration) -> Option<String> {
+        self.stderr.recv_timeout(wait).ok()
     }
 
     pub fn next_stderr_line(&self) -> String {
