@@ -396,6 +396,25 @@ impl DatagramClient {
         }
     }
 
+    /// One `recv(size)`: the next datagram, cut to `size` bytes if it is longer (the rest is
+    /// discarded, as lesson 14 shows), waiting at most the reply timeout.
+    pub fn recv(&self, size: usize) -> io::Result<Vec<u8>> {
+        let mut buffer = vec![0; size];
+        let received = self.socket.recv_from(&mut buffer)?;
+        buffer.truncate(received.len);
+        Ok(buffer)
+    }
+
+    /// Python's `settimeout` for this socket's reads.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.socket.set_read_timeout(timeout)
+    }
+
+    /// Python's `setblocking(not nonblocking)`.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(nonblocking)
+    }
+
     /// One message and its ack.
     pub fn request(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         self.send(message)?;

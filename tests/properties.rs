@@ -9,7 +9,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use socket_lab::scenario::Scenario;
 use socket_lab::scenario::parse::{
-    Action, ClientCall, ConnectOutcome, Direction, RecvOutcome, ServerCall, StreamContent,
+    Action, ClientCall, ConnectOutcome, Direction, RecvOutcome, SendOutcome, ServerCall, SockOpt,
+    StreamContent,
 };
 use socket_lab::server::{ACK, Event, Server, ServerConfig, channel_log};
 use socket_lab::{Address, Endpoint};
@@ -178,6 +179,22 @@ fn text() -> impl Strategy<Value = String> {
     "[ -~]{0,30}"
 }
 
+fn send_outcome() -> impl Strategy<Value = SendOutcome> {
+    prop_oneof![
+        (0usize..100_000).prop_map(SendOutcome::Count),
+        Just(SendOutcome::Partial),
+        Just(SendOutcome::WouldBlock),
+    ]
+}
+
+fn sock_opt() -> impl Strategy<Value = SockOpt> {
+    prop_oneof![
+        Just(SockOpt::SndBuf),
+        Just(SockOpt::RcvBuf),
+        Just(SockOpt::NoDelay)
+    ]
+}
+
 fn client_call() -> impl Strategy<Value = ClientCall> {
     prop_oneof![
         Just(ClientCall::Connect {
@@ -186,8 +203,30 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
         Just(ClientCall::Connect {
             expect: ConnectOutcome::Refused
         }),
-        (bytes(), proptest::option::of(0usize..100_000))
-            .prop_map(|(data, expect_count)| ClientCall::Send { data, expect_count }),
+        (1u64..10_000).prop_map(|ms| ClientCall::Connect {
+            expect: ConnectOutcome::Pending(Duration::from_millis(ms))
+        }),
+        Just(ClientCall::FinishConnect),
+        (bytes(), proptest::option::of(send_outcome()))
+            .prop_map(|(data, expect)| ClientCall::Send { data, expect }),
+        bytes().prop_map(|data| ClientCall::SendAll { data }),
+        (1usize..5000).prop_map(|size| ClientCall::Recv {
+            size,
+            expect: RecvOutcome::Timeout
+        }),
+        (1usize..5000).prop_map(|size| ClientCall::Recv {
+            size,
+            expect: RecvOutcome::WouldBlock
+        }),
+        (1usize..5000).prop_map(|size| ClientCall::Recv {
+            size,
+            expect: RecvOutcome::Data(Vec::new())
+        }),
+        text().prop_map(|pattern| ClientCall::RecvResponse { pattern }),
+        (1u64..10_000).prop_map(|ms| ClientCall::SetTimeout(Duration::from_millis(ms))),
+        any::<bool>().prop_map(ClientCall::SetBlocking),
+        (sock_opt(), 0usize..1_000_000)
+            .prop_map(|(option, value)| ClientCall::SetSockOpt { option, value }),
         bytes().prop_map(|data| ClientCall::Recv {
             size: data.len() + 3,
             expect: RecvOutcome::Data(data)
@@ -229,6 +268,7 @@ fn action() -> impl Strategy<Value = Action> {
         (name, client_call()).prop_map(|(name, call)| Action::Client { name, call }),
         text().prop_map(|pattern| Action::Server(ServerCall::Log(pattern))),
         Just(Action::Server(ServerCall::Stop)),
+        Just(Action::Server(ServerCall::ResumeAccept)),
     ]
 }
 

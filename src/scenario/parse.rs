@@ -37,9 +37,18 @@ pub struct ServerSpec {
     pub settings: Vec<(String, String)>,
 }
 
-const SETTINGS: &str = "recv-size, ack, backlog, max-clients, idle-timeout, recv-lowat";
+const SETTINGS: &str =
+    "recv-size, ack, backlog, max-clients, idle-timeout, recv-lowat, host, accept";
 
 impl ServerSpec {
+    /// The value of a setting, if the file gives it.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The server's settings as a [`ServerConfig`] (the endpoint is the runner's to choose).
     pub fn config(&self) -> Result<ServerConfig, String> {
         let mut config = ServerConfig::default();
@@ -60,6 +69,14 @@ impl ServerSpec {
                 "max-clients" => config.max_clients = number()?,
                 "recv-lowat" => config.recv_lowat = Some(number()?),
                 "idle-timeout" => config.idle_timeout = Some(parse_duration(value)?),
+                // Where to listen, and whether to accept at first: the runner reads these.
+                "host" => {}
+                "accept" if value == "paused" || value == "on" => {}
+                "accept" => {
+                    return Err(format!(
+                        "accept={value}: expected `accept=paused` or `accept=on`"
+                    ));
+                }
                 other => {
                     return Err(format!(
                         "unknown setting `{other}`; settings are: {SETTINGS}"
@@ -73,12 +90,46 @@ impl ServerSpec {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerKind {
-    /// The ack server over TCP on 127.0.0.1, port 0.
+    /// The ack server over TCP on 127.0.0.1 (or `host=`), port 0.
     Tcp,
-    /// The ack server on a Unix domain socket in a fresh temporary directory.
+    /// The ack server over UDP: datagrams, no connections.
+    Udp,
+    /// The ack server on a Unix stream socket in a fresh temporary directory.
     Unix,
+    /// The ack server on a Unix datagram socket in a fresh temporary directory.
+    UnixDgram,
+    /// The web server of `socket-lab http`, on TCP.
+    Http,
     /// Nothing listens: for lessons about refused connections.
     None,
+}
+
+impl ServerKind {
+    const ALL: [ServerKind; 6] = [
+        ServerKind::Tcp,
+        ServerKind::Udp,
+        ServerKind::Unix,
+        ServerKind::UnixDgram,
+        ServerKind::Http,
+        ServerKind::None,
+    ];
+    const NAMES: &str = "tcp, udp, unix, unix-dgram, http, none";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Tcp => "tcp",
+            ServerKind::Udp => "udp",
+            ServerKind::Unix => "unix",
+            ServerKind::UnixDgram => "unix-dgram",
+            ServerKind::Http => "http",
+            ServerKind::None => "none",
+        }
+    }
+
+    /// Datagram servers have no connections: `connect` only fixes the peer address.
+    pub fn is_datagram(self) -> bool {
+        matches!(self, ServerKind::Udp | ServerKind::UnixDgram)
+    }
 }
 
 /// One line of the file that does something: narration, or a socket call and its expectation.
@@ -96,17 +147,23 @@ pub enum Action {
     Server(ServerCall),
 }
 
-/// What a client does, in the walkthrough's words.
+/// What a client does, in the walkthrough's words (and Python's, for the socket options).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientCall {
-    /// `connect((host, port))`, expecting success or refusal.
+    /// `connect((host, port))`, expecting success, refusal, or no answer yet.
     Connect {
         expect: ConnectOutcome,
     },
-    /// One `send`; `expect_count` is the number it must return.
+    /// Wait for a connect that was left pending (`connect = pending 300ms`) to complete.
+    FinishConnect,
+    /// One `send` call, and what it must return if the file says.
     Send {
         data: Vec<u8>,
-        expect_count: Option<usize>,
+        expect: Option<SendOutcome>,
+    },
+    /// `sendall`: send until every byte is out, waiting whenever the socket is full.
+    SendAll {
+        data: Vec<u8>,
     },
     /// One `recv(size)` call.
     Recv {
@@ -122,25 +179,80 @@ pub enum ClientCall {
     RecvUntilEof {
         expect: StreamContent,
     },
+    /// `recv` until one whole HTTP response (head, then `Content-Length` bytes of body) is in,
+    /// matched against a pattern with `[..]`.
+    RecvResponse {
+        pattern: String,
+    },
     Shutdown(Direction),
     Close,
     /// Close with `SO_LINGER` 0: the peer sees a reset (RST) instead of an orderly close.
     Reset,
+    /// Python's `settimeout`: how long a recv or send may wait before it fails with
+    /// "timed out". (`none`, Python's "forever", is not offered: every step is bounded.)
+    SetTimeout(Duration),
+    /// Python's `setblocking`: a non-blocking socket never waits; it says "would block".
+    SetBlocking(bool),
+    /// `setsockopt` for the options the lessons use.
+    SetSockOpt {
+        option: SockOpt,
+        value: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectOutcome {
     Connected,
     Refused,
+    /// Still not complete after this long: the server's listen queue is full and the kernel
+    /// ignores the SYN. The connect goes on; `finish-connect` waits for it.
+    Pending(Duration),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// `send` returned exactly this count.
+    Count(usize),
+    /// `send` returned fewer bytes than it was given (but some).
+    Partial,
+    /// A non-blocking `send` found no room at all.
+    WouldBlock,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockOpt {
+    /// `SO_SNDBUF`: the kernel's send buffer for this socket.
+    SndBuf,
+    /// `SO_RCVBUF`: the kernel's receive buffer.
+    RcvBuf,
+    /// `TCP_NODELAY`: 1 turns off Nagle's algorithm.
+    NoDelay,
+}
+
+impl SockOpt {
+    const ALL: [SockOpt; 3] = [SockOpt::SndBuf, SockOpt::RcvBuf, SockOpt::NoDelay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SockOpt::SndBuf => "SO_SNDBUF",
+            SockOpt::RcvBuf => "SO_RCVBUF",
+            SockOpt::NoDelay => "TCP_NODELAY",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecvOutcome {
+    /// These bytes. Empty only for a datagram: on a stream, 0 bytes is `eof`.
     Data(Vec<u8>),
     /// `recv` returned 0 bytes: the peer closed its side.
     Eof,
     /// `recv` failed with "connection reset by peer".
     Reset,
+    /// Nothing arrived within the socket's timeout (`settimeout`).
+    Timeout,
+    /// A non-blocking `recv` found nothing to read.
+    WouldBlock,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +278,8 @@ pub enum ServerCall {
     ReceivedAll { client: String },
     /// Stop the server: it closes every connection.
     Stop,
+    /// Start calling `accept` on a server started with `accept=paused`.
+    ResumeAccept,
     /// Try to bind a second server on the same address while the first still runs.
     BindAgain {
         reuse_address: bool,
@@ -205,9 +319,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest payload one expression may build: 64 MiB.
 pub const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 
-const CLIENT_VERBS: &str =
-    "connect, send, recv, recv-exactly, recv-until-eof, shutdown, close, reset";
-const SERVER_VERBS: &str = "log, received-all, stop, bind-again, restart";
+const CLIENT_VERBS: &str = "connect, finish-connect, send, sendall, recv, recv-exactly, \
+     recv-until-eof, recv-response, shutdown, close, reset, settimeout, setblocking, setsockopt";
+const SERVER_VERBS: &str = "log, received-all, stop, resume-accept, bind-again, restart";
 
 impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario, ParseError> {
@@ -275,7 +389,7 @@ impl Scenario {
         })?;
         let server = server.ok_or(ParseError {
             line: 1,
-            message: "no `server` line: say which server to start, e.g. `server tcp` or `server tcp recv-size=8` (kinds: tcp, unix, none)".into(),
+            message: "no `server` line: say which server to start, e.g. `server tcp` or `server tcp recv-size=8` (kinds: tcp, udp, unix, unix-dgram, http, none)".into(),
         })?;
         Ok(Scenario {
             title,
@@ -301,16 +415,16 @@ impl Scenario {
 
 fn parse_server(tokens: &mut Tokens) -> Result<ServerSpec, String> {
     tokens.next(); // "server"
-    let kind = match tokens.word("a server kind (tcp, unix, none)")?.as_str() {
-        "tcp" => ServerKind::Tcp,
-        "unix" => ServerKind::Unix,
-        "none" => ServerKind::None,
-        other => {
-            return Err(format!(
-                "unknown server kind `{other}`; expected one of: tcp, unix, none"
-            ));
-        }
-    };
+    let word = tokens.word(&format!("a server kind ({})", ServerKind::NAMES))?;
+    let kind = ServerKind::ALL
+        .into_iter()
+        .find(|kind| kind.name() == word)
+        .ok_or_else(|| {
+            format!(
+                "unknown server kind `{word}`; expected one of: {}",
+                ServerKind::NAMES
+            )
+        })?;
     let mut settings = Vec::new();
     while !tokens.at_end() {
         let key = tokens.word("a setting such as recv-size=8")?;
@@ -357,12 +471,16 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
     let call = match verb.as_str() {
         "connect" => {
             let expect = if tokens.eat(&Token::Equals) {
-                match tokens.word("`connected` or `refused`")?.as_str() {
+                match tokens
+                    .word("`connected`, `refused` or `pending DURATION`")?
+                    .as_str()
+                {
                     "connected" => ConnectOutcome::Connected,
                     "refused" => ConnectOutcome::Refused,
+                    "pending" => ConnectOutcome::Pending(tokens.duration()?),
                     other => {
                         return Err(format!(
-                            "`connect` ends in `connected` or `refused`, not `{other}`"
+                            "`connect` ends in `connected`, `refused` or `pending 300ms`, not `{other}`"
                         ));
                     }
                 }
@@ -371,37 +489,50 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
             };
             ClientCall::Connect { expect }
         }
+        "finish-connect" => ClientCall::FinishConnect,
         "send" => {
             let data = tokens.bytes_expr()?;
-            let expect_count = if tokens.eat(&Token::Equals) {
-                Some(tokens.number()?)
+            let expect = if tokens.eat(&Token::Equals) {
+                Some(match tokens.peek_word() {
+                    Some("partial") => {
+                        tokens.next();
+                        SendOutcome::Partial
+                    }
+                    Some("wouldblock") => {
+                        tokens.next();
+                        SendOutcome::WouldBlock
+                    }
+                    _ => SendOutcome::Count(tokens.number()?),
+                })
             } else {
                 None
             };
-            ClientCall::Send { data, expect_count }
+            ClientCall::Send { data, expect }
         }
+        "sendall" => ClientCall::SendAll {
+            data: tokens.bytes_expr()?,
+        },
         "recv" => {
             let size = tokens.number()?;
             tokens.expect(
                 &Token::Equals,
-                "`= \"bytes\"`, `= eof` or `= reset` after `recv N`",
+                "`= \"bytes\"`, `= eof`, `= reset`, `= timeout` or `= wouldblock` after `recv N`",
             )?;
-            let expect = match tokens.peek() {
-                Some(Token::Word(word)) if word == "eof" => {
-                    tokens.next();
-                    RecvOutcome::Eof
-                }
-                Some(Token::Word(word)) if word == "reset" => {
-                    tokens.next();
-                    RecvOutcome::Reset
-                }
+            let expect = match tokens.peek_word() {
+                Some("eof") => RecvOutcome::Eof,
+                Some("reset") => RecvOutcome::Reset,
+                Some("timeout") => RecvOutcome::Timeout,
+                Some("wouldblock") => RecvOutcome::WouldBlock,
                 _ => RecvOutcome::Data(tokens.bytes_expr()?),
             };
+            if !matches!(expect, RecvOutcome::Data(_)) {
+                tokens.next();
+            }
             if let RecvOutcome::Data(data) = &expect
-                && (data.is_empty() || data.len() > size)
+                && data.len() > size
             {
                 return Err(format!(
-                    "recv {size} returns 1 to {size} bytes, so it cannot return {}; write `= eof` for 0",
+                    "recv {size} returns at most {size} bytes, so it cannot return {}",
                     data.len()
                 ));
             }
@@ -424,14 +555,22 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
                 &Token::Equals,
                 "`= \"bytes\"` or `= acks` after `recv-until-eof`",
             )?;
-            let expect = match tokens.peek() {
-                Some(Token::Word(word)) if word == "acks" => {
-                    tokens.next();
-                    StreamContent::Acks
-                }
-                _ => StreamContent::Data(tokens.bytes_expr()?),
+            let expect = if tokens.peek_word() == Some("acks") {
+                tokens.next();
+                StreamContent::Acks
+            } else {
+                StreamContent::Data(tokens.bytes_expr()?)
             };
             ClientCall::RecvUntilEof { expect }
+        }
+        "recv-response" => {
+            tokens.expect(
+                &Token::Equals,
+                "`= \"HTTP/1.1 200 OK\\r\\n[..]\"` after `recv-response`",
+            )?;
+            ClientCall::RecvResponse {
+                pattern: tokens.text("the response to expect")?,
+            }
         }
         "shutdown" => ClientCall::Shutdown(match tokens.word("read, write or both")?.as_str() {
             "read" => Direction::Read,
@@ -441,6 +580,29 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
         }),
         "close" => ClientCall::Close,
         "reset" => ClientCall::Reset,
+        "settimeout" => ClientCall::SetTimeout(tokens.duration()?),
+        "setblocking" => ClientCall::SetBlocking(match tokens.word("true or false")?.as_str() {
+            "true" => true,
+            "false" => false,
+            other => return Err(format!("setblocking takes true or false, not `{other}`")),
+        }),
+        "setsockopt" => {
+            let names: Vec<&str> = SockOpt::ALL.iter().map(|option| option.name()).collect();
+            let word = tokens.word(&format!("an option: {}", names.join(", ")))?;
+            let option = SockOpt::ALL
+                .into_iter()
+                .find(|option| option.name() == word)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown option `{word}`; the lessons use: {}",
+                        names.join(", ")
+                    )
+                })?;
+            ClientCall::SetSockOpt {
+                option,
+                value: tokens.number()?,
+            }
+        }
         other => {
             return Err(format!(
                 "unknown verb `{other}`; a client can: {CLIENT_VERBS}"
@@ -458,6 +620,7 @@ fn parse_server_call(tokens: &mut Tokens) -> Result<ServerCall, String> {
             client: tokens.word("a client name")?,
         },
         "stop" => ServerCall::Stop,
+        "resume-accept" => ServerCall::ResumeAccept,
         "bind-again" | "restart" => {
             let mut reuse_address = true;
             if tokens.peek_word() == Some("reuseaddr") {
@@ -772,17 +935,12 @@ pub fn quote(bytes: &[u8]) -> String {
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "# {}", self.title)?;
-        let kind = match self.server.kind {
-            ServerKind::Tcp => "tcp",
-            ServerKind::Unix => "unix",
-            ServerKind::None => "none",
-        };
-        write!(f, "server {kind}")?;
+        write!(f, "server {}", self.server.kind.name())?;
         for (key, value) in &self.server.settings {
-            write!(f, " {key}=\"{}\"", quote(value.as_bytes()))?;
+            write!(f, " {key}={}", literal(value.as_bytes()))?;
         }
         writeln!(f)?;
-        writeln!(f, "timeout {}ms", self.timeout.as_millis())?;
+        writeln!(f, "timeout {}", show_duration(self.timeout))?;
         for step in &self.steps {
             writeln!(f, "{}", step.action)?;
         }
@@ -804,39 +962,41 @@ fn literal(bytes: &[u8]) -> String {
     format!("\"{}\"", quote(bytes))
 }
 
+fn show_duration(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
 impl fmt::Display for ClientCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientCall::Connect {
-                expect: ConnectOutcome::Connected,
-            } => write!(f, "connect"),
-            ClientCall::Connect {
-                expect: ConnectOutcome::Refused,
-            } => write!(f, "connect = refused"),
-            ClientCall::Send {
-                data,
-                expect_count: None,
-            } => write!(f, "send {}", literal(data)),
-            ClientCall::Send {
-                data,
-                expect_count: Some(count),
-            } => {
-                write!(f, "send {} = {count}", literal(data))
+            ClientCall::Connect { expect } => match expect {
+                ConnectOutcome::Connected => write!(f, "connect"),
+                ConnectOutcome::Refused => write!(f, "connect = refused"),
+                ConnectOutcome::Pending(wait) => {
+                    write!(f, "connect = pending {}", show_duration(*wait))
+                }
+            },
+            ClientCall::FinishConnect => write!(f, "finish-connect"),
+            ClientCall::Send { data, expect } => {
+                write!(f, "send {}", literal(data))?;
+                match expect {
+                    None => Ok(()),
+                    Some(SendOutcome::Count(count)) => write!(f, " = {count}"),
+                    Some(SendOutcome::Partial) => write!(f, " = partial"),
+                    Some(SendOutcome::WouldBlock) => write!(f, " = wouldblock"),
+                }
             }
-            ClientCall::Recv {
-                size,
-                expect: RecvOutcome::Data(data),
-            } => {
-                write!(f, "recv {size} = {}", literal(data))
+            ClientCall::SendAll { data } => write!(f, "sendall {}", literal(data)),
+            ClientCall::Recv { size, expect } => {
+                write!(f, "recv {size} = ")?;
+                match expect {
+                    RecvOutcome::Data(data) => write!(f, "{}", literal(data)),
+                    RecvOutcome::Eof => write!(f, "eof"),
+                    RecvOutcome::Reset => write!(f, "reset"),
+                    RecvOutcome::Timeout => write!(f, "timeout"),
+                    RecvOutcome::WouldBlock => write!(f, "wouldblock"),
+                }
             }
-            ClientCall::Recv {
-                size,
-                expect: RecvOutcome::Eof,
-            } => write!(f, "recv {size} = eof"),
-            ClientCall::Recv {
-                size,
-                expect: RecvOutcome::Reset,
-            } => write!(f, "recv {size} = reset"),
             ClientCall::RecvExactly { size, expect } => {
                 write!(f, "recv-exactly {size} = {}", literal(expect))
             }
@@ -845,14 +1005,20 @@ impl fmt::Display for ClientCall {
             } => write!(f, "recv-until-eof = acks"),
             ClientCall::RecvUntilEof {
                 expect: StreamContent::Data(data),
-            } => {
-                write!(f, "recv-until-eof = {}", literal(data))
+            } => write!(f, "recv-until-eof = {}", literal(data)),
+            ClientCall::RecvResponse { pattern } => {
+                write!(f, "recv-response = {}", literal(pattern.as_bytes()))
             }
             ClientCall::Shutdown(Direction::Read) => write!(f, "shutdown read"),
             ClientCall::Shutdown(Direction::Write) => write!(f, "shutdown write"),
             ClientCall::Shutdown(Direction::Both) => write!(f, "shutdown both"),
             ClientCall::Close => write!(f, "close"),
             ClientCall::Reset => write!(f, "reset"),
+            ClientCall::SetTimeout(timeout) => write!(f, "settimeout {}", show_duration(*timeout)),
+            ClientCall::SetBlocking(blocking) => write!(f, "setblocking {blocking}"),
+            ClientCall::SetSockOpt { option, value } => {
+                write!(f, "setsockopt {} {value}", option.name())
+            }
         }
     }
 }
@@ -875,6 +1041,7 @@ impl fmt::Display for ServerCall {
             ServerCall::Log(pattern) => write!(f, "log {}", literal(pattern.as_bytes())),
             ServerCall::ReceivedAll { client } => write!(f, "received-all {client}"),
             ServerCall::Stop => write!(f, "stop"),
+            ServerCall::ResumeAccept => write!(f, "resume-accept"),
             ServerCall::BindAgain {
                 reuse_address,
                 expect,
@@ -904,17 +1071,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(scenario.title, "One message");
-        assert_eq!(
-            scenario.server.settings,
-            vec![("recv-size".to_string(), "8".to_string())]
-        );
+        assert_eq!(scenario.server.setting("recv-size"), Some("8"));
         assert_eq!(
             scenario.steps[1].action,
             Action::Client {
                 name: "alice".into(),
                 call: ClientCall::Send {
                     data: b"hi\r\nhi\r\n".to_vec(),
-                    expect_count: Some(8)
+                    expect: Some(SendOutcome::Count(8))
                 }
             }
         );
@@ -938,13 +1102,17 @@ mod tests {
             "line 3: a string is missing its closing `\"`"
         );
         assert_eq!(
-            parse_err("# t\nserver udp"),
-            "line 2: unknown server kind `udp`; expected one of: tcp, unix, none"
+            parse_err("# t\nserver sctp"),
+            "line 2: unknown server kind `sctp`; expected one of: tcp, udp, unix, unix-dgram, http, none"
         );
         assert!(parse_err("# t\nalice: connect").starts_with("line 1: no `server` line"));
         assert_eq!(
             parse_err("# t\nserver tcp\nalice: recv 4 = \"server\""),
-            "line 3: recv 4 returns 1 to 4 bytes, so it cannot return 6; write `= eof` for 0"
+            "line 3: recv 4 returns at most 4 bytes, so it cannot return 6"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp colour=red"),
+            format!("line 2: unknown setting `colour`; settings are: {SETTINGS}")
         );
     }
 }
