@@ -958,7 +958,18 @@ impl fmt::Display for Action {
     }
 }
 
+/// A string literal for `bytes`, written `"unit" * n` when it is one short piece repeated,
+/// so a megabyte of `x` prints as one short line.
 fn literal(bytes: &[u8]) -> String {
+    const UNIT: usize = 16;
+    if bytes.len() > 4 * UNIT
+        && let Some(unit) = (1..=UNIT).find(|&unit| {
+            bytes.len().is_multiple_of(unit)
+                && bytes.chunks(unit).all(|chunk| chunk == &bytes[..unit])
+        })
+    {
+        return format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit);
+    }
     format!("\"{}\"", quote(bytes))
 }
 

@@ -84,7 +84,14 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}:{}: {}", self.file, self.line, self.step)?;
+        // A step with a long literal is cut: the line number points at the whole of it.
+        let step: String = self.step.chars().take(200).collect();
+        let cut = if step.len() < self.step.len() {
+            " …"
+        } else {
+            ""
+        };
+        writeln!(f, "{}:{}: {step}{cut}", self.file, self.line)?;
         for line in self.message.lines() {
             writeln!(f, "    {line}")?;
         }
