@@ -315,3 +315,45 @@ fn sigint_under_load_stops_the_server_within_two_seconds() {
         "nothing listens after the stop"
     );
 }
+
+/// A fresh UDP client still gets its ack.
+fn assert_udp_still_serves(addr: &str) {
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(addr).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.send(b"still there?").unwrap();
+    let mut ack = [0; 64];
+    let n = client
+        .recv(&mut ack)
+        .expect("a fresh UDP client gets its ack");
+    assert_eq!(&ack[..n], ACK);
+}
+
+#[test]
+fn a_udp_flood_and_replies_to_closed_ports_leave_the_server_serving() {
+    let server = ServerProcess::start(&["server", "--udp", "--port", "0", "--recv-size", "8"]);
+    let baseline = counts(server.child.id());
+    {
+        // 10,000 datagrams as fast as the socket takes them, from a client that never reads
+        // its acks and then closes: the server's answers go to a port nobody has any more,
+        // and the ICMP "port unreachable" that comes back must not stop it.
+        let flooder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        flooder.connect(&server.addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for i in 0..10_000u32 {
+            // A full socket buffer drops datagrams, as UDP may; the flood goes on.
+            let _ = flooder.send(format!("flood {i} and more bytes than recv(8) takes").as_bytes());
+            assert!(Instant::now() < deadline, "the flood took over 30 s");
+        }
+        // A zero-length datagram is a message, not the end of anything.
+        flooder.send(b"").unwrap();
+    }
+    assert_udp_still_serves(&server.addr);
+    let rss = rss_kib(server.child.id());
+    assert!(rss < 64 * 1024, "server RSS {rss} KiB after the flood");
+    assert_eq!(
+        counts(server.child.id()),
+        baseline,
+        "no thread or descriptor per datagram"
+    );
+}
