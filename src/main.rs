@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use socket_lab::bench::{self, BenchConfig, Transport};
 use socket_lab::client::Client;
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
@@ -51,6 +52,41 @@ enum Command {
     Run(RunArgs),
     /// Lists the lessons in scenarios/, in reading order, with their titles.
     Lessons(LessonsArgs),
+    /// Loads an ack server with many connections and reports msgs/s and p50/p99/max latency.
+    #[command(after_help = EXIT_CODES)]
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Connections open at once, each with one message in flight.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Messages per connection.
+    #[arg(long, default_value_t = 10_000)]
+    msgs: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Stop sending after this many seconds, even if not every message was sent.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Load a server already running at HOST:PORT (or a Unix socket path) instead of
+    /// starting one in this process.
+    #[arg(long)]
+    target: Option<String>,
+    /// Use datagrams: UDP, or Unix datagrams with --unix or a socket path as --target.
+    #[arg(long)]
+    udp: bool,
+    /// Start the server on a Unix socket in the temp directory instead of TCP.
+    #[arg(long, conflicts_with = "target")]
+    unix: bool,
+    /// The ack the server answers with; every byte received is checked against it.
+    #[arg(long, default_value = "server recv success")]
+    ack: String,
+    /// Send every message without waiting for its ack: throughput instead of round trips.
+    #[arg(long, conflicts_with = "udp")]
+    stream: bool,
 }
 
 #[derive(Args)]
@@ -166,6 +202,7 @@ fn main() -> ExitCode {
         Command::Http(args) => run_http(args),
         Command::Run(args) => run_scenarios(args),
         Command::Lessons(args) => list_lessons(args),
+        Command::Bench(args) => run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -340,6 +377,30 @@ fn parse_target(text: &str) -> Result<Endpoint, Error> {
         host.trim_start_matches('[').trim_end_matches(']'),
         port,
     ))
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), Error> {
+    let target = args.target.as_deref().map(parse_target).transpose()?;
+    let unix = args.unix || matches!(target, Some(Endpoint::Unix(_)));
+    let transport = match (unix, args.udp) {
+        (false, false) => Transport::Tcp,
+        (false, true) => Transport::Udp,
+        (true, false) => Transport::Unix,
+        (true, true) => Transport::UnixDatagram,
+    };
+    let config = BenchConfig {
+        transport,
+        target,
+        conns: args.conns,
+        msgs: args.msgs,
+        size: args.size,
+        duration: Duration::from_secs(args.duration),
+        ack: args.ack.into_bytes(),
+        stream: args.stream,
+    };
+    let report = bench::run(&config)?;
+    println!("{report}");
+    Ok(())
 }
 
 fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
