@@ -154,6 +154,10 @@ struct ServerArgs {
     /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
     #[arg(long, conflicts_with = "udp")]
     pause_accept: bool,
+    /// Log only problems (stderr), not every message: for benchmarks, where a log line per
+    /// message would cost more than the message.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -183,9 +187,13 @@ struct HttpArgs {
     /// The backlog in listen(backlog).
     #[arg(long, default_value_t = server::BACKLOG)]
     backlog: i32,
-    /// How many connections are served at once; more wait in the listen queue.
-    #[arg(long, default_value_t = server::MAX_CLIENTS)]
+    /// How many connections are served at once, a thread each; more wait in the listen queue.
+    #[arg(long, default_value_t = http_server::MAX_CLIENTS)]
     max_clients: usize,
+    /// Log only problems (stderr), not every request: for benchmarks, where a log line per
+    /// request would cost more than the request.
+    #[arg(long)]
+    quiet: bool,
     /// Seconds one recv may wait; an idle keep-alive connection is closed after this.
     #[arg(long, default_value_t = http_server::READ_TIMEOUT.as_secs())]
     read_timeout: u64,
@@ -228,7 +236,7 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         let server = DatagramServer::bind(config)?;
         server.handle().stop_on_signals()?;
         announce(server.local_addr(), &endpoint);
-        return server.run(Arc::new(print_event));
+        return server.run(event_printer(args.quiet));
     }
     let server = Server::bind(config)?;
     server.handle().stop_on_signals()?;
@@ -236,7 +244,7 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
     if args.pause_accept {
         pause_until_enter(server.handle());
     }
-    server.run(Arc::new(print_event))
+    server.run(event_printer(args.quiet))
 }
 
 /// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
@@ -262,6 +270,19 @@ fn pause_until_enter(handle: ServerHandle) {
         eprintln!("accepting");
         handle.resume_accept();
     });
+}
+
+/// The server's log: every event, or with `--quiet` only the problems.
+fn event_printer(quiet: bool) -> server::EventLog {
+    if quiet {
+        Arc::new(|event: Event| {
+            if event.is_problem() {
+                eprintln!("{event}");
+            }
+        })
+    } else {
+        Arc::new(print_event)
+    }
 }
 
 fn print_event(event: Event) {
@@ -293,6 +314,13 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
+    if args.quiet {
+        return server.run(Arc::new(|event: HttpEvent| {
+            if event.is_problem() {
+                eprintln!("{event}");
+            }
+        }));
+    }
     server.run(Arc::new(print_http_event))
 }
 
