@@ -55,6 +55,8 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most connections one run opens: each is a thread and a descriptor here, and one more
 /// descriptor (and, for the ack server, a thread) on the server.
 pub const MAX_CONNS: usize = 4096;
+/// The largest `recv(n)` the bench's own server uses, whatever `--size` is.
+const OWN_SERVER_MAX_RECV: usize = 64 * 1024;
 /// The longest run allowed, so a typo cannot tie up a shared machine for hours.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 
@@ -277,8 +279,9 @@ fn start_own_server(config: &BenchConfig) -> Result<RunningServer, Error> {
     };
     let server_config = ServerConfig {
         endpoint,
-        // Big enough for one message per recv, so acks normally match messages one to one.
-        recv_size: config.size.max(RECV_SIZE),
+        // One message per recv, so acks normally match messages one to one; but no more than
+        // 64 KiB per connection, as bigger messages just take several recvs (and acks).
+        recv_size: config.size.clamp(RECV_SIZE, OWN_SERVER_MAX_RECV),
         ack: config.ack.clone(),
         max_clients: config.conns.max(MAX_CLIENTS),
         ..ServerConfig::default()
