@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use socket_lab::bench::{self, BenchConfig, Transport};
 use socket_lab::client::Client;
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
@@ -51,6 +52,41 @@ enum Command {
     Run(RunArgs),
     /// Lists the lessons in scenarios/, in reading order, with their titles.
     Lessons(LessonsArgs),
+    /// Loads an ack server with many connections and reports msgs/s and p50/p99/max latency.
+    #[command(after_help = EXIT_CODES)]
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Connections open at once, each with one message in flight.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Messages per connection.
+    #[arg(long, default_value_t = 10_000)]
+    msgs: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Stop sending after this many seconds, even if not every message was sent.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Load a server already running at HOST:PORT (or a Unix socket path) instead of
+    /// starting one in this process.
+    #[arg(long)]
+    target: Option<String>,
+    /// Use datagrams: UDP, or Unix datagrams with --unix or a socket path as --target.
+    #[arg(long)]
+    udp: bool,
+    /// Start the server on a Unix socket in the temp directory instead of TCP.
+    #[arg(long, conflicts_with = "target")]
+    unix: bool,
+    /// The ack the server answers with; every byte received is checked against it.
+    #[arg(long, default_value = "server recv success")]
+    ack: String,
+    /// Send every message without waiting for its ack: throughput instead of round trips.
+    #[arg(long, conflicts_with = "udp")]
+    stream: bool,
 }
 
 #[derive(Args)]
@@ -118,6 +154,10 @@ struct ServerArgs {
     /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
     #[arg(long, conflicts_with = "udp")]
     pause_accept: bool,
+    /// Log only problems (stderr), not every message: for benchmarks, where a log line per
+    /// message would cost more than the message.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -147,9 +187,13 @@ struct HttpArgs {
     /// The backlog in listen(backlog).
     #[arg(long, default_value_t = server::BACKLOG)]
     backlog: i32,
-    /// How many connections are served at once; more wait in the listen queue.
-    #[arg(long, default_value_t = server::MAX_CLIENTS)]
+    /// How many connections are served at once, a thread each; more wait in the listen queue.
+    #[arg(long, default_value_t = http_server::MAX_CLIENTS)]
     max_clients: usize,
+    /// Log only problems (stderr), not every request: for benchmarks, where a log line per
+    /// request would cost more than the request.
+    #[arg(long)]
+    quiet: bool,
     /// Seconds one recv may wait; an idle keep-alive connection is closed after this.
     #[arg(long, default_value_t = http_server::READ_TIMEOUT.as_secs())]
     read_timeout: u64,
@@ -166,6 +210,7 @@ fn main() -> ExitCode {
         Command::Http(args) => run_http(args),
         Command::Run(args) => run_scenarios(args),
         Command::Lessons(args) => list_lessons(args),
+        Command::Bench(args) => run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,7 +236,7 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         let server = DatagramServer::bind(config)?;
         server.handle().stop_on_signals()?;
         announce(server.local_addr(), &endpoint);
-        return server.run(Arc::new(print_event));
+        return server.run(event_printer(args.quiet));
     }
     let server = Server::bind(config)?;
     server.handle().stop_on_signals()?;
@@ -199,7 +244,7 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
     if args.pause_accept {
         pause_until_enter(server.handle());
     }
-    server.run(Arc::new(print_event))
+    server.run(event_printer(args.quiet))
 }
 
 /// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
@@ -225,6 +270,19 @@ fn pause_until_enter(handle: ServerHandle) {
         eprintln!("accepting");
         handle.resume_accept();
     });
+}
+
+/// The server's log: every event, or with `--quiet` only the problems.
+fn event_printer(quiet: bool) -> server::EventLog {
+    if quiet {
+        Arc::new(|event: Event| {
+            if event.is_problem() {
+                eprintln!("{event}");
+            }
+        })
+    } else {
+        Arc::new(print_event)
+    }
 }
 
 fn print_event(event: Event) {
@@ -256,6 +314,13 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
+    if args.quiet {
+        return server.run(Arc::new(|event: HttpEvent| {
+            if event.is_problem() {
+                eprintln!("{event}");
+            }
+        }));
+    }
     server.run(Arc::new(print_http_event))
 }
 
@@ -340,6 +405,30 @@ fn parse_target(text: &str) -> Result<Endpoint, Error> {
         host.trim_start_matches('[').trim_end_matches(']'),
         port,
     ))
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), Error> {
+    let target = args.target.as_deref().map(parse_target).transpose()?;
+    let unix = args.unix || matches!(target, Some(Endpoint::Unix(_)));
+    let transport = match (unix, args.udp) {
+        (false, false) => Transport::Tcp,
+        (false, true) => Transport::Udp,
+        (true, false) => Transport::Unix,
+        (true, true) => Transport::UnixDatagram,
+    };
+    let config = BenchConfig {
+        transport,
+        target,
+        conns: args.conns,
+        msgs: args.msgs,
+        size: args.size,
+        duration: Duration::from_secs(args.duration),
+        ack: args.ack.into_bytes(),
+        stream: args.stream,
+    };
+    let report = bench::run(&config)?;
+    println!("{report}");
+    Ok(())
 }
 
 fn list_lessons(args: LessonsArgs) -> Result<(), Error> {

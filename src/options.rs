@@ -17,7 +17,7 @@
 //!   piggyback it on a reply (up to 40 ms on Linux). A request written in two pieces to a
 //!   server that replies only to the whole request stalls: the second piece waits for an ACK
 //!   that waits for a reply that waits for the second piece. `TCP_NODELAY` sends at once.
-//!   Timing is no thing to assert in a test; `cargo run --release --example nagle` measures
+//!   Timing is no thing to assert in a test; `cargo bench --bench nagle` measures
 //!   it, and `socket-lab client --nodelay` sets it.
 //! - **`SO_SNDBUF` / `SO_RCVBUF`.** The kernel's buffers on each side. Linux doubles the
 //!   value asked for (to leave room for its own bookkeeping) and enforces a minimum. Small

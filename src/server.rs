@@ -59,6 +59,11 @@ pub const MAX_RECV_SIZE: usize = 16 * 1024 * 1024;
 pub const BACKLOG: i32 = 128;
 /// How many clients are served at once before new ones wait in the listen queue.
 pub const MAX_CLIENTS: usize = 64;
+/// Each connection's thread gets this much stack instead of std's 2 MiB. Only the pages a
+/// thread touches cost memory, but a small reservation keeps thousands of threads cheap in
+/// address space too; a worker needs a few recv buffers' worth (`BENCHMARKS.md` measures
+/// 1,064 connections at about 27 MiB RSS).
+pub const WORKER_STACK_SIZE: usize = 256 * 1024;
 /// A client silent this long is disconnected, so an idle peer cannot hold a worker forever.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -451,10 +456,25 @@ impl Acceptor {
                 id,
             };
             let serve = Arc::clone(&serve);
-            workers.push(thread::spawn(move || {
-                serve(stream, peer);
-                drop(slot);
-            }));
+            let setup_peer = peer.clone();
+            let spawned = thread::Builder::new()
+                .stack_size(WORKER_STACK_SIZE)
+                .spawn(move || {
+                    serve(stream, peer);
+                    drop(slot);
+                });
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                // Out of threads or memory: this connection is closed (the closure, its
+                // stream and its slot are dropped with the error), the server goes on.
+                Err(e) => notify(AcceptNotice::SetupFailed {
+                    peer: setup_peer,
+                    error: format!(
+                        "cannot start a thread for this connection: {}",
+                        crate::error::describe(&e)
+                    ),
+                }),
+            }
         }
         // Stop: wake every worker blocked in recv or send, then wait for them to log and exit.
         for stream in self.shared.clients().values() {

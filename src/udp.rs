@@ -387,9 +387,17 @@ impl DatagramClient {
     /// `recv`: the next datagram from the server, waiting at most the reply timeout.
     pub fn recv_reply(&self) -> Result<Vec<u8>, Error> {
         let mut buffer = vec![0; LARGEST_DATAGRAM];
+        let n = self.recv_reply_into(&mut buffer)?;
+        Ok(buffer[..n].to_vec())
+    }
+
+    /// [`DatagramClient::recv_reply`] into the caller's buffer, for a loop that must not
+    /// allocate per message (`socket-lab bench`). A datagram longer than the buffer is cut
+    /// to its length, the rest discarded.
+    pub fn recv_reply_into(&self, buffer: &mut [u8]) -> Result<usize, Error> {
         loop {
-            match (&self.socket.socket).read(&mut buffer) {
-                Ok(n) => return Ok(buffer[..n].to_vec()),
+            match (&self.socket.socket).read(buffer) {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.no_reply(&e)),
             }
@@ -413,6 +421,11 @@ impl DatagramClient {
     /// Python's `setblocking(not nonblocking)`.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.socket.set_nonblocking(nonblocking)
+    }
+
+    /// The server this client sends to, as the user named it.
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     /// One message and its ack.

@@ -24,6 +24,30 @@
 //! second cannot hold a worker longer than that. Memory per connection is one request at most
 //! (the parser's [`Limits`]) plus one `recv` buffer.
 //!
+//! # One thread per connection, and why that is enough here
+//!
+//! Every connection is served by a blocking thread of its own, as in the Rust Book's last
+//! chapter, but without its small fixed pool. A pool of 8 workers cannot serve 64 keep-alive
+//! connections: a worker stays with its connection while the client is idle between requests,
+//! so 8 idle clients starve everyone else. The same happened here with the ack server's cap
+//! of 64: 1,000 idle keep-alive connections plus `wrk -c64` got zero requests answered
+//! (`BENCHMARKS.md`). The lab's answer:
+//!
+//! - **A high cap** ([`MAX_CLIENTS`], 2048) instead of a small pool. A parked thread costs
+//!   no CPU and little memory: its stack is reserved at [`crate::server::WORKER_STACK_SIZE`]
+//!   but only touched pages count, so 1,064 connections measured about 27 MiB RSS.
+//! - **Idle timeouts** so idle connections give their thread back: `read_timeout` closes a
+//!   keep-alive connection silent for 10 s, `request_timeout` bounds a slow request.
+//! - **The cap still holds**: connection 2049 waits in the listen queue, and if the kernel
+//!   will not give another thread, that one connection is closed and the server goes on.
+//!
+//! Readiness-based I/O (`epoll` through `mio`: one thread watching every socket, serving
+//! whichever is ready) is what nginx does, and scales to far more connections. It is the
+//! next lesson after blocking sockets, not this one: with 64 busy connections on 2 cores,
+//! threads already match nginx's requests per second (`BENCHMARKS.md`), and the blocking
+//! code reads like the walkthrough, one step per line. The price is memory per connection
+//! and a context switch per request, which is where this design stops scaling.
+//!
 //! `tests/http_server.rs` drives this with raw sockets, curl, Python's `http.client` and
 //! headless Chromium.
 
@@ -37,12 +61,17 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
 use crate::escape::escape;
-use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, MAX_CLIENTS, ServerHandle};
+use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, ServerHandle};
 
 use super::request::{Framing, Head, Limits, ParseError, Request, Status, Version};
 use super::response::Connection;
 use super::site;
 
+/// How many connections are served at once: far more than the ack server's 64, because an
+/// HTTP client holds its keep-alive connections open and idle between requests (a browser
+/// keeps six per site). Each costs one thread, about 27 KiB of memory measured (see the
+/// module doc). Beyond it, new connections wait in the listen queue.
+pub const MAX_CLIENTS: usize = 2048;
 /// The most bytes one `recv` takes.
 pub const RECV_SIZE: usize = 8 * 1024;
 /// How long one `recv` may wait, and so how long an idle keep-alive connection stays open.

@@ -7,11 +7,11 @@
 //! it with a reply. Both wait, until the delayed-ACK timer fires (40 ms on Linux). With
 //! `TCP_NODELAY` the second piece leaves at once and a round trip takes microseconds.
 //!
-//! This measures it on loopback; timing belongs in an example, not in a test that must pass
+//! This measures it on loopback; timing belongs in a benchmark, not in a test that must pass
 //! on a busy machine:
 //!
 //! ```text
-//! cargo run --release --example nagle
+//! cargo bench --bench nagle
 //! ```
 
 use std::io::{self, Read, Write};
