@@ -380,19 +380,88 @@ impl Head {
 }
 
 impl Request {
-    /// Parses a whole request, head and body, at the start of `buf`.
+    /// Parses a whole request, head and body, at the start of `buf`. Stateless: a caller
+    /// that calls again with more bytes should use a [`RequestReader`] instead, which does
+    /// not decode the same chunks again on every call.
     pub fn parse(buf: &[u8], limits: &Limits) -> Result<Status<Request>, ParseError> {
-        let head = match Head::parse(buf, limits)? {
-            Status::Complete(head) => head,
-            Status::Partial => return Ok(Status::Partial),
-        };
-        match decode_body(head.framing, &buf[head.len..], limits)? {
-            Status::Complete((body, body_len)) => {
-                let len = head.len + body_len;
-                Ok(Status::Complete(Request { head, body, len }))
-            }
-            Status::Partial => Ok(Status::Partial),
+        RequestReader::new(*limits).parse(buf)
+    }
+}
+
+/// One request read from a buffer that grows between calls, as a server's receive buffer
+/// does. Same answers as [`Request::parse`] on the same bytes (`tests/faults_http.rs`
+/// checks it), but it remembers the head and the chunks already decoded, so each `recv`
+/// costs the bytes it brought, not the whole request so far.
+///
+/// Why it matters: a peer trickling a 2 MiB chunked body in small segments makes tens of
+/// thousands of `recv`s; decoding from the start each time is quadratic, and one such peer
+/// kept a core busy for the whole request timeout (found by the fault suite, issue 7).
+///
+/// One reader per request, and the buffer must only grow at the end between calls.
+#[derive(Debug)]
+pub struct RequestReader {
+    limits: Limits,
+    head: Option<Head>,
+    chunks: Chunks,
+}
+
+/// A chunked body decoded so far: the whole chunks (each with its line end) at the start of
+/// the body bytes, and their data.
+#[derive(Debug, Default)]
+struct Chunks {
+    decoded_up_to: usize,
+    body: Vec<u8>,
+}
+
+impl RequestReader {
+    pub fn new(limits: Limits) -> RequestReader {
+        RequestReader {
+            limits,
+            head: None,
+            chunks: Chunks::default(),
         }
+    }
+
+    /// The head, once it is complete (a server looks for `Expect: 100-continue` here).
+    pub fn head(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
+    /// Parses the request at the start of `buf`: everything received so far.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Status<Request>, ParseError> {
+        let RequestReader {
+            limits,
+            head,
+            chunks,
+        } = self;
+        let head = match head {
+            Some(head) => head,
+            None => match Head::parse(buf, limits)? {
+                Status::Complete(parsed) => head.insert(parsed),
+                Status::Partial => return Ok(Status::Partial),
+            },
+        };
+        let after_head = &buf[head.len..];
+        let (body, body_len) = match head.framing {
+            Framing::Empty => (Vec::new(), 0),
+            Framing::Length(length) => {
+                // `framing` already checked length against limits.body, so it fits in usize.
+                let length = usize::try_from(length).map_err(|_| ParseError::BodyTooLarge)?;
+                match after_head.get(..length) {
+                    Some(body) => (body.to_vec(), length),
+                    None => return Ok(Status::Partial),
+                }
+            }
+            Framing::Chunked => match decode_chunked(after_head, limits, chunks)? {
+                Status::Complete(used) => (std::mem::take(&mut chunks.body), used),
+                Status::Partial => return Ok(Status::Partial),
+            },
+        };
+        Ok(Status::Complete(Request {
+            len: head.len + body_len,
+            head: head.clone(),
+            body,
+        }))
     }
 }
 
@@ -406,14 +475,19 @@ pub fn decode_body(
     match framing {
         Framing::Empty => Ok(Status::Complete((Vec::new(), 0))),
         Framing::Length(length) => {
-            // `framing` already checked length against limits.body, so it fits in usize.
             let length = usize::try_from(length).map_err(|_| ParseError::BodyTooLarge)?;
             match buf.get(..length) {
                 Some(body) => Ok(Status::Complete((body.to_vec(), length))),
                 None => Ok(Status::Partial),
             }
         }
-        Framing::Chunked => decode_chunked(buf, limits),
+        Framing::Chunked => {
+            let mut chunks = Chunks::default();
+            Ok(match decode_chunked(buf, limits, &mut chunks)? {
+                Status::Complete(used) => Status::Complete((chunks.body, used)),
+                Status::Partial => Status::Partial,
+            })
+        }
     }
 }
 
@@ -428,12 +502,19 @@ fn max_encoded_body(limits: &Limits) -> usize {
 }
 
 /// `chunked`: `size-in-hex [;ext] CRLF data CRLF`, repeated, then `0 CRLF`, optional trailer
-/// fields, and an empty line. Each call decodes from the start: the caller keeps the bytes and
-/// calls again with more, and the limits bound how much is rescanned.
-fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Status<(Vec<u8>, usize)>, ParseError> {
+/// fields, and an empty line. It resumes after the chunks `chunks` already holds, and adds
+/// each chunk only once its line end has arrived, so a `Partial` leaves `chunks` at a chunk
+/// boundary for the next call. Returns how many bytes of `buf` the body used.
+fn decode_chunked(
+    buf: &[u8],
+    limits: &Limits,
+    chunks: &mut Chunks,
+) -> Result<Status<usize>, ParseError> {
     let max_encoded = max_encoded_body(limits);
-    let mut cursor = Cursor { buf, pos: 0 };
-    let mut body = Vec::new();
+    let mut cursor = Cursor {
+        buf,
+        pos: chunks.decoded_up_to,
+    };
     loop {
         if cursor.pos > max_encoded {
             return Err(ParseError::BodyTooLarge);
@@ -475,23 +556,25 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Status<(Vec<u8>, usize)
             LineEnd::BareCr | LineEnd::No => return Err(ParseError::Chunk),
         }
         if size == 0 {
-            return finish_trailer(cursor, body, limits);
+            return finish_trailer(cursor, limits);
         }
         // Checked before waiting for the data: a peer announcing a huge chunk is answered now.
-        if size > (limits.body - body.len()) as u64 {
+        if size > (limits.body - chunks.body.len()) as u64 {
             return Err(ParseError::BodyTooLarge);
         }
         let size = size as usize; // fits: it is at most limits.body
         let Some(data) = buf.get(cursor.pos..).and_then(|rest| rest.get(..size)) else {
             return Ok(Status::Partial);
         };
-        body.extend_from_slice(data);
         cursor.pos += size;
         match cursor.line_end() {
             LineEnd::Found(width) => cursor.pos += width,
             LineEnd::NeedMore => return Ok(Status::Partial),
             LineEnd::BareCr | LineEnd::No => return Err(ParseError::Chunk),
         }
+        // The whole chunk is in: keep it, and never look at its bytes again.
+        chunks.body.extend_from_slice(data);
+        chunks.decoded_up_to = cursor.pos;
     }
 }
 
@@ -500,11 +583,7 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Status<(Vec<u8>, usize)
 /// dropped. Their size counts against [`Limits::head`] and their number against
 /// [`Limits::headers`], checked whether or not the input stops at a line end, so the verdict
 /// does not depend on how the bytes were split across `recv`s.
-fn finish_trailer(
-    mut cursor: Cursor<'_>,
-    body: Vec<u8>,
-    limits: &Limits,
-) -> Result<Status<(Vec<u8>, usize)>, ParseError> {
+fn finish_trailer(mut cursor: Cursor<'_>, limits: &Limits) -> Result<Status<usize>, ParseError> {
     let trailer_start = cursor.pos;
     let mut fields = 0;
     loop {
@@ -518,7 +597,7 @@ fn finish_trailer(
             return Err(ParseError::HeadTooLarge);
         }
         match line {
-            FieldLine::End => return Ok(Status::Complete((body, cursor.pos))),
+            FieldLine::End => return Ok(Status::Complete(cursor.pos)),
             FieldLine::NeedMore => return Ok(Status::Partial),
             FieldLine::Field { .. } if fields == limits.headers => {
                 return Err(ParseError::TooManyHeaders);
