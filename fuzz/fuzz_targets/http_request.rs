@@ -6,13 +6,15 @@
 //!   server buffer without bound;
 //! - the parser is incremental: every strict prefix of a complete request is `Partial`
 //!   (so a request split across `recv`s parses the same as one `recv`), and no prefix of
-//!   bytes that end in an error is `Complete`.
+//!   bytes that end in an error is `Complete`;
+//! - a `RequestReader` fed the same bytes in pieces (as a server's `recv`s deliver them)
+//!   answers what `Request::parse` answers at every step.
 //!
 //! Run: `cargo fuzz run --sanitizer none http_request` (see fuzz/README.md).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socket_lab::http::request::{Limits, Request, Status};
+use socket_lab::http::request::{Limits, Request, RequestReader, Status};
 
 /// Small limits so the fuzzer reaches every limit check with short inputs.
 const SMALL: Limits = Limits {
@@ -44,6 +46,17 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(_) => None,
         };
+        // The reader, fed in pieces whose sizes come from the input itself.
+        let mut reader = RequestReader::new(limits);
+        let mut cut = 0;
+        while cut < data.len() {
+            cut = (cut + 1 + usize::from(data[cut] % 64)).min(data.len());
+            let verdict = reader.parse(&data[..cut]);
+            assert_eq!(verdict, Request::parse(&data[..cut], &limits), "at {cut}");
+            if verdict != Ok(Status::Partial) {
+                break;
+            }
+        }
         // Every prefix, bounded so the check stays linear-ish on long inputs.
         let end = complete_at.unwrap_or(data.len()).min(512);
         for cut in 0..end {

@@ -24,9 +24,17 @@
 //!
 //! Limits belong to the caller ([`Limits`]): the request line (414), the head and the number
 //! of header fields (431), the body (413). They are checked on partial input too, so a peer
-//! that never sends the empty line is stopped at the limit, not when memory runs out. No
-//! buffer is ever sized from a number the peer sent: a body is copied out only once all its
-//! bytes have arrived.
+//! that never sends the empty line is stopped at the limit, not when memory runs out:
+//! [`Limits::most_buffered`] is the most bytes that can ever be `Partial`. No buffer is ever
+//! sized from a number the peer sent: a body is copied out only once all its bytes have
+//! arrived. A server calling again after every `recv` uses a [`RequestReader`], which does
+//! not decode the same chunks twice.
+//!
+//! Trailer fields after a chunked body obey the same rules as header fields, and bare LF is a
+//! line end everywhere (head, chunk lines, trailer), bare CR nowhere: one rule in every place,
+//! so no two parts of this parser disagree about where a line ends.
+//! `tests/faults_http.rs` and `tests/http_conformance.txt` hold the hostile cases; `fuzz/`
+//! has the `cargo fuzz` target.
 //!
 //! Where this differs from httparse on purpose, `tests/http_parser.rs` lists it; that file
 //! holds the table of cases (complete, partial, each rejection) and the differential
@@ -848,13 +856,25 @@ fn is_host_value(value: &[u8]) -> bool {
             None => (value, &[][..]),
         }
     };
-    let reg_name = |byte: &u8| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(byte);
-    let port_ok = match port.split_first() {
+    let reg_name = |byte: &u8| byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(byte);
+    // Each `%` starts a `%XX` escape: two hex digits.
+    let mut rest = host;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = match (byte, tail) {
+            (b'%', [high, low, after @ ..])
+                if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+            {
+                after
+            }
+            (byte, tail) if reg_name(&byte) => tail,
+            _ => return false,
+        };
+    }
+    match port.split_first() {
         None => true,
         Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
         Some(_) => false,
-    };
-    host.iter().all(reg_name) && port_ok
+    }
 }
 
 /// RFC 9110 `tchar`: the bytes allowed in a method or a field name.
