@@ -18,6 +18,8 @@
 //! | a body that never arrives | 408 at the request deadline |
 //! | 6 pipelined requests in one write | 6 responses, in order, each framed right |
 //! | 20 clients that reset mid-response | descriptors and threads of the process back to baseline |
+//! | a client that pipelines 3000 requests and never reads | its worker's `send` times out and frees the slot (one slot: a fresh client served in under 5 s) |
+//! | a chunked body trickled in 64-byte pieces | each byte decoded once, not once per `recv` |
 //! | markup in the target, a header, a form | shown HTML-escaped |
 //! | `%0d%0a` in the path | stays in the body, never becomes a header |
 //! | `..`, `%2e%2e`, `%2f`, NUL in the path | 404: the site serves no files, nothing reaches the file system |
@@ -34,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use faults_http_common::{
     Case, HttpChild, TestServer, Verdict, assert_still_serves, conformance_cases, connect,
-    exchange, read_until_close, show, split_responses,
+    connect_with_small_window, exchange, read_until_close, show, split_responses,
 };
 use proptest::prelude::*;
 use socket_lab::Address;
@@ -449,16 +451,18 @@ fn a_huge_content_length_is_413_without_allocating() {
 }
 
 /// Clients that pipeline many requests and then reset (`SO_LINGER` 0, so `close` sends RST)
-/// while the server is still writing responses: the worker's `send` fails, and it must
-/// close its socket and end its thread like any other.
+/// while the server is still writing responses (about 6 MiB of them, into a 4 KiB window, so
+/// the worker is blocked in `send`): the `send` fails with a reset (never a SIGPIPE that
+/// kills the process), and the worker must close its socket and end its thread like any
+/// other.
 #[test]
 fn clients_that_reset_mid_response_leak_no_descriptor_or_thread() {
     let server = HttpChild::start(&[]);
-    assert_still_serves(server.port);
+    // Counted before any connection: a worker still finishing would be in a later count.
     let baseline = (server.descriptors(), server.threads());
-    let many = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n".repeat(200);
+    let many = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n".repeat(2000);
     for _ in 0..20 {
-        let mut stream = connect(server.port);
+        let mut stream = connect_with_small_window(server.port);
         stream.write_all(&many).expect("send");
         // Take the start of the first response, so the server is surely mid-stream.
         let mut start = [0u8; 1024];
@@ -501,6 +505,39 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
     assert!(form(3).contains("<th>message</th><td><code>2</code>"));
     assert!(responses[2].body.is_empty());
 }
+
+/// A client that pipelines requests and never reads the responses: the server's `send`
+/// blocks once both socket buffers are full. Its write timeout (the read timeout, 500 ms
+/// here) ends the wait, and the worker gives the slot back: with one slot, a fresh client is
+/// served while the stuck one is still connected.
+#[test]
+fn a_client_that_never_reads_its_responses_does_not_hold_the_server() {
+    let server = TestServer::start_with(|config| {
+        config.max_clients = 1;
+        config.read_timeout = Duration::from_millis(500);
+    });
+    let mut stuck = connect_with_small_window(server.port);
+    // About 3 KiB of page per request: some 10 MiB of responses, more than any buffer.
+    let many = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n".repeat(3000);
+    stuck
+        .set_write_timeout(Some(WAIT_FOR_WRITE))
+        .expect("write timeout");
+    // The server stops reading when it stops writing, so this write may not finish.
+    let _ = stuck.write_all(&many);
+    // The fresh client waits in the listen queue until the stuck worker's send times out:
+    // so it is served, but not at once (which would mean the server never got stuck).
+    let asked = Instant::now();
+    assert_still_serves(server.port);
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "the fresh client waited {waited:?}"
+    );
+    drop(stuck);
+}
+
+/// How long the stuck client's own write may block (the server stops reading from it).
+const WAIT_FOR_WRITE: Duration = Duration::from_secs(2);
 
 // ---- Nothing a peer sends becomes markup or a header ----
 

@@ -153,6 +153,19 @@ pub fn connect(port: u16) -> TcpStream {
     stream
 }
 
+/// A client with a 4 KiB receive buffer, set before `connect` so the window it advertises is
+/// small from the start: a server writing to it blocks in `send` after a few responses.
+pub fn connect_with_small_window(port: u16) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.connect(&address.into()).expect("connect");
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+}
+
 /// Sends `request`, half-closes (so the server's linger after an error ends at once), and
 /// reads everything until the server closes. A reset instead of a clean close fails here.
 pub fn exchange(port: u16, request: &[u8]) -> Vec<u8> {
