@@ -604,6 +604,43 @@ fn nothing_from_the_request_reaches_a_response_header() {
     assert_still_serves(server.port);
 }
 
+/// The server prints one log line per request, including what a refused request sent. A
+/// peer must not be able to drive the terminal of whoever watches that log: control bytes
+/// arrive escaped (`\x1b`), a CR or LF cannot start a forged line, and a `"` cannot close
+/// the quoted request line early (it is logged as `\"`; it used to be logged as it came).
+#[test]
+fn the_log_shows_control_bytes_escaped_never_raw() {
+    let server = HttpChild::start(&[]);
+    let attacks: [&[u8]; 4] = [
+        // Refused (a control byte in the target): the log shows the first line as sent.
+        b"GET /\x1b[2J\x1b]0;owned\x07 HTTP/1.1\r\nHost: a\r\n\r\n",
+        // Refused (bare CR): what follows the CR must not look like a new log line.
+        b"GET / HTTP/1.1\r[127.0.0.1:1] \"GET /forged HTTP/1.1\" 200 1\r\n\r\n",
+        // Accepted: the request line is printed, and it is visible ASCII by construction.
+        b"GET /%1b[31m HTTP/1.1\r\nHost: a\r\n\r\n",
+        // Accepted, with quotes in the target.
+        b"GET /\"200\" HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for attack in attacks {
+        exchange(server.port, attack);
+        let line = server.next_log_line();
+        let text = String::from_utf8_lossy(&line);
+        assert!(
+            line.strip_suffix(b"\n")
+                .is_some_and(|line| line.iter().all(|&byte| (0x20..0x7f).contains(&byte))),
+            "a raw control byte reached the log: {text:?}"
+        );
+        // Exactly the two quotes the server writes around the request line are bare.
+        let bare_quotes = text
+            .replace("\\\\", "")
+            .replace("\\\"", "")
+            .matches('"')
+            .count();
+        assert_eq!(bare_quotes, 2, "{text}");
+    }
+    assert_still_serves(server.port);
+}
+
 /// The site serves compiled-in pages, not a directory; paths that would escape one are
 /// ordinary unknown paths.
 #[test]

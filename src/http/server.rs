@@ -320,7 +320,7 @@ fn answer(request: &Request, raw: &[u8], peer: &Address) -> Answer {
     Answer {
         status: response.status,
         bytes: response.encode(SystemTime::now(), connection, head_only),
-        request_line: escape(head.request_line().as_bytes()),
+        request_line: log_text(head.request_line().as_bytes()),
         connection,
     }
 }
@@ -410,6 +410,13 @@ fn waits_for_continue(head: &Head) -> bool {
             .is_some_and(|expect| expect.eq_ignore_ascii_case(b"100-continue"))
 }
 
+/// Peer bytes as they appear between the quotes of a log line: [`escape`]d (no control byte
+/// reaches the terminal), and `"` as `\"`, so a target like `/" 200 1 "` cannot end the quoted
+/// field early and make the line read as a different status (found by the fault suite).
+fn log_text(bytes: &[u8]) -> String {
+    escape(bytes).replace('"', "\\\"")
+}
+
 /// The first line of what a failed request sent, escaped and cut short, for the log.
 fn first_line(received: &[u8]) -> String {
     const SHOWN: usize = 100;
@@ -421,7 +428,7 @@ fn first_line(received: &[u8]) -> String {
     if line.is_empty() {
         return "-".into();
     }
-    let mut shown = escape(&line[..line.len().min(SHOWN)]);
+    let mut shown = log_text(&line[..line.len().min(SHOWN)]);
     if line.len() > SHOWN {
         shown.push_str("...");
     }

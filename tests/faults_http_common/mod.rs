@@ -7,6 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,8 @@ impl Drop for TestServer {
 pub struct HttpChild {
     child: Child,
     pub port: u16,
+    /// Its stdout (one line per request), as raw bytes, line by line.
+    log: Receiver<Vec<u8>>,
 }
 
 impl HttpChild {
@@ -82,10 +85,25 @@ impl HttpChild {
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("expected `listening on 127.0.0.1:PORT`, got {first:?}"));
         // The log must keep flowing: a full pipe would block the server's println!.
-        let stdout = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || drain(stdout));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (lines, log) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = Vec::new();
+            while matches!(stdout.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                if lines.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
+            }
+        });
         thread::spawn(move || drain(stderr));
-        HttpChild { child, port }
+        HttpChild { child, port, log }
+    }
+
+    /// The next line the server logs, waiting at most [`WAIT`].
+    pub fn next_log_line(&self) -> Vec<u8> {
+        self.log
+            .recv_timeout(WAIT)
+            .expect("the server should log a line")
     }
 
     fn proc_entries(&self, what: &str) -> usize {
