@@ -451,17 +451,13 @@ impl RequestReader {
         };
         let after_head = &buf[head.len..];
         let (body, body_len) = match head.framing {
-            Framing::Empty => (Vec::new(), 0),
-            Framing::Length(length) => {
-                // `framing` already checked length against limits.body, so it fits in usize.
-                let length = usize::try_from(length).map_err(|_| ParseError::BodyTooLarge)?;
-                match after_head.get(..length) {
-                    Some(body) => (body.to_vec(), length),
-                    None => return Ok(Status::Partial),
-                }
-            }
+            // Only chunked framing has progress worth keeping; a length is one slice.
             Framing::Chunked => match decode_chunked(after_head, limits, chunks)? {
                 Status::Complete(used) => (std::mem::take(&mut chunks.body), used),
+                Status::Partial => return Ok(Status::Partial),
+            },
+            framing => match decode_body(framing, after_head, limits)? {
+                Status::Complete(body) => body,
                 Status::Partial => return Ok(Status::Partial),
             },
         };
@@ -483,6 +479,7 @@ pub fn decode_body(
     match framing {
         Framing::Empty => Ok(Status::Complete((Vec::new(), 0))),
         Framing::Length(length) => {
+            // `framing` already checked length against limits.body, so it fits in usize.
             let length = usize::try_from(length).map_err(|_| ParseError::BodyTooLarge)?;
             match buf.get(..length) {
                 Some(body) => Ok(Status::Complete((body.to_vec(), length))),
