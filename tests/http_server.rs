@@ -337,8 +337,10 @@ fn each_bad_request_gets_its_status_and_the_connection_closes() {
             "501 Not Implemented",
         ),
         (
+            // gzip before the final chunked: a coding this server does not decode. (gzip
+            // alone, with no chunked last, is a 400: the body length would be unknown.)
             "gzip coding",
-            b"POST /form HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST /form HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "501 Not Implemented",
         ),
     ];

@@ -24,9 +24,17 @@
 //!
 //! Limits belong to the caller ([`Limits`]): the request line (414), the head and the number
 //! of header fields (431), the body (413). They are checked on partial input too, so a peer
-//! that never sends the empty line is stopped at the limit, not when memory runs out. No
-//! buffer is ever sized from a number the peer sent: a body is copied out only once all its
-//! bytes have arrived.
+//! that never sends the empty line is stopped at the limit, not when memory runs out:
+//! [`Limits::most_buffered`] is the most bytes that can ever be `Partial`. No buffer is ever
+//! sized from a number the peer sent: a body is copied out only once all its bytes have
+//! arrived. A server calling again after every `recv` uses a [`RequestReader`], which does
+//! not decode the same chunks twice.
+//!
+//! Trailer fields after a chunked body obey the same rules as header fields, and bare LF is a
+//! line end everywhere (head, chunk lines, trailer), bare CR nowhere: one rule in every place,
+//! so no two parts of this parser disagree about where a line ends.
+//! `tests/faults_http.rs` and `tests/http_conformance.txt` hold the hostile cases; `fuzz/`
+//! has the `cargo fuzz` target.
 //!
 //! Where this differs from httparse on purpose, `tests/http_parser.rs` lists it; that file
 //! holds the table of cases (complete, partial, each rejection) and the differential
@@ -45,6 +53,21 @@ pub struct Limits {
     pub headers: usize,
     /// Largest decoded body in bytes (413 Content Too Large beyond it).
     pub body: usize,
+}
+
+impl Limits {
+    /// The most bytes [`Request::parse`] can answer [`Status::Partial`] to: past this, every
+    /// input is complete or an error. It is what a peer can make a server buffer for one
+    /// request (the head, the body with its chunked framing, a trailer), so it is the number
+    /// that bounds memory per connection. The fuzz target and `tests/faults_http.rs` check it.
+    pub fn most_buffered(&self) -> usize {
+        self.head
+            .saturating_mul(2)
+            .saturating_add(max_encoded_body(self))
+            .saturating_add(MAX_CHUNK_LINE)
+            .saturating_add(self.body)
+            .saturating_add(4)
+    }
 }
 
 impl Default for Limits {
@@ -141,7 +164,7 @@ pub enum ParseError {
     Target,
     /// The version is not `HTTP/` digit `.` digit, or the request line has extra spaces.
     Version,
-    /// A well-formed version other than 1.0 and 1.1 (`HTTP/2.0`, `HTTP/0.9`).
+    /// A well-formed version whose major is not 1 (`HTTP/2.0`, `HTTP/0.9`).
     UnsupportedVersion,
     /// A CR not followed by LF.
     BareCr,
@@ -157,13 +180,21 @@ pub enum ParseError {
     MissingHost,
     /// More than one `Host` field.
     DuplicateHost,
+    /// A `Host` value that is not `host[:port]` (RFC 9112 section 3.2: answer 400).
+    HostValue,
     /// A `Content-Length` that is not a plain decimal number.
     ContentLength,
     /// Two `Content-Length` fields with different values.
     ConflictingContentLength,
     /// Both `Content-Length` and `Transfer-Encoding`: the classic smuggling ambiguity.
     LengthWithTransferEncoding,
-    /// A transfer coding other than exactly `chunked`.
+    /// `chunked` is not the last transfer coding, or appears twice: the body length cannot be
+    /// known (RFC 9112 section 6.3: answer 400 and close).
+    ChunkedNotLast,
+    /// `Transfer-Encoding` in an HTTP/1.0 request: 1.0 has no transfer codings, so the
+    /// framing is faulty (RFC 9112 section 6.1).
+    TransferEncodingInHttp10,
+    /// A coding this server does not decode (`gzip`) before the final `chunked`.
     UnsupportedTransferEncoding,
     /// Broken chunked framing: a bad size line, or a chunk not followed by CRLF.
     Chunk,
@@ -207,10 +238,17 @@ impl fmt::Display for ParseError {
             ParseError::HeaderValue => "a control byte in a header field value",
             ParseError::MissingHost => "an HTTP/1.1 request needs a Host field",
             ParseError::DuplicateHost => "more than one Host field",
+            ParseError::HostValue => "the Host field is not a host name with an optional :port",
             ParseError::ContentLength => "Content-Length is not a plain decimal number",
             ParseError::ConflictingContentLength => "two Content-Length fields disagree",
             ParseError::LengthWithTransferEncoding => {
                 "both Content-Length and Transfer-Encoding: the body length is ambiguous"
+            }
+            ParseError::ChunkedNotLast => {
+                "chunked must be the last transfer coding, and appear once: the body length is unknown"
+            }
+            ParseError::TransferEncodingInHttp10 => {
+                "Transfer-Encoding in an HTTP/1.0 request: the body length is unknown"
             }
             ParseError::UnsupportedTransferEncoding => {
                 "only Transfer-Encoding: chunked is supported"
@@ -279,53 +317,29 @@ impl Head {
             return Err(ParseError::RequestLineTooLong);
         }
         // Only now that the line is known to be well formed: an unknown version is 505, not 400.
+        // RFC 9110 section 2.5: a higher minor version of a major version we speak is treated
+        // as the highest minor we know, so `HTTP/1.2` is served as 1.1. Only the major is fatal.
         let version = match version {
             (1, 0) => Version::Http10,
-            (1, 1) => Version::Http11,
+            (1, _) => Version::Http11,
             _ => return Err(ParseError::UnsupportedVersion),
         };
 
         // Header fields, until the empty line.
         let mut headers = Vec::new();
         loop {
-            match cursor.line_end() {
-                LineEnd::Found(width) => {
-                    cursor.pos += width;
-                    break;
-                }
-                LineEnd::NeedMore => return partial(buf, line_start, limits, false),
-                LineEnd::BareCr => return Err(ParseError::BareCr),
-                LineEnd::No => {}
-            }
-            if matches!(cursor.peek(), Some(b' ' | b'\t')) {
-                return Err(ParseError::ObsFold);
-            }
-            let name = match cursor.take_while(is_tchar) {
-                Taken::Stopped(name) => name,
-                Taken::NeedMore => return partial(buf, line_start, limits, false),
+            let line_start = cursor.pos;
+            let (name, value) = match cursor.field_line()? {
+                FieldLine::End => break,
+                FieldLine::Field { name, value } => (name, value),
+                FieldLine::NeedMore => return partial(buf, line_start, limits, false),
             };
-            match cursor.peek() {
-                Some(b':') if !name.is_empty() => cursor.pos += 1,
-                Some(b' ' | b'\t') => return Err(ParseError::SpaceBeforeColon),
-                Some(_) => return Err(ParseError::HeaderName),
-                None => return partial(buf, line_start, limits, false),
-            }
-            let value = match cursor.take_while(is_field_byte) {
-                Taken::Stopped(value) => value,
-                Taken::NeedMore => return partial(buf, line_start, limits, false),
-            };
-            match cursor.line_end() {
-                LineEnd::Found(width) => cursor.pos += width,
-                LineEnd::NeedMore => return partial(buf, line_start, limits, false),
-                LineEnd::BareCr => return Err(ParseError::BareCr),
-                LineEnd::No => return Err(ParseError::HeaderValue),
-            }
             if headers.len() == limits.headers {
                 return Err(ParseError::TooManyHeaders);
             }
             headers.push(Header {
                 name: ascii(name),
-                value: trim_whitespace(value).to_vec(),
+                value: value.to_vec(),
             });
         }
         if cursor.pos > limits.head {
@@ -374,19 +388,84 @@ impl Head {
 }
 
 impl Request {
-    /// Parses a whole request, head and body, at the start of `buf`.
+    /// Parses a whole request, head and body, at the start of `buf`. Stateless: a caller
+    /// that calls again with more bytes should use a [`RequestReader`] instead, which does
+    /// not decode the same chunks again on every call.
     pub fn parse(buf: &[u8], limits: &Limits) -> Result<Status<Request>, ParseError> {
-        let head = match Head::parse(buf, limits)? {
-            Status::Complete(head) => head,
-            Status::Partial => return Ok(Status::Partial),
-        };
-        match decode_body(head.framing, &buf[head.len..], limits)? {
-            Status::Complete((body, body_len)) => {
-                let len = head.len + body_len;
-                Ok(Status::Complete(Request { head, body, len }))
-            }
-            Status::Partial => Ok(Status::Partial),
+        RequestReader::new(*limits).parse(buf)
+    }
+}
+
+/// One request read from a buffer that grows between calls, as a server's receive buffer
+/// does. Same answers as [`Request::parse`] on the same bytes (`tests/faults_http.rs`
+/// checks it), but it remembers the head and the chunks already decoded, so each `recv`
+/// costs the bytes it brought, not the whole request so far.
+///
+/// Why it matters: a peer trickling a 2 MiB chunked body in small segments makes tens of
+/// thousands of `recv`s; decoding from the start each time is quadratic, and one such peer
+/// kept a core busy for the whole request timeout (found by the fault suite, issue 7).
+///
+/// One reader per request, and the buffer must only grow at the end between calls.
+#[derive(Debug)]
+pub struct RequestReader {
+    limits: Limits,
+    head: Option<Head>,
+    chunks: Chunks,
+}
+
+/// A chunked body decoded so far: the whole chunks (each with its line end) at the start of
+/// the body bytes, and their data.
+#[derive(Debug, Default)]
+struct Chunks {
+    decoded_up_to: usize,
+    body: Vec<u8>,
+}
+
+impl RequestReader {
+    pub fn new(limits: Limits) -> RequestReader {
+        RequestReader {
+            limits,
+            head: None,
+            chunks: Chunks::default(),
         }
+    }
+
+    /// The head, once it is complete (a server looks for `Expect: 100-continue` here).
+    pub fn head(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
+    /// Parses the request at the start of `buf`: everything received so far.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Status<Request>, ParseError> {
+        let RequestReader {
+            limits,
+            head,
+            chunks,
+        } = self;
+        let head = match head {
+            Some(head) => head,
+            None => match Head::parse(buf, limits)? {
+                Status::Complete(parsed) => head.insert(parsed),
+                Status::Partial => return Ok(Status::Partial),
+            },
+        };
+        let after_head = &buf[head.len..];
+        let (body, body_len) = match head.framing {
+            // Only chunked framing has progress worth keeping; a length is one slice.
+            Framing::Chunked => match decode_chunked(after_head, limits, chunks)? {
+                Status::Complete(used) => (std::mem::take(&mut chunks.body), used),
+                Status::Partial => return Ok(Status::Partial),
+            },
+            framing => match decode_body(framing, after_head, limits)? {
+                Status::Complete(body) => body,
+                Status::Partial => return Ok(Status::Partial),
+            },
+        };
+        Ok(Status::Complete(Request {
+            len: head.len + body_len,
+            head: head.clone(),
+            body,
+        }))
     }
 }
 
@@ -407,7 +486,13 @@ pub fn decode_body(
                 None => Ok(Status::Partial),
             }
         }
-        Framing::Chunked => decode_chunked(buf, limits),
+        Framing::Chunked => {
+            let mut chunks = Chunks::default();
+            Ok(match decode_chunked(buf, limits, &mut chunks)? {
+                Status::Complete(used) => Status::Complete((chunks.body, used)),
+                Status::Partial => Status::Partial,
+            })
+        }
     }
 }
 
@@ -415,29 +500,45 @@ pub fn decode_body(
 /// digits; this keeps a peer from hiding an endless line there.
 const MAX_CHUNK_LINE: usize = 1024;
 
+/// Framing can make the encoded body much longer than the decoded one (tiny chunks, long
+/// extensions); this caps what the caller has to buffer for it.
+fn max_encoded_body(limits: &Limits) -> usize {
+    limits.body.saturating_mul(2).saturating_add(4096)
+}
+
 /// `chunked`: `size-in-hex [;ext] CRLF data CRLF`, repeated, then `0 CRLF`, optional trailer
-/// fields, and an empty line. Each call decodes from the start: the caller keeps the bytes and
-/// calls again with more, and the limits bound how much is rescanned.
-fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Status<(Vec<u8>, usize)>, ParseError> {
-    // Framing can make the encoded body much longer than the decoded one (tiny chunks, long
-    // extensions). Cap what the caller has to buffer for it too.
-    let max_encoded = limits.body.saturating_mul(2).saturating_add(4096);
-    let mut cursor = Cursor { buf, pos: 0 };
-    let mut body = Vec::new();
+/// fields, and an empty line. It resumes after the chunks `chunks` already holds, and adds
+/// each chunk only once its line end has arrived, so a `Partial` leaves `chunks` at a chunk
+/// boundary for the next call. Returns how many bytes of `buf` the body used.
+fn decode_chunked(
+    buf: &[u8],
+    limits: &Limits,
+    chunks: &mut Chunks,
+) -> Result<Status<usize>, ParseError> {
+    let max_encoded = max_encoded_body(limits);
+    let mut cursor = Cursor {
+        buf,
+        pos: chunks.decoded_up_to,
+    };
     loop {
         if cursor.pos > max_encoded {
             return Err(ParseError::BodyTooLarge);
         }
         let line_start = cursor.pos;
+        // Fifteen hex digits already exceed any sane limit; more could overflow a u64. Checked
+        // on partial input too: an endless run of digits must not be buffered forever.
+        const MAX_SIZE_DIGITS: usize = 15;
         let digits = match cursor.take_while(|byte| byte.is_ascii_hexdigit()) {
+            Taken::Stopped(digits) if digits.len() > MAX_SIZE_DIGITS => {
+                return Err(ParseError::BodyTooLarge);
+            }
             Taken::Stopped(digits) if !digits.is_empty() => digits,
             Taken::Stopped(_) => return Err(ParseError::Chunk),
+            Taken::NeedMore if cursor.pos - line_start > MAX_SIZE_DIGITS => {
+                return Err(ParseError::BodyTooLarge);
+            }
             Taken::NeedMore => return Ok(Status::Partial),
         };
-        // Fifteen hex digits already exceed any sane limit; more could overflow a u64.
-        if digits.len() > 15 {
-            return Err(ParseError::BodyTooLarge);
-        }
         let size = digits
             .iter()
             .fold(0u64, |size, &digit| size * 16 + hex_value(digit));
@@ -460,52 +561,53 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Status<(Vec<u8>, usize)
             LineEnd::BareCr | LineEnd::No => return Err(ParseError::Chunk),
         }
         if size == 0 {
-            return finish_trailer(cursor, body, limits);
+            return finish_trailer(cursor, limits);
         }
         // Checked before waiting for the data: a peer announcing a huge chunk is answered now.
-        if size > (limits.body - body.len()) as u64 {
+        if size > (limits.body - chunks.body.len()) as u64 {
             return Err(ParseError::BodyTooLarge);
         }
         let size = size as usize; // fits: it is at most limits.body
         let Some(data) = buf.get(cursor.pos..).and_then(|rest| rest.get(..size)) else {
             return Ok(Status::Partial);
         };
-        body.extend_from_slice(data);
         cursor.pos += size;
         match cursor.line_end() {
             LineEnd::Found(width) => cursor.pos += width,
             LineEnd::NeedMore => return Ok(Status::Partial),
             LineEnd::BareCr | LineEnd::No => return Err(ParseError::Chunk),
         }
+        // The whole chunk is in: keep it, and never look at its bytes again.
+        chunks.body.extend_from_slice(data);
+        chunks.decoded_up_to = cursor.pos;
     }
 }
 
-/// After the last chunk: trailer fields (read and dropped) until the empty line.
-fn finish_trailer(
-    mut cursor: Cursor<'_>,
-    body: Vec<u8>,
-    limits: &Limits,
-) -> Result<Status<(Vec<u8>, usize)>, ParseError> {
+/// After the last chunk: trailer fields until the empty line. They are checked by the same
+/// rules as header fields (a lenient trailer would be a second, weaker head parser) and then
+/// dropped. Their size counts against [`Limits::head`] and their number against
+/// [`Limits::headers`], checked whether or not the input stops at a line end, so the verdict
+/// does not depend on how the bytes were split across `recv`s.
+fn finish_trailer(mut cursor: Cursor<'_>, limits: &Limits) -> Result<Status<usize>, ParseError> {
     let trailer_start = cursor.pos;
+    let mut fields = 0;
     loop {
-        match cursor.line_end() {
-            LineEnd::Found(width) => return Ok(Status::Complete((body, cursor.pos + width))),
-            LineEnd::NeedMore => return Ok(Status::Partial),
-            LineEnd::BareCr => return Err(ParseError::BareCr),
-            LineEnd::No => {}
+        let line = cursor.field_line()?;
+        // On partial input, everything received so far belongs to the trailer.
+        let end = match line {
+            FieldLine::NeedMore => cursor.buf.len(),
+            _ => cursor.pos,
+        };
+        if end - trailer_start > limits.head {
+            return Err(ParseError::HeadTooLarge);
         }
-        match cursor.take_while(|byte| byte != b'\r' && byte != b'\n') {
-            Taken::Stopped(line) if line.iter().all(|&byte| is_field_byte(byte)) => {}
-            Taken::Stopped(_) => return Err(ParseError::HeaderValue),
-            Taken::NeedMore if cursor.pos - trailer_start > limits.head => {
-                return Err(ParseError::HeadTooLarge);
+        match line {
+            FieldLine::End => return Ok(Status::Complete(cursor.pos)),
+            FieldLine::NeedMore => return Ok(Status::Partial),
+            FieldLine::Field { .. } if fields == limits.headers => {
+                return Err(ParseError::TooManyHeaders);
             }
-            Taken::NeedMore => return Ok(Status::Partial),
-        }
-        match cursor.line_end() {
-            LineEnd::Found(width) => cursor.pos += width,
-            LineEnd::NeedMore => return Ok(Status::Partial),
-            LineEnd::BareCr | LineEnd::No => return Err(ParseError::BareCr),
+            FieldLine::Field { .. } => fields += 1,
         }
     }
 }
@@ -522,6 +624,9 @@ fn framing(version: Version, headers: &[Header], limits: &Limits) -> Result<Fram
         0 if version == Version::Http11 => return Err(ParseError::MissingHost),
         0 | 1 => {}
         _ => return Err(ParseError::DuplicateHost),
+    }
+    if named("host").any(|host| !is_host_value(&host.value)) {
+        return Err(ParseError::HostValue);
     }
 
     let mut content_length = None;
@@ -543,22 +648,35 @@ fn framing(version: Version, headers: &[Header], limits: &Limits) -> Result<Fram
         content_length = Some(length);
     }
 
-    let mut codings = named("transfer-encoding")
-        .flat_map(|header| header.value.split(|&byte| byte == b','))
-        .map(trim_whitespace)
-        .peekable();
-    if codings.peek().is_some() {
+    // RFC 9112 section 6.1 and 6.3. The field is a list: empty elements (`chunked,`) are
+    // allowed and ignored; several fields are one list in order.
+    let mut transfer_encoding = named("transfer-encoding").peekable();
+    if transfer_encoding.peek().is_some() {
+        if version == Version::Http10 {
+            return Err(ParseError::TransferEncodingInHttp10);
+        }
+        // A server MAY instead drop Content-Length and use chunked; refusing is the one
+        // choice no front end can disagree with.
         if content_length.is_some() {
             return Err(ParseError::LengthWithTransferEncoding);
         }
-        let only_chunked = codings
-            .next()
-            .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
-            && codings.next().is_none();
-        return if only_chunked {
-            Ok(Framing::Chunked)
-        } else {
-            Err(ParseError::UnsupportedTransferEncoding)
+        let codings: Vec<&[u8]> = transfer_encoding
+            .flat_map(|header| header.value.split(|&byte| byte == b','))
+            .map(trim_whitespace)
+            .filter(|coding| !coding.is_empty())
+            .collect();
+        let is_chunked = |coding: &&[u8]| coding.eq_ignore_ascii_case(b"chunked");
+        return match codings.split_last() {
+            // Without chunked last, only closing the connection would end the body: a
+            // server MUST answer 400. Chunked twice is framing applied twice: also 400.
+            Some((last, before)) if is_chunked(last) && !before.iter().any(is_chunked) => {
+                if before.is_empty() {
+                    Ok(Framing::Chunked)
+                } else {
+                    Err(ParseError::UnsupportedTransferEncoding)
+                }
+            }
+            _ => Err(ParseError::ChunkedNotLast),
         };
     }
     match content_length {
@@ -596,6 +714,16 @@ enum Taken<T> {
     /// Stopped at a byte that did not match (not consumed).
     Stopped(T),
     /// Ran out of input while still matching.
+    NeedMore,
+}
+
+/// One line of a field section (the head's header fields, or a chunked body's trailer).
+enum FieldLine<'a> {
+    /// The empty line that ends the section, consumed.
+    End,
+    /// `name: value`, consumed; the value without its surrounding whitespace.
+    Field { name: &'a [u8], value: &'a [u8] },
+    /// The line is not over yet; the cursor is left somewhere inside it.
     NeedMore,
 }
 
@@ -640,6 +768,47 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// One field line or the empty line, by RFC 9112 section 5: `name ":" OWS value OWS`, the
+    /// name a token with no space before the colon, no line folding, no control bytes.
+    fn field_line(&mut self) -> Result<FieldLine<'a>, ParseError> {
+        match self.line_end() {
+            LineEnd::Found(width) => {
+                self.pos += width;
+                return Ok(FieldLine::End);
+            }
+            LineEnd::NeedMore => return Ok(FieldLine::NeedMore),
+            LineEnd::BareCr => return Err(ParseError::BareCr),
+            LineEnd::No => {}
+        }
+        if matches!(self.peek(), Some(b' ' | b'\t')) {
+            return Err(ParseError::ObsFold);
+        }
+        let name = match self.take_while(is_tchar) {
+            Taken::Stopped(name) => name,
+            Taken::NeedMore => return Ok(FieldLine::NeedMore),
+        };
+        match self.peek() {
+            Some(b':') if !name.is_empty() => self.pos += 1,
+            Some(b' ' | b'\t') => return Err(ParseError::SpaceBeforeColon),
+            Some(_) => return Err(ParseError::HeaderName),
+            None => return Ok(FieldLine::NeedMore),
+        }
+        let value = match self.take_while(is_field_byte) {
+            Taken::Stopped(value) => value,
+            Taken::NeedMore => return Ok(FieldLine::NeedMore),
+        };
+        match self.line_end() {
+            LineEnd::Found(width) => self.pos += width,
+            LineEnd::NeedMore => return Ok(FieldLine::NeedMore),
+            LineEnd::BareCr => return Err(ParseError::BareCr),
+            LineEnd::No => return Err(ParseError::HeaderValue),
+        }
+        Ok(FieldLine::Field {
+            name,
+            value: trim_whitespace(value),
+        })
+    }
+
     /// `HTTP/` DIGIT `.` DIGIT, as (major, minor); `None` if the bytes are not that shape.
     fn version(&mut self) -> Taken<Option<(u8, u8)>> {
         const SHAPE: &[u8] = b"HTTP/0.0";
@@ -660,6 +829,48 @@ impl<'a> Cursor<'a> {
         let minor = self.buf[self.pos + 7] - b'0';
         self.pos += SHAPE.len();
         Taken::Stopped(Some((major, minor)))
+    }
+}
+
+/// RFC 9112 section 3.2 / RFC 3986: `uri-host [ ":" port ]`, or empty (a client MUST send an
+/// empty Host when the target has no authority). The host is a name or IPv4 address
+/// (`reg-name`: unreserved, `%XX`, sub-delims) or an IPv6 literal in brackets; the port is
+/// digits. Anything else (spaces, `/`, `@`, a second colon) is a 400.
+fn is_host_value(value: &[u8]) -> bool {
+    let (host, port) = if let Some(literal) = value.strip_prefix(b"[") {
+        let Some(close) = literal.iter().position(|&byte| byte == b']') else {
+            return false;
+        };
+        let inside = &literal[..close];
+        let fits = |byte: &u8| byte.is_ascii_hexdigit() || b":.".contains(byte);
+        if inside.is_empty() || !inside.iter().all(fits) {
+            return false;
+        }
+        (&[][..], &literal[close + 1..])
+    } else {
+        match value.iter().position(|&byte| byte == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        }
+    };
+    let reg_name = |byte: &u8| byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(byte);
+    // Each `%` starts a `%XX` escape: two hex digits.
+    let mut rest = host;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = match (byte, tail) {
+            (b'%', [high, low, after @ ..])
+                if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+            {
+                after
+            }
+            (byte, tail) if reg_name(&byte) => tail,
+            _ => return false,
+        };
+    }
+    match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
     }
 }
 

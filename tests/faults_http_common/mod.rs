@@ -1,0 +1,375 @@
+//! Helpers for `tests/faults_http.rs`: a web server in-process or as a child process, raw
+//! requests, responses split out of the bytes that came back, and the conformance table.
+#![allow(dead_code)] // not every helper is used by every test binary that includes this
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket_lab::Endpoint;
+use socket_lab::http::server::{HttpConfig, HttpServer, RunningHttpServer};
+
+/// Longest any single read in these tests waits before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A request every server must still answer after an attack: 204, then it closes.
+pub const FRESH_REQUEST: &[u8] =
+    b"GET /favicon.ico HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
+
+/// A web server in this process on 127.0.0.1, port 0.
+pub struct TestServer {
+    running: Option<RunningHttpServer>,
+    pub port: u16,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut HttpConfig)) -> TestServer {
+        let mut config = HttpConfig {
+            endpoint: Endpoint::tcp("127.0.0.1", 0),
+            ..HttpConfig::default()
+        };
+        adjust(&mut config);
+        let server = HttpServer::bind(config).expect("bind 127.0.0.1:0");
+        // The log is not under test here; tests/http_server.rs checks it.
+        let running = server.spawn(Arc::new(|_event| {}));
+        let port = running.addr.port().expect("a TCP port");
+        TestServer {
+            running: Some(running),
+            port,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.stop();
+        }
+    }
+}
+
+/// `socket-lab http --port 0 ARGS` as a child process, so its descriptors and threads can be
+/// counted in `/proc/<pid>` without the test's own getting in the way.
+pub struct HttpChild {
+    child: Child,
+    pub port: u16,
+    /// Its stdout (one line per request), as raw bytes, line by line.
+    log: Receiver<Vec<u8>>,
+}
+
+impl HttpChild {
+    pub fn start(args: &[&str]) -> HttpChild {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_socket-lab"))
+            .args(["http", "--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start socket-lab http");
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut first = String::new();
+        stderr.read_line(&mut first).expect("read stderr");
+        let port = first
+            .trim_end()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on 127.0.0.1:PORT`, got {first:?}"));
+        // The log must keep flowing: a full pipe would block the server's println!.
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (lines, log) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = Vec::new();
+            while matches!(stdout.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                if lines.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
+            }
+        });
+        thread::spawn(move || drain(stderr));
+        HttpChild { child, port, log }
+    }
+
+    /// The next line the server logs, waiting at most [`WAIT`].
+    pub fn next_log_line(&self) -> Vec<u8> {
+        self.log
+            .recv_timeout(WAIT)
+            .expect("the server should log a line")
+    }
+
+    fn proc_entries(&self, what: &str) -> usize {
+        let dir = format!("/proc/{}/{what}", self.child.id());
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+            .count()
+    }
+
+    /// Open file descriptors: listener, wake-up socket, stdio, and one per connection.
+    pub fn descriptors(&self) -> usize {
+        self.proc_entries("fd")
+    }
+
+    /// Threads: the accept loop and one per connection being served.
+    pub fn threads(&self) -> usize {
+        self.proc_entries("task")
+    }
+
+    /// Peak resident memory in KiB (`VmHWM` in `/proc/<pid>/status`).
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
+            .expect("a VmHWM line")
+    }
+
+    /// Waits until descriptors and threads are back to `baseline`. A worker finishes on its
+    /// own thread after the client is gone, and nothing tells the test when; so this polls
+    /// `/proc`, bounded by [`WAIT`], and fails with the counts it last saw.
+    pub fn settles_to(&self, baseline: (usize, usize)) {
+        let started = Instant::now();
+        loop {
+            let now = (self.descriptors(), self.threads());
+            if now == baseline {
+                return;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "(descriptors, threads) stayed at {now:?}, baseline {baseline:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for HttpChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain(mut reader: impl Read) {
+    let mut sink = [0u8; 4096];
+    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+}
+
+/// A client with a 4 KiB receive buffer, set before `connect` so the window it advertises is
+/// small from the start: a server writing to it blocks in `send` after a few responses.
+pub fn connect_with_small_window(port: u16) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.connect(&address.into()).expect("connect");
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+}
+
+/// Sends `request`, half-closes (so the server's linger after an error ends at once), and
+/// reads everything until the server closes. A reset instead of a clean close fails here.
+pub fn exchange(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(port);
+    stream.write_all(request).expect("send");
+    stream.shutdown(Shutdown::Write).expect("half-close");
+    read_until_close(&mut stream)
+}
+
+pub fn read_until_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    stream
+        .read_to_end(&mut all)
+        .expect("the server should close cleanly (FIN, not RST) within the wait");
+    all
+}
+
+/// The server answers a fresh client correctly: the check after every attack.
+pub fn assert_still_serves(port: u16) {
+    let answer = exchange(port, FRESH_REQUEST);
+    let responses = split_responses(&answer, &[false]);
+    assert_eq!(responses.len(), 1, "{}", show(&answer));
+    assert_eq!(
+        responses[0].head,
+        "HTTP/1.1 204 No Content\r\nDate: [..]\r\nConnection: close\r\n\r\n"
+    );
+}
+
+/// One response out of the bytes a connection returned.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// The head with the `Date` value as `[..]`.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn closes(&self) -> bool {
+        self.head.contains("\r\nConnection: close\r\n")
+    }
+}
+
+/// Splits `bytes` into whole responses; `head_only[i]` says response i answers a HEAD (no
+/// body despite its Content-Length). Panics on anything that is not whole responses.
+pub fn split_responses(bytes: &[u8], head_only: &[bool]) -> Vec<Response> {
+    let mut responses = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            panic!("a response head without its empty line: {}", show(rest));
+        };
+        let head = std::str::from_utf8(&rest[..end + 4]).expect("an ASCII head");
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|line| line.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {head:?}"));
+        let length = head
+            .split("\r\n")
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .map_or(0, |n| n.parse::<usize>().expect("a decimal Content-Length"));
+        let length = if head_only.get(responses.len()) == Some(&true) {
+            0
+        } else {
+            length
+        };
+        let body = rest
+            .get(end + 4..end + 4 + length)
+            .unwrap_or_else(|| panic!("a body shorter than its Content-Length: {}", show(rest)));
+        responses.push(Response {
+            status,
+            head: without_date(head),
+            body: body.to_vec(),
+        });
+        rest = &rest[end + 4 + length..];
+    }
+    responses
+}
+
+fn without_date(head: &str) -> String {
+    head.split_inclusive("\r\n")
+        .map(|line| match line.strip_prefix("Date: ") {
+            // `Wed, 25 Nov 2026 13:10:14 GMT` is 29 bytes and ends in GMT.
+            Some(value) if value.len() == 31 && value.ends_with(" GMT\r\n") => "Date: [..]\r\n",
+            _ => line,
+        })
+        .collect()
+}
+
+/// Bytes as an escaped string, for failure messages.
+pub fn show(bytes: &[u8]) -> String {
+    socket_lab::escape::escape(&bytes[..bytes.len().min(600)])
+}
+
+// ---- The conformance table ----
+
+/// What the table says about a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A whole, valid request: the parser completes it, using every byte.
+    Accept,
+    /// Refused with this status, then the connection closes.
+    Reject(u16),
+}
+
+/// One line of `tests/http_conformance.txt`.
+#[derive(Debug)]
+pub struct Case {
+    /// `tests/http_conformance.txt:LINE`, for failure messages.
+    pub place: String,
+    /// The `#` lines just above the case.
+    pub note: String,
+    pub verdict: Verdict,
+    pub request: Vec<u8>,
+}
+
+/// Reads the table; the format is described at the top of the file.
+pub fn conformance_cases() -> Vec<Case> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/http_conformance.txt");
+    let text = std::fs::read_to_string(&path).expect("read tests/http_conformance.txt");
+    let mut cases = Vec::new();
+    let mut note = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let place = format!("tests/http_conformance.txt:{}", index + 1);
+        if line.trim().is_empty() {
+            note.clear();
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            note.push_str(comment.trim());
+            note.push(' ');
+            continue;
+        }
+        let (verdict, quoted) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("{place}: expected `VERDICT \"REQUEST\"`"));
+        let verdict = match verdict {
+            "accept" => Verdict::Accept,
+            status => Verdict::Reject(status.parse().unwrap_or_else(|_| {
+                panic!("{place}: the verdict is `accept` or a status, not {status:?}")
+            })),
+        };
+        let request =
+            unescape(quoted.trim()).unwrap_or_else(|problem| panic!("{place}: {problem}"));
+        cases.push(Case {
+            place,
+            note: note.trim().to_string(),
+            verdict,
+            request,
+        });
+    }
+    cases
+}
+
+/// `"GET / HTTP/1.1\r\n"` → bytes: a quoted Rust-style string with `\r \n \t \0 \\ \" \xHH`.
+pub fn unescape(quoted: &str) -> Result<Vec<u8>, String> {
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .ok_or("the request must be in double quotes")?;
+    let mut bytes = Vec::new();
+    let mut chars = inner.bytes();
+    while let Some(byte) = chars.next() {
+        if byte != b'\\' {
+            bytes.push(byte);
+            continue;
+        }
+        match chars.next() {
+            Some(b'r') => bytes.push(b'\r'),
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'0') => bytes.push(0),
+            Some(b'\\') => bytes.push(b'\\'),
+            Some(b'"') => bytes.push(b'"'),
+            Some(b'x') => {
+                let high = chars.next().and_then(|d| char::from(d).to_digit(16));
+                let low = chars.next().and_then(|d| char::from(d).to_digit(16));
+                match (high, low) {
+                    // Two hex digits are at most 0xff.
+                    (Some(high), Some(low)) => bytes.push((high * 16 + low) as u8),
+                    _ => return Err("\\x needs two hex digits".into()),
+                }
+            }
+            other => return Err(format!("unknown escape \\{:?}", other.map(char::from))),
+        }
+    }
+    Ok(bytes)
+}
