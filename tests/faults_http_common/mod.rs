@@ -134,19 +134,24 @@ impl HttpChild {
             .expect("a VmHWM line")
     }
 
-    /// Waits until descriptors and threads are back to `baseline`. A worker finishes on its
-    /// own thread after the client is gone, and nothing tells the test when; so this polls
-    /// `/proc`, bounded by [`WAIT`], and fails with the counts it last saw.
-    pub fn settles_to(&self, baseline: (usize, usize)) {
+    /// Waits until descriptors are back to `baseline` and threads are at most
+    /// `baseline + workers`: the server keeps the worker threads it started, waiting for the
+    /// next connection, but never more than connections it served at once. A worker finishes
+    /// after the client is gone, and nothing tells the test when; so this polls `/proc`,
+    /// bounded by [`WAIT`], and fails with the counts it last saw.
+    pub fn settles_to(&self, baseline: (usize, usize), workers: usize) {
         let started = Instant::now();
+        let (base_descriptors, base_threads) = baseline;
         loop {
-            let now = (self.descriptors(), self.threads());
-            if now == baseline {
+            let (descriptors, threads) = (self.descriptors(), self.threads());
+            if descriptors == base_descriptors && threads <= base_threads + workers {
                 return;
             }
             assert!(
                 started.elapsed() < WAIT,
-                "(descriptors, threads) stayed at {now:?}, baseline {baseline:?}"
+                "{descriptors} descriptors and {threads} threads; expected {base_descriptors} \
+                 descriptors and at most {} threads",
+                base_threads + workers
             );
             thread::sleep(Duration::from_millis(20));
         }
