@@ -27,8 +27,9 @@
 //!
 //! # One thread per connection, and why that is enough here
 //!
-//! Every connection is served by a blocking thread of its own, as in the Rust Book's last
-//! chapter, but without its small fixed pool. A pool of 8 workers cannot serve 64 keep-alive
+//! Every connection is served by a blocking thread of its own for as long as it lasts, as in
+//! the Rust Book's last chapter, but the pool ([`crate::server`]'s `WorkerPool`) grows on
+//! demand up to a high cap instead of staying small and fixed. A pool of 8 workers cannot serve 64 keep-alive
 //! connections: a worker stays with its connection while the client is idle between requests,
 //! so 8 idle clients starve everyone else. The same happened here with the ack server's cap
 //! of 64: 1,000 idle keep-alive connections plus `wrk -c64` got zero requests answered
@@ -45,7 +46,7 @@
 //! Readiness-based I/O (`epoll` through `mio`: one thread watching every socket, serving
 //! whichever is ready) is what nginx does, and scales to far more connections. It is the
 //! next lesson after blocking sockets, not this one: with 64 busy connections on 2 cores,
-//! threads already match nginx's requests per second (`BENCHMARKS.md`), and the blocking
+//! threads come within about 10% of nginx's requests per second (`BENCHMARKS.md`), and the blocking
 //! code reads like the walkthrough, one step per line. The price is memory per connection
 //! and a context switch per request, which is where this design stops scaling.
 //!
