@@ -57,13 +57,13 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
 use crate::escape::escape;
-use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, ServerHandle};
+use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle};
 
 use super::request::{Framing, Head, Limits, ParseError, Request, RequestReader, Status, Version};
 use super::response::Connection;
@@ -184,12 +184,8 @@ pub struct HttpServer {
     config: HttpConfig,
 }
 
-/// A web server running on a thread of its own, as tests use it.
-pub struct RunningHttpServer {
-    pub addr: Address,
-    pub handle: ServerHandle,
-    thread: JoinHandle<Result<(), Error>>,
-}
+/// A web server running on a thread of its own is the same handle as the ack server's.
+pub type RunningHttpServer = RunningServer;
 
 impl HttpServer {
     /// `socket`, `bind`, `listen(backlog)`.
@@ -221,11 +217,7 @@ impl HttpServer {
         let addr = self.local_addr().clone();
         let handle = self.handle();
         let thread = thread::spawn(move || self.run(log));
-        RunningHttpServer {
-            addr,
-            handle,
-            thread,
-        }
+        RunningServer::new(addr, handle, thread)
     }
 
     /// Accepts and serves until [`ServerHandle::stop`] is called.
@@ -244,16 +236,6 @@ impl HttpServer {
             },
             move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
         )
-    }
-}
-
-impl RunningHttpServer {
-    /// Stops the server and waits until every connection is closed.
-    pub fn stop(self) -> Result<(), Error> {
-        self.handle.stop();
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::Config("the server thread panicked".into())))
     }
 }
 

@@ -25,9 +25,9 @@ use super::parse::{
 use crate::backlog::{PendingConnect, Progress};
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::{Error, describe};
-use crate::http::server::{HttpConfig, HttpEvent, HttpServer, RunningHttpServer};
+use crate::http::server::{HttpConfig, HttpEvent, HttpServer};
 use crate::send;
-use crate::server::{Event, RunningServer, Server, ServerConfig, ServerHandle};
+use crate::server::{Event, RunningServer, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
 
 /// Where the client side of a scenario connects.
@@ -201,33 +201,11 @@ struct LogBook {
     received: HashMap<Address, Vec<Vec<u8>>>,
 }
 
-/// Whichever server the scenario runs.
-enum RunningAny {
-    Ack(RunningServer),
-    Http(RunningHttpServer),
-}
-
-impl RunningAny {
-    fn stop(self) -> Result<(), Error> {
-        match self {
-            RunningAny::Ack(server) => server.stop(),
-            RunningAny::Http(server) => server.stop(),
-        }
-    }
-
-    fn handle(&self) -> &ServerHandle {
-        match self {
-            RunningAny::Ack(server) => &server.handle,
-            RunningAny::Http(server) => &server.handle,
-        }
-    }
-}
-
 struct Runner<'a> {
     scenario: &'a Scenario,
     transcript: Transcript,
     observe: &'a mut dyn FnMut(&Entry),
-    server: Option<RunningAny>,
+    server: Option<RunningServer>,
     log_lines: Option<Receiver<LogLine>>,
     endpoint: Endpoint,
     config: ServerConfig,
@@ -336,28 +314,24 @@ impl Runner<'_> {
         let server = match self.kind() {
             ServerKind::Udp | ServerKind::UnixDgram => {
                 let server = DatagramServer::bind(self.config.clone())?;
-                RunningAny::Ack(server.spawn(forward(&tx)))
+                server.spawn(forward(&tx))
             }
             ServerKind::Http => {
                 let config = HttpConfig {
                     endpoint: self.config.endpoint.clone(),
                     ..HttpConfig::default()
                 };
-                RunningAny::Http(HttpServer::bind(config)?.spawn(forward(&tx)))
+                HttpServer::bind(config)?.spawn(forward(&tx))
             }
             _ => {
                 let server = Server::bind(self.config.clone())?;
                 if first && self.scenario.server.setting("accept") == Some("paused") {
                     server.handle().pause_accept();
                 }
-                RunningAny::Ack(server.spawn(forward(&tx)))
+                server.spawn(forward(&tx))
             }
         };
-        let addr = match &server {
-            RunningAny::Ack(server) => &server.addr,
-            RunningAny::Http(server) => &server.addr,
-        };
-        self.endpoint = addr.endpoint();
+        self.endpoint = server.addr.endpoint();
         self.config.endpoint = self.endpoint.clone();
         self.log_lines = Some(rx);
         self.server = Some(server);
@@ -938,7 +912,7 @@ impl Runner<'_> {
                 self.server
                     .as_ref()
                     .ok_or("the server is not running")?
-                    .handle()
+                    .handle
                     .resume_accept();
                 self.record(
                     EntryKind::Server,
