@@ -209,6 +209,34 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// Every rule the parser enforces, one error each: the fault suite breaks each of them
+    /// through a live socket.
+    pub const ALL: [ParseError; 23] = [
+        ParseError::Method,
+        ParseError::Target,
+        ParseError::Version,
+        ParseError::UnsupportedVersion,
+        ParseError::BareCr,
+        ParseError::ObsFold,
+        ParseError::SpaceBeforeColon,
+        ParseError::HeaderName,
+        ParseError::HeaderValue,
+        ParseError::MissingHost,
+        ParseError::DuplicateHost,
+        ParseError::HostValue,
+        ParseError::ContentLength,
+        ParseError::ConflictingContentLength,
+        ParseError::LengthWithTransferEncoding,
+        ParseError::ChunkedNotLast,
+        ParseError::TransferEncodingInHttp10,
+        ParseError::UnsupportedTransferEncoding,
+        ParseError::Chunk,
+        ParseError::RequestLineTooLong,
+        ParseError::HeadTooLarge,
+        ParseError::TooManyHeaders,
+        ParseError::BodyTooLarge,
+    ];
+
     /// The status code a server answers this error with.
     pub fn status(self) -> u16 {
         match self {
