@@ -11,6 +11,14 @@
 /// Renders `bytes` as one line of printable text: UTF-8 text stays as it is, control
 /// characters and bytes that are not valid UTF-8 become escapes, and `\` becomes `\\` so the
 /// result can be read back unambiguously (the scenario format parses the same escapes).
+///
+/// ```
+/// use socket_lab::escape::escape;
+///
+/// assert_eq!(escape(b"hello"), "hello");
+/// // A terminal escape, a line ending and a byte that is not UTF-8: all shown, none obeyed.
+/// assert_eq!(escape(b"\x1b[31mred\r\n\xff"), r"\x1b[31mred\r\n\xff");
+/// ```
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {

@@ -25,6 +25,24 @@
 //! The same file is a test (`tests/scenarios.rs` makes one test per file) and a narrated demo
 //! (`socket-lab run scenarios/03-*`), and `socket-lab lessons` lists them as the walkthrough's
 //! table of contents.
+//!
+//! A lesson can be played from a string too, which is how a test of the format itself starts:
+//!
+//! ```
+//! use socket_lab::scenario::{self, Scenario, Target};
+//!
+//! let lesson = Scenario::parse(
+//!     "# One message, one ack\n\
+//!      server tcp\n\
+//!      alice: connect\n\
+//!      alice: send \"hello\" = 5\n\
+//!      alice: recv 1024 = \"server recv success\"\n\
+//!      server: log \"[alice] send a message to server: hello\"\n",
+//! )?;
+//! let transcript = scenario::run(&lesson, "example", &Target::OwnServer, &mut |_| {})?;
+//! assert!(transcript.to_string().contains("server recv(1024) from alice → \"hello\""));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod parse;
 pub mod run;
