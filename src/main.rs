@@ -369,7 +369,7 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         let mut in_narration = false;
         scenario::run(&scenario, &shown, &target, &mut |entry| {
             // A blank line before each block of narration separates the lesson's phases.
-            let narration = entry.kind == scenario::run::EntryKind::Narration;
+            let narration = entry.kind == scenario::EntryKind::Narration;
             if narration && !in_narration {
                 let _ = writeln!(stdout);
             }

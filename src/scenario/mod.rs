@@ -45,10 +45,12 @@
 //! ```
 
 pub mod parse;
+pub mod report;
 pub mod run;
 
 pub use parse::{ParseError, Scenario};
-pub use run::{Failure, Target, Transcript, run};
+pub use report::{Entry, EntryKind, Failure, Transcript, render};
+pub use run::{Target, run};
 
 use std::path::{Path, PathBuf};
 
@@ -60,28 +62,6 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-/// One transcript line as the demo prints it, with ANSI colour when `colour` is set: titles
-/// bold, clients cyan, the server yellow, notes dim, narration plain.
-pub fn render(entry: &run::Entry, colour: bool) -> String {
-    use run::EntryKind;
-    let text = match entry.kind {
-        EntryKind::Title => format!("━━ {} ━━", entry.text),
-        EntryKind::Narration => format!("│ {}", entry.text),
-        _ => entry.text.clone(),
-    };
-    if !colour {
-        return text;
-    }
-    let style = match entry.kind {
-        EntryKind::Title => "1",
-        EntryKind::Narration => "0",
-        EntryKind::Client => "36",
-        EntryKind::Server => "33",
-        EntryKind::Note => "2",
-    };
-    format!("\x1b[{style}m{text}\x1b[0m")
 }
 
 /// The lesson's title: its first `#` line, without parsing the rest.
