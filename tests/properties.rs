@@ -15,6 +15,14 @@ use socket_lab::scenario::parse::{
 use socket_lab::server::{ACK, Event, Server, ServerConfig, channel_log};
 use socket_lab::{Address, Endpoint};
 
+/// `default` cases, or as many as `PROPTEST_CASES` asks for.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 const WAIT: Duration = Duration::from_secs(20);
 /// The most recvs one case may cost: keeps recv(1) of a large message out of the suite.
 const MAX_RECVS: usize = 20_000;
@@ -103,7 +111,7 @@ fn sizes() -> impl Strategy<Value = (usize, usize)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
     #[test]
     fn one_send_of_any_size_arrives_whole_and_in_order((recv_size, size) in sizes()) {
@@ -121,7 +129,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
 
     #[test]
     fn the_scenario_parser_never_panics(text in "(.{0,40}\n){0,8}") {
