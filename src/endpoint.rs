@@ -394,29 +394,6 @@ impl Stream {
             Stream::Unix(stream) => stream.set_nonblocking(nonblocking),
         }
     }
-
-    /// `SO_RCVLOWAT`: a blocking `recv` waits until at least `bytes` bytes are queued (or the
-    /// stream ends). Lesson 05 uses it to make "two sends, one recv" happen every time.
-    pub fn set_recv_lowat(&self, bytes: usize) -> io::Result<()> {
-        let value = libc::c_int::try_from(bytes)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "SO_RCVLOWAT is too large"))?;
-        // SAFETY: the fd is open for the life of `self`, and `value` is a c_int that outlives
-        // the call, whose size is passed alongside it.
-        let result = unsafe {
-            libc::setsockopt(
-                self.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVLOWAT,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
 }
 
 impl Read for Stream {

@@ -83,8 +83,6 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// `SO_REUSEADDR` on the listening socket: on by default, as in Rust's std.
     pub reuse_address: bool,
-    /// `SO_RCVLOWAT` on each connection: recv waits for at least this many bytes.
-    pub recv_lowat: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -97,7 +95,6 @@ impl Default for ServerConfig {
             max_clients: MAX_CLIENTS,
             idle_timeout: Some(IDLE_TIMEOUT),
             reuse_address: true,
-            recv_lowat: None,
         }
     }
 }
@@ -697,18 +694,6 @@ impl RunningServer {
 /// Step five for one client: `recv`, log, ack, until the peer closes.
 fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, log: &EventLog) {
     log(Event::Connected { peer: peer.clone() });
-    if let Some(bytes) = config.recv_lowat
-        && let Err(e) = stream.set_recv_lowat(bytes)
-    {
-        log(Event::Disconnected {
-            peer,
-            reason: Some(format!(
-                "cannot set SO_RCVLOWAT: {}",
-                crate::error::describe(&e)
-            )),
-        });
-        return;
-    }
     let mut buffer = vec![0; config.recv_size];
     let reason = loop {
         match stream.read(&mut buffer) {

@@ -37,8 +37,7 @@ pub struct ServerSpec {
     pub settings: Vec<(String, String)>,
 }
 
-const SETTINGS: &str =
-    "recv-size, ack, backlog, max-clients, idle-timeout, recv-lowat, host, accept";
+const SETTINGS: &str = "recv-size, ack, backlog, max-clients, idle-timeout, host, accept";
 
 impl ServerSpec {
     /// The value of a setting, if the file gives it.
@@ -67,7 +66,6 @@ impl ServerSpec {
                         .map_err(|_| format!("{key}={value} is too large"))?
                 }
                 "max-clients" => config.max_clients = number()?,
-                "recv-lowat" => config.recv_lowat = Some(number()?),
                 "idle-timeout" => config.idle_timeout = Some(parse_duration(value)?),
                 // Where to listen, and whether to accept at first: the runner reads these.
                 "host" => {}
