@@ -79,6 +79,28 @@ impl AckSplitter {
     }
 }
 
+/// The send loop's read step, shared by the stream and datagram clients: shows the prompt,
+/// reads one line of bytes (a line that is not UTF-8 is sent as it is), and returns it
+/// without its line ending, or `None` at end of input or on `q`.
+pub(crate) fn next_message<'a>(
+    input: &mut impl BufRead,
+    prompt: &mut Option<&mut dyn Write>,
+    line: &'a mut Vec<u8>,
+) -> Result<Option<&'a [u8]>, Error> {
+    if let Some(prompt) = prompt.as_mut() {
+        let _ = write!(prompt, "> ").and_then(|()| prompt.flush());
+    }
+    line.clear();
+    let read = input
+        .read_until(b'\n', line)
+        .map_err(|e| Error::io("cannot read standard input", e))?;
+    let message = strip_line_ending(line);
+    if read == 0 || message == QUIT.as_bytes() {
+        return Ok(None);
+    }
+    Ok(Some(message))
+}
+
 fn strip_line_ending(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
@@ -152,22 +174,7 @@ impl Client {
         };
         let mut input = input;
         let mut line = Vec::new();
-        loop {
-            if let Some(prompt) = prompt.as_mut() {
-                let _ = write!(prompt, "> ").and_then(|()| prompt.flush());
-            }
-            line.clear();
-            // Lines are bytes, not text: a line that is not UTF-8 is sent as it is.
-            let read = input
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::io("cannot read standard input", e))?;
-            if read == 0 {
-                break;
-            }
-            let message = strip_line_ending(&line);
-            if message == QUIT.as_bytes() {
-                break;
-            }
+        while let Some(message) = next_message(&mut input, &mut prompt, &mut line)? {
             if message.is_empty() {
                 // send(b"") puts nothing on the wire, so no ack would ever come back.
                 eprintln!("(empty line not sent: a 0-byte send carries nothing over TCP)");

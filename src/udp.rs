@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::client::{QUIT, SessionSummary};
+use crate::client::{SessionSummary, next_message};
 use crate::endpoint::{Address, Endpoint, check_unix_path, remove_stale_socket};
 use crate::error::{Error, describe};
 use crate::escape::escape;
@@ -445,22 +445,7 @@ impl DatagramClient {
     ) -> Result<SessionSummary, Error> {
         let mut summary = SessionSummary::default();
         let mut line = Vec::new();
-        loop {
-            if let Some(prompt) = prompt.as_mut() {
-                let _ = write!(prompt, "> ").and_then(|()| prompt.flush());
-            }
-            line.clear();
-            let read = input
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::io("cannot read standard input", e))?;
-            if read == 0 {
-                break;
-            }
-            let message = line.strip_suffix(b"\n").unwrap_or(&line);
-            let message = message.strip_suffix(b"\r").unwrap_or(message);
-            if message == QUIT.as_bytes() {
-                break;
-            }
+        while let Some(message) = next_message(&mut input, &mut prompt, &mut line)? {
             let reply = self.request(message)?;
             summary.lines_sent += 1;
             summary.replies += 1;
