@@ -296,3 +296,18 @@ fn wait_with_timeout(child: std::process::Child) -> std::process::Output {
         .expect("the client did not exit in time")
         .expect("wait for the client")
 }
+
+#[test]
+fn quiet_keeps_the_conversation_out_of_the_log() {
+    let mut server = ServerProcess::start(&["server", "--port", "0", "--quiet"]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("hello\nq\n")
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+    // Stop it and read what it printed: with --quiet, not one line about the session.
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.remaining_lines(), Vec::<String>::new());
+}

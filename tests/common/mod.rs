@@ -115,6 +115,11 @@ impl ServerProcess {
         self.stderr.recv_timeout(wait).ok()
     }
 
+    /// Every stdout line still to come, once the process has exited and closed its output.
+    pub fn remaining_lines(&self) -> Vec<String> {
+        std::iter::from_fn(|| self.stdout.recv_timeout(WAIT).ok()).collect()
+    }
+
     pub fn next_stderr_line(&self) -> String {
         self.stderr
             .recv_timeout(WAIT)
