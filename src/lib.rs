@@ -10,7 +10,7 @@
 //! - [`server`]: the ack server, the walkthrough's `server.py`.
 //! - [`client`]: the interactive client, the walkthrough's `client.py`.
 //! - [`udp`]: the same server and client over datagrams (`SOCK_DGRAM`: UDP and Unix).
-//! - [`bench`]: `socket-lab bench`, a load generator for the ack protocol: msgs/s, p50/p99.
+//! - [`mod@bench`]: `socket-lab bench`, a load generator for the ack protocol: msgs/s, p50/p99.
 //! - [`backlog`]: `listen(backlog)` watched from the client side: connects that wait.
 //! - [`send`]: `send` returns a count; `send_all` loops until every byte is out.
 //! - [`options`]: socket options worth knowing: `SO_REUSEADDR`, `TCP_NODELAY`, buffer sizes.

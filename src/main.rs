@@ -98,6 +98,10 @@ struct RunArgs {
     /// socket path); steps about the server's log are skipped with a note.
     #[arg(long)]
     target: Option<String>,
+    /// Print every byte of every payload beneath its line (the diagram cuts them at 40
+    /// characters): text line by line, escaped; anything binary as a hex dump.
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Args)]
@@ -355,7 +359,10 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         None => ScenarioTarget::OwnServer,
         Some(text) => ScenarioTarget::External(parse_target(text)?),
     };
-    let colour = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let view = scenario::View {
+        colour: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        full: args.full,
+    };
     for (index, path) in args.files.iter().enumerate() {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
@@ -374,7 +381,7 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
                 let _ = writeln!(stdout);
             }
             in_narration = narration;
-            let _ = writeln!(stdout, "{}", scenario::render(entry, colour));
+            let _ = writeln!(stdout, "{}", scenario::render(entry, view));
         })
         .map_err(|failure| {
             Error::Scenario(format!(

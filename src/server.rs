@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 1 `socket(family, type)`, 2 `bind((host, port))`, 3 `listen(backlog)` | [`Server::bind`] (through [`Listener::bind`]) |
 //! | 4 `connection, address = accept()` | the accept loop in [`Server::run`] |
-//! | 5 `recv(bufsize)` / `send` | [`serve_connection`]: one ack per `recv` that returns data |
+//! | 5 `recv(bufsize)` / `send` | `serve_connection`: one ack per `recv` that returns data |
 //! | 6 `close` | dropping the [`Stream`]; a `recv` of 0 bytes is the peer's close |
 //!
 //! What the walkthrough leaves out, and a real server cannot:

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use socket_lab::scenario::Scenario;
-use socket_lab::scenario::parse::{
+use socket_lab::scenario::syntax::{
     Action, ClientCall, ConnectOutcome, Direction, RecvOutcome, SendOutcome, ServerCall, SockOpt,
     StreamContent,
 };
@@ -292,7 +292,7 @@ fn scenarios() -> impl Strategy<Value = Scenario> {
             scenario.steps = actions
                 .into_iter()
                 .enumerate()
-                .map(|(index, action)| socket_lab::scenario::parse::Step {
+                .map(|(index, action)| socket_lab::scenario::syntax::Step {
                     line: index + 3,
                     action,
                 })

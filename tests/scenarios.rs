@@ -1,6 +1,10 @@
 //! Every file in `scenarios/` is one test, named by its file stem and found at run time:
 //! adding a lesson is adding a file. `cargo test --test scenarios -- truncation` runs one.
 //! Each starts its own server on a free port, so they run in parallel.
+//!
+//! A lesson passes when every step goes as the file says *and* its transcript is in an order
+//! that could have happened (`Transcript::check_causality`): no byte received before it was
+//! sent, no connection accepted before it was made.
 
 use std::path::Path;
 
@@ -35,7 +39,9 @@ fn run_file(path: &Path) -> Result<(), Failed> {
     let scenario =
         Scenario::parse(&text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
     // libtest-mimic does not capture output, so the narration travels in the failure message.
-    scenario::run(&scenario, &shown, &Target::OwnServer, &mut |_| {})
-        .map(drop)
-        .map_err(|failure| failure.to_string().into())
+    let transcript = scenario::run(&scenario, &shown, &Target::OwnServer, &mut |_| {})
+        .map_err(|failure| failure.to_string())?;
+    transcript
+        .check_causality()
+        .map_err(|problem| format!("{shown}: the transcript is out of order: {problem}").into())
 }

@@ -133,8 +133,9 @@ impl HttpConfig {
 /// What the web server has to say. The binary prints these; tests collect them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpEvent {
-    /// One request answered: the request line (escaped; `-` if none was read), the status,
-    /// and the bytes written for the response.
+    /// One request read and answered: the request line (escaped; `-` if none was read), the
+    /// status, and the bytes of the response. Reported just before the response is written;
+    /// a write that then fails adds a [`HttpEvent::ConnectionFailed`].
     Request {
         peer: Address,
         request_line: String,
@@ -277,6 +278,15 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
                 &received,
             ),
         };
+        // The request is logged before its response is written, not after: on loopback the
+        // client can read the response before `write_all` returns here, and a log that comes
+        // after the effect it caused tells the story backwards (see `scenario::timeline`).
+        log(HttpEvent::Request {
+            peer: peer.clone(),
+            request_line: answer.request_line.clone(),
+            status: answer.status,
+            bytes: answer.bytes.len(),
+        });
         // One write for the whole response; see `Response::encode`.
         if let Err(e) = stream.write_all(&answer.bytes) {
             log(HttpEvent::ConnectionFailed {
@@ -290,12 +300,6 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
             });
             return;
         }
-        log(HttpEvent::Request {
-            peer: peer.clone(),
-            request_line: answer.request_line,
-            status: answer.status,
-            bytes: answer.bytes.len(),
-        });
         if answer.connection == Connection::Close {
             // Error statuses may leave unread request bytes behind; see close_after_error.
             if answer.status >= 400 {

@@ -16,11 +16,20 @@
 //! alice: recv-exactly 57 = "server recv success" * 3
 //! ```
 //!
-//! [`parse`] turns the text into a [`Scenario`]; [`run`] starts the server it names on a
-//! free port (or a fresh Unix socket path), plays every step against it over real sockets,
-//! and returns a [`Transcript`] or a [`Failure`] that says `file:line`, the step, what was
-//! expected and what happened. Every step waits on readiness (a read, a log line, a connect)
-//! for at most the scenario's `timeout`; nothing sleeps.
+//! The module is laid out as the work flows:
+//!
+//! - [`lex`] splits a line into words, punctuation and byte strings, and range-checks numbers;
+//! - [`parse`] turns the text into a [`Scenario`] ([`syntax`] is its tree, and [`syntax::VERBS`]
+//!   the one list of verbs); [`mod@print`] writes a scenario back as text;
+//! - [`mod@run`] starts the server the file names on a free port (or a fresh Unix socket path),
+//!   plays every step against it over real sockets, and returns a [`Transcript`] or a
+//!   [`Failure`] that says `file:line`, the step, what was expected and what happened;
+//! - [`timeline`] stamps every event, the clients' and the server's, where it happens, so the
+//!   transcript is in the order things happened;
+//! - [`report`] is the transcript itself and how it is printed (`--full` shows every byte).
+//!
+//! Every step waits on readiness (a read, a log line, a connect) for at most the scenario's
+//! `timeout`; nothing sleeps.
 //!
 //! The same file is a test (`tests/scenarios.rs` makes one test per file) and a narrated demo
 //! (`socket-lab run scenarios/03-*`), and `socket-lab lessons` lists them as the walkthrough's
@@ -41,16 +50,22 @@
 //! )?;
 //! let transcript = scenario::run(&lesson, "example", &Target::OwnServer, &mut |_| {})?;
 //! assert!(transcript.to_string().contains("server recv(1024) from alice → \"hello\""));
+//! transcript.check_causality()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod lex;
 pub mod parse;
+pub mod print;
 pub mod report;
 pub mod run;
+pub mod syntax;
+pub mod timeline;
 
-pub use parse::{ParseError, Scenario};
-pub use report::{Entry, EntryKind, Failure, Transcript, render};
+pub use parse::ParseError;
+pub use report::{Entry, EntryKind, Fact, Failure, Transcript, View, render};
 pub use run::{Target, run};
+pub use syntax::Scenario;
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! Reading a scenario file: text in, a [`Scenario`] out, or `file:line: what is wrong`.
+//! The scenario parser: text in, a [`Scenario`] out, or `line N: what is wrong`.
 //!
 //! The grammar, one line at a time:
 //!
@@ -10,292 +10,16 @@
 //! server: log "[alice] send a message to server: hello\r\n"
 //! ```
 //!
-//! Byte strings are Rust string literals: `"a\r\n\0\xff"` with escapes, or `r"\xff"` raw,
-//! where the backslash is itself. `"x" * 4096` repeats, `+` joins. Log patterns may use `[..]`
-//! for any text and `[alice]` for alice's address as the server prints it.
+//! Words, strings and numbers come from [`super::lex`]; the verbs, from [`VERBS`]. Everything
+//! a file can get wrong is found here, before any socket is opened: an unknown verb, a setting
+//! the server kind does not take, a number out of range.
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::escape::escape;
-use crate::server::ServerConfig;
-
-/// A parsed scenario file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scenario {
-    pub title: String,
-    pub server: ServerSpec,
-    pub timeout: Duration,
-    pub steps: Vec<Step>,
-}
-
-/// The server a scenario starts, as its `server` line says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerSpec {
-    pub kind: ServerKind,
-    /// `key=value` settings in file order; the runner checks the keys.
-    pub settings: Vec<(String, String)>,
-}
-
-const SETTINGS: &str = "recv-size, ack, backlog, max-clients, idle-timeout, host, accept";
-
-impl ServerSpec {
-    /// The value of a setting, if the file gives it.
-    pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The server's settings as a [`ServerConfig`] (the endpoint is the runner's to choose).
-    pub fn config(&self) -> Result<ServerConfig, String> {
-        let mut config = ServerConfig::default();
-        for (key, value) in &self.settings {
-            let number = || {
-                value
-                    .replace('_', "")
-                    .parse::<usize>()
-                    .map_err(|_| format!("{key}={value}: expected a number"))
-            };
-            match key.as_str() {
-                "recv-size" => config.recv_size = number()?,
-                "ack" => config.ack = value.as_bytes().to_vec(),
-                "backlog" => {
-                    config.backlog = i32::try_from(number()?)
-                        .map_err(|_| format!("{key}={value} is too large"))?
-                }
-                "max-clients" => config.max_clients = number()?,
-                "idle-timeout" => config.idle_timeout = Some(parse_duration(value)?),
-                // Where to listen, and whether to accept at first: the runner reads these.
-                "host" => {}
-                "accept" if value == "paused" || value == "on" => {}
-                "accept" => {
-                    return Err(format!(
-                        "accept={value}: expected `accept=paused` or `accept=on`"
-                    ));
-                }
-                other => {
-                    return Err(format!(
-                        "unknown setting `{other}`; settings are: {SETTINGS}"
-                    ));
-                }
-            }
-        }
-        Ok(config)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServerKind {
-    /// The ack server over TCP on 127.0.0.1 (or `host=`), port 0.
-    Tcp,
-    /// The ack server over UDP: datagrams, no connections.
-    Udp,
-    /// The ack server on a Unix stream socket in a fresh temporary directory.
-    Unix,
-    /// The ack server on a Unix datagram socket in a fresh temporary directory.
-    UnixDgram,
-    /// The web server of `socket-lab http`, on TCP.
-    Http,
-    /// Nothing listens: for lessons about refused connections.
-    None,
-}
-
-impl ServerKind {
-    const ALL: [ServerKind; 6] = [
-        ServerKind::Tcp,
-        ServerKind::Udp,
-        ServerKind::Unix,
-        ServerKind::UnixDgram,
-        ServerKind::Http,
-        ServerKind::None,
-    ];
-    const NAMES: &str = "tcp, udp, unix, unix-dgram, http, none";
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ServerKind::Tcp => "tcp",
-            ServerKind::Udp => "udp",
-            ServerKind::Unix => "unix",
-            ServerKind::UnixDgram => "unix-dgram",
-            ServerKind::Http => "http",
-            ServerKind::None => "none",
-        }
-    }
-
-    /// Datagram servers have no connections: `connect` only fixes the peer address.
-    pub fn is_datagram(self) -> bool {
-        matches!(self, ServerKind::Udp | ServerKind::UnixDgram)
-    }
-}
-
-/// One line of the file that does something: narration, or a socket call and its expectation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    /// 1-based line number in the file, for error messages.
-    pub line: usize,
-    pub action: Action,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    Narrate(String),
-    Client { name: String, call: ClientCall },
-    Server(ServerCall),
-}
-
-/// What a client does, in the walkthrough's words (and Python's, for the socket options).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientCall {
-    /// `connect((host, port))`, expecting success, refusal, or no answer yet.
-    Connect {
-        expect: ConnectOutcome,
-    },
-    /// Wait for a connect that was left pending (`connect = pending 300ms`) to complete.
-    FinishConnect,
-    /// One `send` call, and what it must return if the file says.
-    Send {
-        data: Vec<u8>,
-        expect: Option<SendOutcome>,
-    },
-    /// `sendall`: send until every byte is out, waiting whenever the socket is full.
-    SendAll {
-        data: Vec<u8>,
-    },
-    /// One `recv(size)` call.
-    Recv {
-        size: usize,
-        expect: RecvOutcome,
-    },
-    /// `recv` repeated until exactly `size` bytes have arrived.
-    RecvExactly {
-        size: usize,
-        expect: Vec<u8>,
-    },
-    /// `recv` repeated until end of stream.
-    RecvUntilEof {
-        expect: StreamContent,
-    },
-    /// `recv` until one whole HTTP response (head, then `Content-Length` bytes of body) is in,
-    /// matched against a pattern with `[..]`.
-    RecvResponse {
-        pattern: String,
-    },
-    Shutdown(Direction),
-    Close,
-    /// Close with `SO_LINGER` 0: the peer sees a reset (RST) instead of an orderly close.
-    Reset,
-    /// Python's `settimeout`: how long a recv or send may wait before it fails with
-    /// "timed out". (`none`, Python's "forever", is not offered: every step is bounded.)
-    SetTimeout(Duration),
-    /// Python's `setblocking`: a non-blocking socket never waits; it says "would block".
-    SetBlocking(bool),
-    /// `setsockopt` for the options the lessons use.
-    SetSockOpt {
-        option: SockOpt,
-        value: usize,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectOutcome {
-    Connected,
-    Refused,
-    /// Still not complete after this long: the server's listen queue is full and the kernel
-    /// ignores the SYN. The connect goes on; `finish-connect` waits for it.
-    Pending(Duration),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// `send` returned exactly this count.
-    Count(usize),
-    /// `send` returned fewer bytes than it was given (but some).
-    Partial,
-    /// A non-blocking `send` found no room at all.
-    WouldBlock,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SockOpt {
-    /// `SO_SNDBUF`: the kernel's send buffer for this socket.
-    SndBuf,
-    /// `SO_RCVBUF`: the kernel's receive buffer.
-    RcvBuf,
-    /// `TCP_NODELAY`: 1 turns off Nagle's algorithm.
-    NoDelay,
-}
-
-impl SockOpt {
-    const ALL: [SockOpt; 3] = [SockOpt::SndBuf, SockOpt::RcvBuf, SockOpt::NoDelay];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SockOpt::SndBuf => "SO_SNDBUF",
-            SockOpt::RcvBuf => "SO_RCVBUF",
-            SockOpt::NoDelay => "TCP_NODELAY",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecvOutcome {
-    /// These bytes. Empty only for a datagram: on a stream, 0 bytes is `eof`.
-    Data(Vec<u8>),
-    /// `recv` returned 0 bytes: the peer closed its side.
-    Eof,
-    /// `recv` failed with "connection reset by peer".
-    Reset,
-    /// Nothing arrived within the socket's timeout (`settimeout`).
-    Timeout,
-    /// A non-blocking `recv` found nothing to read.
-    WouldBlock,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StreamContent {
-    Data(Vec<u8>),
-    /// The ack, once for every recv the server logged for this client.
-    Acks,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Read,
-    Write,
-    Both,
-}
-
-/// What the scenario checks or does on the server's side.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServerCall {
-    /// The server prints a line matching this pattern.
-    Log(String),
-    /// Every byte the client sent arrived, in order, across the server's recvs.
-    ReceivedAll { client: String },
-    /// Stop the server: it closes every connection.
-    Stop,
-    /// Start calling `accept` on a server started with `accept=paused`.
-    ResumeAccept,
-    /// Try to bind a second server on the same address while the first still runs.
-    BindAgain {
-        reuse_address: bool,
-        expect: BindOutcome,
-    },
-    /// Stop the server and bind a new one on the same address at once.
-    Restart {
-        reuse_address: bool,
-        expect: BindOutcome,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BindOutcome {
-    Bound,
-    /// The error message, as a pattern with `[..]`.
-    Error(String),
-}
+use super::lex::{MAX_PAYLOAD, Token, Tokens, parse_duration};
+use super::syntax::*;
+use crate::server::MAX_RECV_SIZE;
 
 /// What went wrong reading a file, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,12 +38,6 @@ impl std::error::Error for ParseError {}
 
 /// The default for `timeout`: long enough for a loaded CI machine, short enough to fail fast.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest payload one expression may build: 64 MiB.
-pub const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
-
-const CLIENT_VERBS: &str = "connect, finish-connect, send, sendall, recv, recv-exactly, \
-     recv-until-eof, recv-response, shutdown, close, reset, settimeout, setblocking, setsockopt";
-const SERVER_VERBS: &str = "log, received-all, stop, resume-accept, bind-again, restart";
 
 impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario, ParseError> {
@@ -327,8 +45,11 @@ impl Scenario {
         let mut server = None;
         let mut timeout = DEFAULT_TIMEOUT;
         let mut steps = Vec::new();
+        let mut built = 0;
+        let mut last_line = 1;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
+            last_line = line;
             let error = |message: String| ParseError { line, message };
             let trimmed = raw.trim();
             if trimmed.is_empty() {
@@ -346,11 +67,7 @@ impl Scenario {
                 }
                 continue;
             }
-            let tokens = tokenize(trimmed).map_err(error)?;
-            let mut tokens = Tokens {
-                tokens,
-                position: 0,
-            };
+            let mut tokens = Tokens::new(trimmed, &mut built).map_err(error)?;
             match tokens.peek_word() {
                 Some("server") if tokens.peek_is_directive() => {
                     if server.is_some() {
@@ -366,9 +83,7 @@ impl Scenario {
                             "the `server` line must come before the first step".into(),
                         ));
                     }
-                    let spec = parse_server(&mut tokens).map_err(error)?;
-                    spec.config().map_err(error)?;
-                    server = Some(spec);
+                    server = Some(parse_server(&mut tokens).map_err(error)?);
                 }
                 Some("timeout") if tokens.peek_is_directive() => {
                     tokens.next();
@@ -387,13 +102,17 @@ impl Scenario {
         })?;
         let server = server.ok_or(ParseError {
             line: 1,
-            message: "no `server` line: say which server to start, e.g. `server tcp` or `server tcp recv-size=8` (kinds: tcp, udp, unix, unix-dgram, http, none)".into(),
+            message: format!(
+                "no `server` line: say which server to start, e.g. `server tcp` or `server tcp recv-size=8` (kinds: {})",
+                ServerKind::NAMES
+            ),
         })?;
         Ok(Scenario {
             title,
             server,
             timeout,
             steps,
+            last_line,
         })
     }
 
@@ -423,7 +142,7 @@ fn parse_server(tokens: &mut Tokens) -> Result<ServerSpec, String> {
                 ServerKind::NAMES
             )
         })?;
-    let mut settings = Vec::new();
+    let mut settings: Vec<Setting> = Vec::new();
     while !tokens.at_end() {
         let key = tokens.word("a setting such as recv-size=8")?;
         tokens.expect(&Token::Equals, &format!("`=` after `{key}`"))?;
@@ -433,9 +152,86 @@ fn parse_server(tokens: &mut Tokens) -> Result<ServerSpec, String> {
                 .map_err(|_| format!("the value of `{key}` must be UTF-8 text"))?,
             _ => return Err(format!("a value after `{key}=`")),
         };
-        settings.push((key, value));
+        let takes = kind.settings().join(", ");
+        let known = ServerKind::ALL
+            .iter()
+            .any(|kind| kind.settings().contains(&key.as_str()));
+        if !known {
+            return Err(format!(
+                "unknown setting `{key}`; a {} server takes: {takes}",
+                kind.name()
+            ));
+        }
+        if !kind.settings().contains(&key.as_str()) {
+            let takes = if takes.is_empty() {
+                "no settings".to_string()
+            } else {
+                format!("it takes: {takes}")
+            };
+            return Err(format!(
+                "the {} server does not take `{key}`; {takes}",
+                kind.name()
+            ));
+        }
+        if settings.iter().any(|setting| setting.key() == key) {
+            return Err(format!("`{key}` is given twice"));
+        }
+        settings.push(setting(&key, &value)?);
     }
     Ok(ServerSpec { kind, settings })
+}
+
+/// One setting's value, checked against the same limits the command line has.
+fn setting(key: &str, value: &str) -> Result<Setting, String> {
+    let number = |max: usize| -> Result<usize, String> {
+        let number: usize = value
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("{key}={value}: expected a number"))?;
+        if number > max {
+            return Err(format!("{key}={value} is too large: at most {max}"));
+        }
+        Ok(number)
+    };
+    Ok(match key {
+        "recv-size" => {
+            let size = number(MAX_RECV_SIZE)?;
+            if size == 0 {
+                return Err(format!(
+                    "{key}={value}: the server's recv size is 1 to {MAX_RECV_SIZE} bytes"
+                ));
+            }
+            Setting::RecvSize(size)
+        }
+        "ack" if value.is_empty() => {
+            return Err(
+                "ack=\"\": the ack must not be empty, or no client would know its message arrived"
+                    .into(),
+            );
+        }
+        "ack" => Setting::Ack(value.as_bytes().to_vec()),
+        // SOMAXCONN caps it in the kernel anyway; an int is the most listen takes.
+        "backlog" => Setting::Backlog(number(65_535)? as i32),
+        "max-clients" => {
+            let max = number(100_000)?;
+            if max == 0 {
+                return Err(format!("{key}=0: a server must serve at least 1 client"));
+            }
+            Setting::MaxClients(max)
+        }
+        "idle-timeout" => Setting::IdleTimeout(parse_duration(value)?),
+        "host" => Setting::Host(value.to_string()),
+        "accept" => Setting::Accept(match value {
+            "on" => AcceptMode::On,
+            "paused" => AcceptMode::Paused,
+            _ => {
+                return Err(format!(
+                    "accept={value}: expected `accept=paused` or `accept=on`"
+                ));
+            }
+        }),
+        _ => return Err(format!("unknown setting `{key}`")),
+    })
 }
 
 fn parse_step(tokens: &mut Tokens) -> Result<Action, String> {
@@ -452,21 +248,26 @@ fn parse_step(tokens: &mut Tokens) -> Result<Action, String> {
             "`{actor}` is not a name: use letters, digits, `-` and `_`"
         ));
     }
-    let action = if actor == "server" {
-        Action::Server(parse_server_call(tokens)?)
+    let who = if actor == "server" {
+        Actor::Server
     } else {
-        Action::Client {
+        Actor::Client
+    };
+    let names = verb_names(who);
+    let verb = tokens.word(&format!("a verb: {names}"))?;
+    let action = match who {
+        Actor::Server => Action::Server(parse_server_call(tokens, &verb)?),
+        Actor::Client => Action::Client {
             name: actor,
-            call: parse_client_call(tokens)?,
-        }
+            call: parse_client_call(tokens, &verb)?,
+        },
     };
     tokens.end()?;
     Ok(action)
 }
 
-fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
-    let verb = tokens.word(&format!("a verb: {CLIENT_VERBS}"))?;
-    let call = match verb.as_str() {
+fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, String> {
+    let call = match verb {
         "connect" => {
             let expect = if tokens.eat(&Token::Equals) {
                 match tokens
@@ -500,7 +301,7 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
                         tokens.next();
                         SendOutcome::WouldBlock
                     }
-                    _ => SendOutcome::Count(tokens.number()?),
+                    _ => SendOutcome::Count(tokens.number(MAX_PAYLOAD)?),
                 })
             } else {
                 None
@@ -511,7 +312,7 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
             data: tokens.bytes_expr()?,
         },
         "recv" => {
-            let size = tokens.number()?;
+            let size = tokens.number(MAX_PAYLOAD)?;
             tokens.expect(
                 &Token::Equals,
                 "`= \"bytes\"`, `= eof`, `= reset`, `= timeout` or `= wouldblock` after `recv N`",
@@ -537,7 +338,7 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
             ClientCall::Recv { size, expect }
         }
         "recv-exactly" => {
-            let size = tokens.number()?;
+            let size = tokens.number(MAX_PAYLOAD)?;
             tokens.expect(&Token::Equals, "`= \"bytes\"` after `recv-exactly N`")?;
             let expect = tokens.bytes_expr()?;
             if expect.len() != size {
@@ -598,22 +399,25 @@ fn parse_client_call(tokens: &mut Tokens) -> Result<ClientCall, String> {
                 })?;
             ClientCall::SetSockOpt {
                 option,
-                value: tokens.number()?,
+                // The kernel caps buffer sizes itself (net.core.rmem_max); an int is the most
+                // setsockopt takes.
+                value: tokens.number(i32::MAX as usize)?,
             }
         }
         other => {
             return Err(format!(
-                "unknown verb `{other}`; a client can: {CLIENT_VERBS}"
+                "unknown verb `{other}`; a client can: {}",
+                verb_names(Actor::Client)
             ));
         }
     };
     Ok(call)
 }
 
-fn parse_server_call(tokens: &mut Tokens) -> Result<ServerCall, String> {
-    let verb = tokens.word(&format!("a verb: {SERVER_VERBS}"))?;
-    let call = match verb.as_str() {
+fn parse_server_call(tokens: &mut Tokens, verb: &str) -> Result<ServerCall, String> {
+    let call = match verb {
         "log" => ServerCall::Log(tokens.text("the log line to expect, as a string")?),
+        "log-next" => ServerCall::LogNext(tokens.text("the log line to expect, as a string")?),
         "received-all" => ServerCall::ReceivedAll {
             client: tokens.word("a client name")?,
         },
@@ -654,413 +458,12 @@ fn parse_server_call(tokens: &mut Tokens) -> Result<ServerCall, String> {
         }
         other => {
             return Err(format!(
-                "unknown server verb `{other}`; the server can: {SERVER_VERBS}"
+                "unknown server verb `{other}`; the server can: {}",
+                verb_names(Actor::Server)
             ));
         }
     };
     Ok(call)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Token {
-    Word(String),
-    Bytes(Vec<u8>),
-    Equals,
-    Colon,
-    Star,
-    Plus,
-}
-
-fn describe_token(token: Option<&Token>) -> String {
-    match token {
-        None => "the end of the line".into(),
-        Some(Token::Word(word)) => format!("`{word}`"),
-        Some(Token::Bytes(bytes)) => format!("the string \"{}\"", quote(bytes)),
-        Some(Token::Equals) => "`=`".into(),
-        Some(Token::Colon) => "`:`".into(),
-        Some(Token::Star) => "`*`".into(),
-        Some(Token::Plus) => "`+`".into(),
-    }
-}
-
-struct Tokens {
-    tokens: Vec<Token>,
-    position: usize,
-}
-
-impl Tokens {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.position)
-    }
-
-    fn peek_word(&self) -> Option<&str> {
-        match self.peek() {
-            Some(Token::Word(word)) => Some(word),
-            _ => None,
-        }
-    }
-
-    /// `server tcp` is a directive; `server: log ...` is a step.
-    fn peek_is_directive(&self) -> bool {
-        self.tokens.get(self.position + 1) != Some(&Token::Colon)
-    }
-
-    fn next(&mut self) -> Option<Token> {
-        let token = self.tokens.get(self.position).cloned();
-        self.position += 1;
-        token
-    }
-
-    fn at_end(&self) -> bool {
-        self.position >= self.tokens.len()
-    }
-
-    fn eat(&mut self, token: &Token) -> bool {
-        let matched = self.peek() == Some(token);
-        if matched {
-            self.position += 1;
-        }
-        matched
-    }
-
-    fn expect(&mut self, token: &Token, what: &str) -> Result<(), String> {
-        if self.eat(token) {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected {what}, found {}",
-                describe_token(self.peek())
-            ))
-        }
-    }
-
-    fn end(&self) -> Result<(), String> {
-        match self.peek() {
-            None => Ok(()),
-            token => Err(format!(
-                "unexpected {} after the step",
-                describe_token(token)
-            )),
-        }
-    }
-
-    fn word(&mut self, what: &str) -> Result<String, String> {
-        match self.peek() {
-            Some(Token::Word(word)) => {
-                let word = word.clone();
-                self.position += 1;
-                Ok(word)
-            }
-            token => Err(format!("expected {what}, found {}", describe_token(token))),
-        }
-    }
-
-    fn text(&mut self, what: &str) -> Result<String, String> {
-        let bytes = self.bytes_expr().map_err(|e| format!("{what}: {e}"))?;
-        String::from_utf8(bytes).map_err(|_| {
-            format!("{what} must be UTF-8 text; write r\"\\xff\" to match an escaped byte")
-        })
-    }
-
-    fn number(&mut self) -> Result<usize, String> {
-        let word = self.word("a number")?;
-        let digits = word.replace('_', "");
-        digits
-            .parse()
-            .map_err(|_| format!("expected a number, found `{word}`"))
-    }
-
-    fn duration(&mut self) -> Result<Duration, String> {
-        parse_duration(&self.word("a duration such as 5s or 300ms")?)
-    }
-
-    /// `"abc"`, `"x" * 4096`, `"GET / HTTP/1.1\r\n" + "Host: a\r\n" * 2`.
-    fn bytes_expr(&mut self) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        loop {
-            let piece = match self.next() {
-                Some(Token::Bytes(bytes)) => bytes,
-                token => {
-                    return Err(format!(
-                        "expected a string such as \"hello\\r\\n\", found {}",
-                        describe_token(token.as_ref())
-                    ));
-                }
-            };
-            let times = if self.eat(&Token::Star) {
-                self.number()?
-            } else {
-                1
-            };
-            if piece.len().saturating_mul(times).saturating_add(out.len()) > MAX_PAYLOAD {
-                return Err(format!("payloads are limited to {MAX_PAYLOAD} bytes"));
-            }
-            for _ in 0..times {
-                out.extend_from_slice(&piece);
-            }
-            if !self.eat(&Token::Plus) {
-                return Ok(out);
-            }
-        }
-    }
-}
-
-fn parse_duration(word: &str) -> Result<Duration, String> {
-    let split = word
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(word.len());
-    let (number, unit) = word.split_at(split);
-    let not_a_duration = || format!("`{word}` is not a duration such as 5s or 300ms");
-    let number: u64 = number.parse().map_err(|_| not_a_duration())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" => Ok(Duration::from_secs(number)),
-        _ => Err(not_a_duration()),
-    }
-}
-
-fn tokenize(line: &str) -> Result<Vec<Token>, String> {
-    let mut tokens = Vec::new();
-    let mut chars = line.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        match c {
-            c if c.is_whitespace() => {
-                chars.next();
-            }
-            '#' => break, // a trailing comment
-            '=' | ':' | '*' | '+' => {
-                chars.next();
-                tokens.push(match c {
-                    '=' => Token::Equals,
-                    ':' => Token::Colon,
-                    '*' => Token::Star,
-                    _ => Token::Plus,
-                });
-            }
-            '"' => {
-                chars.next();
-                tokens.push(Token::Bytes(string_literal(&mut chars, false)?));
-            }
-            'r' if line[start..].starts_with("r\"") => {
-                chars.next();
-                chars.next();
-                tokens.push(Token::Bytes(string_literal(&mut chars, true)?));
-            }
-            _ => {
-                let mut end = start;
-                while let Some(&(i, c)) = chars.peek() {
-                    if c.is_whitespace() || matches!(c, '"' | '=' | ':' | '*' | '+' | '#') {
-                        break;
-                    }
-                    end = i + c.len_utf8();
-                    chars.next();
-                }
-                tokens.push(Token::Word(line[start..end].to_string()));
-            }
-        }
-    }
-    Ok(tokens)
-}
-
-fn string_literal(
-    chars: &mut std::iter::Peekable<std::str::CharIndices>,
-    raw: bool,
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let Some((_, c)) = chars.next() else {
-            return Err("a string is missing its closing `\"`".into());
-        };
-        match c {
-            '"' => return Ok(out),
-            '\\' if !raw => {
-                let Some((_, escape)) = chars.next() else {
-                    return Err("a string ends in a lone `\\`".into());
-                };
-                match escape {
-                    'n' => out.push(b'\n'),
-                    'r' => out.push(b'\r'),
-                    't' => out.push(b'\t'),
-                    '0' => out.push(0),
-                    '\\' => out.push(b'\\'),
-                    '"' => out.push(b'"'),
-                    'x' => {
-                        let hex: String = (0..2)
-                            .filter_map(|_| chars.next().map(|(_, c)| c))
-                            .collect();
-                        let byte = u8::from_str_radix(&hex, 16).map_err(|_| {
-                            format!("`\\x{hex}` is not a byte: write two hex digits, as in \\xff")
-                        })?;
-                        out.push(byte);
-                    }
-                    'u' => {
-                        if chars.next().map(|(_, c)| c) != Some('{') {
-                            return Err("write a code point as \\u{85}".into());
-                        }
-                        let mut hex = String::new();
-                        loop {
-                            match chars.next() {
-                                Some((_, '}')) => break,
-                                Some((_, c)) if hex.len() < 6 => hex.push(c),
-                                _ => return Err("write a code point as \\u{85}".into()),
-                            }
-                        }
-                        let c = u32::from_str_radix(&hex, 16)
-                            .ok()
-                            .and_then(char::from_u32)
-                            .ok_or_else(|| format!("`\\u{{{hex}}}` is not a character"))?;
-                        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                    }
-                    other => {
-                        return Err(format!(
-                            "unknown escape `\\{other}`; use \\n \\r \\t \\0 \\\\ \\\" \\xNN or \\u{{N}}"
-                        ));
-                    }
-                }
-            }
-            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-        }
-    }
-}
-
-/// `bytes` as the inside of a scenario string literal: what [`escape`] shows, with `"`
-/// escaped too, so parsing it back gives the same bytes.
-pub fn quote(bytes: &[u8]) -> String {
-    escape(bytes).replace('"', "\\\"")
-}
-
-/// Prints the scenario back as a file that parses to the same scenario (comments aside).
-impl fmt::Display for Scenario {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "# {}", self.title)?;
-        write!(f, "server {}", self.server.kind.name())?;
-        for (key, value) in &self.server.settings {
-            write!(f, " {key}={}", literal(value.as_bytes()))?;
-        }
-        writeln!(f)?;
-        writeln!(f, "timeout {}", show_duration(self.timeout))?;
-        for step in &self.steps {
-            writeln!(f, "{}", step.action)?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::Narrate(text) => write!(f, "# {text}"),
-            Action::Client { name, call } => write!(f, "{name}: {call}"),
-            Action::Server(call) => write!(f, "server: {call}"),
-        }
-    }
-}
-
-/// A string literal for `bytes`, written `"unit" * n` when it is one short piece repeated,
-/// so a megabyte of `x` prints as one short line.
-fn literal(bytes: &[u8]) -> String {
-    const UNIT: usize = 16;
-    if bytes.len() > 4 * UNIT
-        && let Some(unit) = (1..=UNIT).find(|&unit| {
-            bytes.len().is_multiple_of(unit)
-                && bytes.chunks(unit).all(|chunk| chunk == &bytes[..unit])
-        })
-    {
-        return format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit);
-    }
-    format!("\"{}\"", quote(bytes))
-}
-
-fn show_duration(duration: Duration) -> String {
-    format!("{}ms", duration.as_millis())
-}
-
-impl fmt::Display for ClientCall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientCall::Connect { expect } => match expect {
-                ConnectOutcome::Connected => write!(f, "connect"),
-                ConnectOutcome::Refused => write!(f, "connect = refused"),
-                ConnectOutcome::Pending(wait) => {
-                    write!(f, "connect = pending {}", show_duration(*wait))
-                }
-            },
-            ClientCall::FinishConnect => write!(f, "finish-connect"),
-            ClientCall::Send { data, expect } => {
-                write!(f, "send {}", literal(data))?;
-                match expect {
-                    None => Ok(()),
-                    Some(SendOutcome::Count(count)) => write!(f, " = {count}"),
-                    Some(SendOutcome::Partial) => write!(f, " = partial"),
-                    Some(SendOutcome::WouldBlock) => write!(f, " = wouldblock"),
-                }
-            }
-            ClientCall::SendAll { data } => write!(f, "sendall {}", literal(data)),
-            ClientCall::Recv { size, expect } => {
-                write!(f, "recv {size} = ")?;
-                match expect {
-                    RecvOutcome::Data(data) => write!(f, "{}", literal(data)),
-                    RecvOutcome::Eof => write!(f, "eof"),
-                    RecvOutcome::Reset => write!(f, "reset"),
-                    RecvOutcome::Timeout => write!(f, "timeout"),
-                    RecvOutcome::WouldBlock => write!(f, "wouldblock"),
-                }
-            }
-            ClientCall::RecvExactly { size, expect } => {
-                write!(f, "recv-exactly {size} = {}", literal(expect))
-            }
-            ClientCall::RecvUntilEof {
-                expect: StreamContent::Acks,
-            } => write!(f, "recv-until-eof = acks"),
-            ClientCall::RecvUntilEof {
-                expect: StreamContent::Data(data),
-            } => write!(f, "recv-until-eof = {}", literal(data)),
-            ClientCall::RecvResponse { pattern } => {
-                write!(f, "recv-response = {}", literal(pattern.as_bytes()))
-            }
-            ClientCall::Shutdown(Direction::Read) => write!(f, "shutdown read"),
-            ClientCall::Shutdown(Direction::Write) => write!(f, "shutdown write"),
-            ClientCall::Shutdown(Direction::Both) => write!(f, "shutdown both"),
-            ClientCall::Close => write!(f, "close"),
-            ClientCall::Reset => write!(f, "reset"),
-            ClientCall::SetTimeout(timeout) => write!(f, "settimeout {}", show_duration(*timeout)),
-            ClientCall::SetBlocking(blocking) => write!(f, "setblocking {blocking}"),
-            ClientCall::SetSockOpt { option, value } => {
-                write!(f, "setsockopt {} {value}", option.name())
-            }
-        }
-    }
-}
-
-impl fmt::Display for ServerCall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bind = |f: &mut fmt::Formatter<'_>, verb: &str, reuse: bool, expect: &BindOutcome| {
-            write!(f, "{verb}")?;
-            if !reuse {
-                write!(f, " reuseaddr=off")?;
-            }
-            match expect {
-                BindOutcome::Bound => write!(f, " = bound"),
-                BindOutcome::Error(pattern) => {
-                    write!(f, " = error {}", literal(pattern.as_bytes()))
-                }
-            }
-        };
-        match self {
-            ServerCall::Log(pattern) => write!(f, "log {}", literal(pattern.as_bytes())),
-            ServerCall::ReceivedAll { client } => write!(f, "received-all {client}"),
-            ServerCall::Stop => write!(f, "stop"),
-            ServerCall::ResumeAccept => write!(f, "resume-accept"),
-            ServerCall::BindAgain {
-                reuse_address,
-                expect,
-            } => bind(f, "bind-again", *reuse_address, expect),
-            ServerCall::Restart {
-                reuse_address,
-                expect,
-            } => bind(f, "restart", *reuse_address, expect),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1080,7 +483,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(scenario.title, "One message");
-        assert_eq!(scenario.server.setting("recv-size"), Some("8"));
+        assert_eq!(scenario.server.settings, vec![Setting::RecvSize(8)]);
         assert_eq!(
             scenario.steps[1].action,
             Action::Client {
@@ -1104,7 +507,10 @@ mod tests {
     fn mistakes_name_the_line_and_what_was_expected() {
         assert_eq!(
             parse_err("# t\nserver tcp\nalice: sned \"x\""),
-            format!("line 3: unknown verb `sned`; a client can: {CLIENT_VERBS}")
+            format!(
+                "line 3: unknown verb `sned`; a client can: {}",
+                verb_names(Actor::Client)
+            )
         );
         assert_eq!(
             parse_err("# t\nserver tcp\nalice: send \"x"),
@@ -1121,7 +527,54 @@ mod tests {
         );
         assert_eq!(
             parse_err("# t\nserver tcp colour=red"),
-            format!("line 2: unknown setting `colour`; settings are: {SETTINGS}")
+            "line 2: unknown setting `colour`; a tcp server takes: recv-size, ack, backlog, max-clients, idle-timeout, host, accept"
+        );
+    }
+
+    #[test]
+    fn a_setting_the_server_kind_does_not_take_is_an_error() {
+        assert_eq!(
+            parse_err("# t\nserver http accept=paused recv-size=8"),
+            "line 2: the http server does not take `accept`; it takes: host"
+        );
+        assert_eq!(
+            parse_err("# t\nserver udp backlog=1"),
+            "line 2: the udp server does not take `backlog`; it takes: recv-size, ack, host"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp recv-size=8 recv-size=9"),
+            "line 2: `recv-size` is given twice"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp recv-size=0"),
+            "line 2: recv-size=0: the server's recv size is 1 to 16777216 bytes"
+        );
+    }
+
+    #[test]
+    fn numbers_and_durations_are_range_checked() {
+        assert_eq!(
+            parse_err("# t\nserver tcp\ntimeout 18446744073709551615s"),
+            "line 3: `18446744073709551615s` is longer than any wait a scenario may have (600s)"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\ntimeout 99999999999999999999999ms"),
+            "line 3: `99999999999999999999999ms` is not a duration such as 5s or 300ms"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\ntimeout 3600s"),
+            "line 3: `3600s` is longer than any wait a scenario may have (600s)"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\nalice: recv 1000000000000 = eof"),
+            format!("line 3: 1000000000000 is too large here: at most {MAX_PAYLOAD}")
+        );
+        let many = "alice: send \"x\" * 67108864\n".repeat(2);
+        assert_eq!(
+            parse_err(&format!("# t\nserver tcp\n{many}")),
+            format!(
+                "line 4: the file's byte strings add up to more than {MAX_PAYLOAD} bytes, the most one scenario may build"
+            )
         );
     }
 }

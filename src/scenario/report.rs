@@ -1,10 +1,19 @@
 //! What a run says: the transcript as a small sequence diagram, the failure that names
-//! `file:line`, and how bytes are shown and compared on the way (escaped, shortened, with a
-//! hex view and the first differing byte when they are not what the file expects).
+//! `file:line`, and how bytes are shown and compared on the way.
+//!
+//! Each [`Entry`] is one line of the diagram. Bytes in it are escaped (so a peer's bytes
+//! cannot drive the terminal) and cut short after 40 characters, saying how many bytes are
+//! hidden; the entry keeps every byte, and `socket-lab run --full` prints them all beneath
+//! the line ([`View::full`]): text line by line, anything binary as a hex dump.
+//!
+//! An entry also says what it shows in a form a program can check ([`Fact`]): who sent or
+//! received how many bytes, who connected and who was accepted. [`Transcript::check_causality`]
+//! uses that to prove the diagram's order is possible: no byte received before it was sent.
 
 use std::fmt;
+use std::time::Duration;
 
-use super::parse::quote;
+use super::lex::quote;
 
 /// What one line of a transcript is about, so a terminal can colour it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,13 +25,59 @@ pub enum EntryKind {
     Note,
 }
 
+/// What a line shows, for checks on the order of events. Byte counts are what the socket
+/// calls moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// The client called `connect` on a stream socket.
+    Connect { client: String },
+    /// The server's `accept` returned this client's connection.
+    Accept { client: String },
+    /// The client's send (or sendall) passed this many bytes to the kernel.
+    ClientSend { client: String, len: usize },
+    /// The server's recv returned this many bytes from the client (`None`: a whole request,
+    /// length not reported).
+    ServerRecv { client: String, len: Option<usize> },
+    /// The server sent this many bytes to the client.
+    ServerSend { client: String, len: usize },
+    /// The client's recv calls in one step returned this many bytes.
+    ClientRecv { client: String, len: usize },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub kind: EntryKind,
     pub text: String,
+    /// Every byte of a payload the line shows cut short; `--full` prints them.
+    pub bytes: Option<Vec<u8>>,
+    pub fact: Option<Fact>,
 }
 
-/// Everything that happened, as a small sequence diagram.
+impl Entry {
+    pub fn new(kind: EntryKind, text: impl Into<String>) -> Entry {
+        Entry {
+            kind,
+            text: text.into(),
+            bytes: None,
+            fact: None,
+        }
+    }
+
+    /// Keeps `bytes` for `--full` when the line could not show them whole.
+    pub(crate) fn with_bytes(mut self, bytes: &[u8]) -> Entry {
+        if show_bytes(bytes).1 {
+            self.bytes = Some(bytes.to_vec());
+        }
+        self
+    }
+
+    pub(crate) fn with_fact(mut self, fact: Fact) -> Entry {
+        self.fact = Some(fact);
+        self
+    }
+}
+
+/// Everything that happened, as a small sequence diagram, in the order it happened.
 #[derive(Clone, Debug, Default)]
 pub struct Transcript {
     pub entries: Vec<Entry>,
@@ -34,6 +89,157 @@ impl fmt::Display for Transcript {
             writeln!(f, "{}", entry.text)?;
         }
         Ok(())
+    }
+}
+
+impl Transcript {
+    /// Checks that the diagram's order is one that could have happened, for every client:
+    /// the server accepts a connection only after the client's `connect`; the server's recvs
+    /// never return more bytes than the client had sent by then; the client's recvs never
+    /// return more than the server had sent by then. A runner that printed an effect before
+    /// its cause fails here.
+    pub fn check_causality(&self) -> Result<(), String> {
+        use std::collections::HashMap;
+        #[derive(Default)]
+        struct Tally {
+            connected: bool,
+            client_sent: usize,
+            server_received: usize,
+            server_sent: usize,
+            client_received: usize,
+        }
+        let mut tallies: HashMap<&str, Tally> = HashMap::new();
+        for (index, entry) in self.entries.iter().enumerate() {
+            let fail = |what: String| {
+                Err(format!(
+                    "transcript line {}: {what}\n    {}\n\n{self}",
+                    index + 1,
+                    entry.text
+                ))
+            };
+            let Some(fact) = &entry.fact else { continue };
+            match fact {
+                Fact::Connect { client } => tallies.entry(client).or_default().connected = true,
+                Fact::Accept { client } => {
+                    if !tallies.entry(client).or_default().connected {
+                        return fail(format!(
+                            "the server accepted {client} before {client} connected"
+                        ));
+                    }
+                }
+                Fact::ClientSend { client, len } => {
+                    tallies.entry(client).or_default().client_sent += len;
+                }
+                Fact::ServerRecv { client, len } => {
+                    let tally = tallies.entry(client).or_default();
+                    tally.server_received += len.unwrap_or(0);
+                    if tally.server_received > tally.client_sent
+                        || (len.is_none() && tally.client_sent == 0)
+                    {
+                        return fail(format!(
+                            "the server has received {} bytes from {client}, who had sent only {}",
+                            tally.server_received, tally.client_sent
+                        ));
+                    }
+                }
+                Fact::ServerSend { client, len } => {
+                    tallies.entry(client).or_default().server_sent += len;
+                }
+                Fact::ClientRecv { client, len } => {
+                    let tally = tallies.entry(client).or_default();
+                    tally.client_received += len;
+                    if tally.client_received > tally.server_sent {
+                        return fail(format!(
+                            "{client} has received {} bytes, but the server had sent only {}",
+                            tally.client_received, tally.server_sent
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a step did not go as the file says.
+#[derive(Debug)]
+pub enum StepError {
+    /// The file asks for something that cannot be done at this point: a client that never
+    /// connected, a stream verb on a datagram socket.
+    Misuse(String),
+    /// A call returned something other than the file expects.
+    Mismatch {
+        call: String,
+        expected: String,
+        got: String,
+    },
+    /// Bytes other than the ones the file expects.
+    Bytes {
+        what: String,
+        expected: Vec<u8>,
+        got: Vec<u8>,
+    },
+    /// No log line matched within the step's timeout.
+    NoLogLine {
+        pattern: String,
+        waited: Duration,
+        /// The lines no step has matched yet, oldest first.
+        unmatched: Vec<String>,
+    },
+    /// With `log-next`, the next line was another one.
+    WrongNextLine { pattern: String, next: String },
+    /// Anything else, said in full.
+    Other(String),
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> StepError {
+        StepError::Other(message)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(message: &str) -> StepError {
+        StepError::Other(message.to_string())
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepError::Misuse(message) | StepError::Other(message) => f.write_str(message),
+            StepError::Mismatch {
+                call,
+                expected,
+                got,
+            } => write!(f, "{call}: expected {expected}\n{call}: but got {got}"),
+            StepError::Bytes {
+                what,
+                expected,
+                got,
+            } => f.write_str(&bytes_mismatch(what, expected, got)),
+            StepError::NoLogLine {
+                pattern,
+                waited,
+                unmatched,
+            } => {
+                write!(
+                    f,
+                    "expected the server to log\n  {pattern}\nwithin {waited:?}; the lines not yet matched are:"
+                )?;
+                if unmatched.is_empty() {
+                    write!(f, "\n  (none)")?;
+                }
+                for line in unmatched {
+                    write!(f, "\n  {line}")?;
+                }
+                Ok(())
+            }
+            StepError::WrongNextLine { pattern, next } => write!(
+                f,
+                "expected the server's next log line to match\n  {pattern}\nbut the next line it logged is\n  {next}"
+            ),
+        }
     }
 }
 
@@ -85,10 +291,7 @@ pub(crate) fn bytes_mismatch(what: &str, expected: &[u8], got: &[u8]) -> String 
     {
         message.push_str(&format!("\nfirst difference at byte {at}"));
     }
-    let binary = |bytes: &[u8]| {
-        std::str::from_utf8(bytes).map_or(true, |text| text.chars().any(char::is_control))
-    };
-    if binary(expected) || binary(got) {
+    if is_binary(expected) || is_binary(got) {
         message.push_str(&format!(
             "\nexpected (hex): {}\ngot      (hex): {}",
             hex(expected),
@@ -96,6 +299,15 @@ pub(crate) fn bytes_mismatch(what: &str, expected: &[u8], got: &[u8]) -> String 
         ));
     }
     message
+}
+
+/// Not text a person reads line by line: invalid UTF-8, or control characters other than
+/// the line ends and tabs that text protocols use.
+fn is_binary(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).map_or(true, |text| {
+        text.chars()
+            .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -108,20 +320,47 @@ fn hex(bytes: &[u8]) -> String {
     format!("{}{more}", shown.join(" "))
 }
 
-/// Bytes for a diagram: a quoted literal, written as `"unit" * n` when it is one short piece
-/// repeated, and cut short when long.
-pub(crate) fn show_bytes(bytes: &[u8]) -> String {
-    const SHOWN: usize = 40;
-    if bytes.len() > SHOWN {
-        let repeats = |unit: usize| bytes.chunks(unit).all(|chunk| chunk == &bytes[..unit]);
-        if let Some(unit) =
-            (1..=SHOWN).find(|&unit| bytes.len().is_multiple_of(unit) && repeats(unit))
-        {
-            return format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit);
-        }
-        return format!("\"{}\"…", quote(&bytes[..SHOWN]));
+/// How many characters of a payload a diagram line shows.
+const SHOWN: usize = 40;
+
+/// Bytes for a diagram line: a quoted literal, written as `"unit" * n` when it is one short
+/// piece repeated (exact, however long), else cut after [`SHOWN`] bytes with the number of
+/// bytes left out. The flag says whether anything was left out.
+pub(crate) fn show_bytes(bytes: &[u8]) -> (String, bool) {
+    if bytes.len() <= SHOWN {
+        return (format!("\"{}\"", quote(bytes)), false);
     }
-    format!("\"{}\"", quote(bytes))
+    let repeats = |unit: usize| bytes.chunks(unit).all(|chunk| chunk == &bytes[..unit]);
+    if let Some(unit) = (1..=SHOWN).find(|&unit| bytes.len().is_multiple_of(unit) && repeats(unit))
+    {
+        return (
+            format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit),
+            false,
+        );
+    }
+    let hidden = bytes.len() - SHOWN;
+    (
+        format!(
+            "\"{}\" … {} more byte{}",
+            quote(&bytes[..SHOWN]),
+            thousands(hidden),
+            if hidden == 1 { "" } else { "s" }
+        ),
+        true,
+    )
+}
+
+/// `1703` as `1,703`.
+pub(crate) fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// Matches `text` against `pattern`, where `[..]` stands for any text (possibly none).
@@ -144,30 +383,95 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     rest.ends_with(last)
 }
 
-/// One transcript line as the demo prints it, with ANSI colour when `colour` is set: titles
-/// bold, clients cyan, the server yellow, notes dim, narration plain.
-pub fn render(entry: &Entry, colour: bool) -> String {
+/// How a transcript is printed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct View {
+    /// ANSI colour: titles bold, clients cyan, the server yellow, notes dim.
+    pub colour: bool,
+    /// Every byte of every payload, beneath the line that shows it cut short.
+    pub full: bool,
+}
+
+/// Where the bytes of `--full` start: under the arrow, clear of the actors' names.
+const FULL_INDENT: &str = "        ┊ ";
+/// Characters of escaped text per line of `--full`.
+const FULL_WIDTH: usize = 72;
+
+/// One transcript entry as the demo prints it (with `--full`, several lines).
+pub fn render(entry: &Entry, view: View) -> String {
     let text = match entry.kind {
         EntryKind::Title => format!("━━ {} ━━", entry.text),
+        EntryKind::Narration if entry.text.is_empty() => "│".to_string(),
         EntryKind::Narration => format!("│ {}", entry.text),
         _ => entry.text.clone(),
     };
-    if !colour {
-        return text;
-    }
-    let style = match entry.kind {
-        EntryKind::Title => "1",
-        EntryKind::Narration => "0",
-        EntryKind::Client => "36",
-        EntryKind::Server => "33",
-        EntryKind::Note => "2",
+    let mut text = if view.colour {
+        let style = match entry.kind {
+            EntryKind::Title => "1",
+            EntryKind::Narration => "0",
+            EntryKind::Client => "36",
+            EntryKind::Server => "33",
+            EntryKind::Note => "2",
+        };
+        format!("\x1b[{style}m{text}\x1b[0m")
+    } else {
+        text
     };
-    format!("\x1b[{style}m{text}\x1b[0m")
+    if view.full
+        && let Some(bytes) = &entry.bytes
+    {
+        for line in full_lines(bytes) {
+            text.push('\n');
+            text.push_str(FULL_INDENT);
+            text.push_str(&line);
+        }
+    }
+    text
+}
+
+/// Every byte, for `--full`: text escaped and broken after each `\n` (and wrapped when a
+/// line is long), or a hex dump with the printable bytes beside it when it is binary.
+fn full_lines(bytes: &[u8]) -> Vec<String> {
+    if is_binary(bytes) {
+        return bytes
+            .chunks(16)
+            .enumerate()
+            .map(|(row, chunk)| {
+                let hex: Vec<String> = chunk.iter().map(|byte| format!("{byte:02x}")).collect();
+                let shown: String = chunk
+                    .iter()
+                    .map(|&byte| {
+                        if byte.is_ascii_graphic() || byte == b' ' {
+                            byte as char
+                        } else {
+                            '.'
+                        }
+                    })
+                    .collect();
+                format!("{:06x}  {:<47}  {shown}", row * 16, hex.join(" "))
+            })
+            .collect();
+    }
+    let mut lines = Vec::new();
+    for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+        let escaped = quote(line);
+        let mut rest = escaped.as_str();
+        while rest.chars().count() > FULL_WIDTH {
+            let cut = rest
+                .char_indices()
+                .nth(FULL_WIDTH)
+                .map_or(rest.len(), |(at, _)| at);
+            lines.push(format!("{}↩", &rest[..cut]));
+            rest = &rest[cut..];
+        }
+        lines.push(rest.to_string());
+    }
+    lines
 }
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::*;
 
     #[test]
     fn wildcards_match_any_text() {
@@ -180,5 +484,103 @@ mod tests {
         assert!(!matches("a[..]c", "abd"));
         assert!(!matches("abc", "abcd"));
         assert!(matches("ab[..]", "abcd"));
+    }
+
+    #[test]
+    fn long_bytes_say_how_many_are_hidden_and_full_shows_them_all() {
+        let request = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n\r\n", "x".repeat(1733));
+        let (short, cut) = show_bytes(request.as_bytes());
+        assert!(cut);
+        assert_eq!(
+            short,
+            "\"GET / HTTP/1.1\\r\\nHost: a\\r\\nxxxxxxxxxxxxxxx\" … 1,722 more bytes"
+        );
+        let entry = Entry::new(EntryKind::Client, "alice").with_bytes(request.as_bytes());
+        let full = render(
+            &entry,
+            View {
+                colour: false,
+                full: true,
+            },
+        );
+        let shown: String = full
+            .lines()
+            .skip(1)
+            .map(|line| line.trim_start_matches(FULL_INDENT).trim_end_matches('↩'))
+            .collect();
+        assert_eq!(shown, quote(request.as_bytes()));
+        // The blank line that ends the head is a line of its own.
+        assert_eq!(
+            full.lines().last(),
+            Some(format!("{FULL_INDENT}\\r\\n").as_str())
+        );
+        assert_eq!(render(&entry, View::default()), "alice");
+    }
+
+    #[test]
+    fn repeated_bytes_are_exact_and_need_no_full_view() {
+        assert_eq!(
+            show_bytes(&[b'x'; 1000]),
+            ("\"x\" * 1000".to_string(), false)
+        );
+        let entry = Entry::new(EntryKind::Client, "alice").with_bytes(&[b'x'; 1000]);
+        assert_eq!(entry.bytes, None);
+    }
+
+    #[test]
+    fn binary_payloads_are_shown_as_a_hex_dump() {
+        let bytes: Vec<u8> = (0u8..=40).collect();
+        let lines = full_lines(&bytes);
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("000000  00 01 02"));
+        assert!(lines[2].starts_with("000020  20 21 22"));
+        assert!(lines[2].ends_with(" !\"#$%&'("));
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(1703), "1,703");
+        assert_eq!(thousands(1048576), "1,048,576");
+    }
+
+    fn line(fact: Fact) -> Entry {
+        Entry::new(EntryKind::Client, format!("{fact:?}")).with_fact(fact)
+    }
+
+    #[test]
+    fn an_effect_before_its_cause_fails_the_causality_check() {
+        let client = || "alice".to_string();
+        let good = Transcript {
+            entries: vec![
+                line(Fact::Connect { client: client() }),
+                line(Fact::Accept { client: client() }),
+                line(Fact::ClientSend {
+                    client: client(),
+                    len: 5,
+                }),
+                line(Fact::ServerRecv {
+                    client: client(),
+                    len: Some(5),
+                }),
+                line(Fact::ServerSend {
+                    client: client(),
+                    len: 19,
+                }),
+                line(Fact::ClientRecv {
+                    client: client(),
+                    len: 19,
+                }),
+            ],
+        };
+        assert_eq!(good.check_causality(), Ok(()));
+        let swap = |a: usize, b: usize| {
+            let mut bad = good.clone();
+            bad.entries.swap(a, b);
+            bad.check_causality().expect_err("out of order")
+        };
+        assert!(swap(0, 1).contains("accepted alice before alice connected"));
+        assert!(swap(2, 3).contains("received 5 bytes from alice, who had sent only 0"));
+        assert!(swap(4, 5).contains("alice has received 19 bytes, but the server had sent only 0"));
     }
 }

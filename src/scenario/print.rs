@@ -1,0 +1,153 @@
+//! The scenario printer: a [`Scenario`] back as text that parses to the same scenario
+//! (comments aside). Failures quote steps in this form, and `tests/properties.rs` checks that
+//! print-then-parse gives back what was printed.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::lex::quote;
+use super::syntax::*;
+
+/// Prints the scenario back as a file that parses to the same scenario (comments aside).
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# {}", self.title)?;
+        write!(f, "server {}", self.server.kind.name())?;
+        for setting in &self.server.settings {
+            write!(f, " {}=", setting.key())?;
+            match setting {
+                Setting::RecvSize(n) | Setting::MaxClients(n) => write!(f, "{n}")?,
+                Setting::Backlog(n) => write!(f, "{n}")?,
+                Setting::Ack(bytes) => write!(f, "{}", literal(bytes))?,
+                Setting::IdleTimeout(duration) => write!(f, "{}", show_duration(*duration))?,
+                Setting::Host(host) => write!(f, "{}", literal(host.as_bytes()))?,
+                Setting::Accept(AcceptMode::On) => write!(f, "on")?,
+                Setting::Accept(AcceptMode::Paused) => write!(f, "paused")?,
+            }
+        }
+        writeln!(f)?;
+        writeln!(f, "timeout {}", show_duration(self.timeout))?;
+        for step in &self.steps {
+            writeln!(f, "{}", step.action)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Narrate(text) => write!(f, "# {text}"),
+            Action::Client { name, call } => write!(f, "{name}: {call}"),
+            Action::Server(call) => write!(f, "server: {call}"),
+        }
+    }
+}
+
+/// A string literal for `bytes`, written `"unit" * n` when it is one short piece repeated,
+/// so a megabyte of `x` prints as one short line.
+pub(crate) fn literal(bytes: &[u8]) -> String {
+    const UNIT: usize = 16;
+    if bytes.len() > 4 * UNIT
+        && let Some(unit) = (1..=UNIT).find(|&unit| {
+            bytes.len().is_multiple_of(unit)
+                && bytes.chunks(unit).all(|chunk| chunk == &bytes[..unit])
+        })
+    {
+        return format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit);
+    }
+    format!("\"{}\"", quote(bytes))
+}
+
+fn show_duration(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
+impl fmt::Display for ClientCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientCall::Connect { expect } => match expect {
+                ConnectOutcome::Connected => write!(f, "connect"),
+                ConnectOutcome::Refused => write!(f, "connect = refused"),
+                ConnectOutcome::Pending(wait) => {
+                    write!(f, "connect = pending {}", show_duration(*wait))
+                }
+            },
+            ClientCall::FinishConnect => write!(f, "finish-connect"),
+            ClientCall::Send { data, expect } => {
+                write!(f, "send {}", literal(data))?;
+                match expect {
+                    None => Ok(()),
+                    Some(SendOutcome::Count(count)) => write!(f, " = {count}"),
+                    Some(SendOutcome::Partial) => write!(f, " = partial"),
+                    Some(SendOutcome::WouldBlock) => write!(f, " = wouldblock"),
+                }
+            }
+            ClientCall::SendAll { data } => write!(f, "sendall {}", literal(data)),
+            ClientCall::Recv { size, expect } => {
+                write!(f, "recv {size} = ")?;
+                match expect {
+                    RecvOutcome::Data(data) => write!(f, "{}", literal(data)),
+                    RecvOutcome::Eof => write!(f, "eof"),
+                    RecvOutcome::Reset => write!(f, "reset"),
+                    RecvOutcome::Timeout => write!(f, "timeout"),
+                    RecvOutcome::WouldBlock => write!(f, "wouldblock"),
+                }
+            }
+            ClientCall::RecvExactly { size, expect } => {
+                write!(f, "recv-exactly {size} = {}", literal(expect))
+            }
+            ClientCall::RecvUntilEof {
+                expect: StreamContent::Acks,
+            } => write!(f, "recv-until-eof = acks"),
+            ClientCall::RecvUntilEof {
+                expect: StreamContent::Data(data),
+            } => write!(f, "recv-until-eof = {}", literal(data)),
+            ClientCall::RecvResponse { pattern } => {
+                write!(f, "recv-response = {}", literal(pattern.as_bytes()))
+            }
+            ClientCall::Shutdown(Direction::Read) => write!(f, "shutdown read"),
+            ClientCall::Shutdown(Direction::Write) => write!(f, "shutdown write"),
+            ClientCall::Shutdown(Direction::Both) => write!(f, "shutdown both"),
+            ClientCall::Close => write!(f, "close"),
+            ClientCall::Reset => write!(f, "reset"),
+            ClientCall::SetTimeout(timeout) => write!(f, "settimeout {}", show_duration(*timeout)),
+            ClientCall::SetBlocking(blocking) => write!(f, "setblocking {blocking}"),
+            ClientCall::SetSockOpt { option, value } => {
+                write!(f, "setsockopt {} {value}", option.name())
+            }
+        }
+    }
+}
+
+impl fmt::Display for ServerCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bind = |f: &mut fmt::Formatter<'_>, verb: &str, reuse: bool, expect: &BindOutcome| {
+            write!(f, "{verb}")?;
+            if !reuse {
+                write!(f, " reuseaddr=off")?;
+            }
+            match expect {
+                BindOutcome::Bound => write!(f, " = bound"),
+                BindOutcome::Error(pattern) => {
+                    write!(f, " = error {}", literal(pattern.as_bytes()))
+                }
+            }
+        };
+        match self {
+            ServerCall::Log(pattern) => write!(f, "log {}", literal(pattern.as_bytes())),
+            ServerCall::LogNext(pattern) => write!(f, "log-next {}", literal(pattern.as_bytes())),
+            ServerCall::ReceivedAll { client } => write!(f, "received-all {client}"),
+            ServerCall::Stop => write!(f, "stop"),
+            ServerCall::ResumeAccept => write!(f, "resume-accept"),
+            ServerCall::BindAgain {
+                reuse_address,
+                expect,
+            } => bind(f, "bind-again", *reuse_address, expect),
+            ServerCall::Restart {
+                reuse_address,
+                expect,
+            } => bind(f, "restart", *reuse_address, expect),
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! The clients' verbs: the walkthrough's socket calls, made for real, each shown as one line
+//! of the diagram and checked against what the file expects.
+//!
+//! Each line is stamped on the timeline (see [`crate::scenario::timeline`]): a call that
+//! sends (`connect`, `send`, `close`, `shutdown`) at the moment it starts, a call that waits
+//! (`recv` and its kin, `finish-connect`) at the moment it returns. The labels say what the
+//! call puts on the wire for this kind of socket: a TCP close sends FIN, a Unix stream close
+//! sends no segment at all (the peer's recv simply returns 0), a datagram socket's close sends
+//! nothing.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use super::{ClientSocket, Runner};
+use crate::backlog::{PendingConnect, Progress};
+use crate::endpoint::{Address, Stream};
+use crate::error::{Error, describe};
+use crate::scenario::lex::{MAX_PAYLOAD, quote};
+use crate::scenario::report::{Entry, EntryKind, Fact, StepError, matches, show_bytes};
+use crate::scenario::syntax::{
+    ClientCall, ConnectOutcome, Direction, RecvOutcome, SendOutcome, SockOpt, StreamContent,
+};
+use crate::send;
+use crate::udp::DatagramClient;
+
+/// A client line of the diagram, keeping every byte it shows for `--full`.
+fn line(text: String) -> Entry {
+    Entry::new(EntryKind::Client, text)
+}
+
+impl Runner<'_> {
+    pub(super) fn client_call(&mut self, name: &str, call: &ClientCall) -> Result<(), StepError> {
+        match call {
+            ClientCall::Connect { expect } => self.connect(name, *expect),
+            ClientCall::FinishConnect => self.finish_connect(name),
+            ClientCall::Send { data, expect } => self.send(name, data, *expect),
+            ClientCall::SendAll { data } => self.send_all(name, data),
+            ClientCall::Recv { size, expect } => self.recv(name, *size, expect),
+            ClientCall::RecvExactly { size, expect } => self.recv_exactly(name, *size, expect),
+            ClientCall::RecvUntilEof { expect } => self.recv_until_eof(name, expect),
+            ClientCall::RecvResponse { pattern } => self.recv_response(name, pattern),
+            ClientCall::Shutdown(direction) => self.shutdown(name, *direction),
+            ClientCall::Close => self.close(name),
+            ClientCall::Reset => self.reset(name),
+            ClientCall::SetTimeout(timeout) => self.set_timeout(name, *timeout),
+            ClientCall::SetBlocking(blocking) => self.set_blocking(name, *blocking),
+            ClientCall::SetSockOpt { option, value } => self.set_sock_opt(name, *option, *value),
+        }
+    }
+
+    /// Read and write timeouts bound every later step on this stream.
+    fn prepare(&self, stream: &Stream) -> Result<(), StepError> {
+        let timeout = Some(self.timeout());
+        stream
+            .set_read_timeout(timeout)
+            .and_then(|()| stream.set_write_timeout(timeout))
+            .map_err(|e| format!("cannot set timeouts: {}", describe(&e)).into())
+    }
+
+    fn connect(&mut self, name: &str, expect: ConnectOutcome) -> Result<(), StepError> {
+        if let ConnectOutcome::Pending(wait) = expect {
+            let addr = *self
+                .endpoint
+                .resolve()
+                .map_err(|e| e.to_string())?
+                .first()
+                .ok_or("a pending connect needs a TCP server")?;
+            let started = self.timeline.now();
+            let pending = PendingConnect::start(addr).map_err(|e| e.to_string())?;
+            return match pending.wait(wait).map_err(|e| e.to_string())? {
+                Progress::Pending => {
+                    self.add_client(name, ClientSocket::Connecting(pending), None);
+                    self.record_at(
+                        started,
+                        line(format!(
+                            "{name} ──connect (SYN)──▶ server   no answer within {wait:?}: still pending"
+                        ))
+                        .with_fact(Fact::Connect {
+                            client: name.to_string(),
+                        }),
+                    );
+                    Ok(())
+                }
+                Progress::Connected => Err(StepError::Mismatch {
+                    call: "connect".into(),
+                    expected: format!("to be still pending after {wait:?}"),
+                    got: "a completed connection".into(),
+                }),
+            };
+        }
+        if self.kind().is_datagram() && !self.external {
+            let socket = DatagramClient::connect(&self.endpoint, self.timeout())
+                .map_err(|e| e.to_string())?;
+            let address = socket.local_addr().ok();
+            let shown = address.as_ref().map_or("?".into(), Address::to_string);
+            self.add_client(name, ClientSocket::Datagram(socket), address);
+            self.record(line(format!(
+                "{name}   connect on a datagram socket: nothing is sent, it only fixes the peer ({name} is {shown})"
+            )));
+            return Ok(());
+        }
+        let started = self.timeline.now();
+        let result = Stream::connect_timeout(&self.endpoint, self.timeout());
+        let fact = Fact::Connect {
+            client: name.to_string(),
+        };
+        match (result, expect) {
+            (Ok(stream), ConnectOutcome::Connected) => {
+                self.prepare(&stream)?;
+                let address = stream.local_addr().ok();
+                let shown = address.as_ref().map_or("?".into(), Address::to_string);
+                let handshake = match stream {
+                    Stream::Tcp(_) => " (SYN, SYN-ACK, ACK)",
+                    Stream::Unix(_) => "",
+                };
+                self.add_client(name, ClientSocket::Stream(stream), address);
+                self.record_at(
+                    started,
+                    line(format!(
+                        "{name} ──connect{handshake}──▶ server   ({name} is {shown})"
+                    ))
+                    .with_fact(fact),
+                );
+                Ok(())
+            }
+            (Err(Error::Connect { source, .. }), ConnectOutcome::Refused)
+                if source.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                self.record_at(
+                    started,
+                    line(format!(
+                        "{name} ──connect──✗ refused: nobody listens there (the kernel answered the SYN with RST)"
+                    )),
+                );
+                Ok(())
+            }
+            (Ok(_), _) => Err(StepError::Mismatch {
+                call: "connect".into(),
+                expected: describe_connect(expect),
+                got: "a connection (the server accepted it)".into(),
+            }),
+            (Err(e), _) => Err(StepError::Mismatch {
+                call: "connect".into(),
+                expected: describe_connect(expect),
+                got: e.to_string(),
+            }),
+        }
+    }
+
+    fn finish_connect(&mut self, name: &str) -> Result<(), StepError> {
+        let timeout = self.timeout();
+        let client = self.client(name)?;
+        let Some(ClientSocket::Connecting(pending)) = client.socket.take() else {
+            return Err(StepError::Misuse(format!(
+                "{name} has no connect under way: use `{name}: connect = pending 300ms` first"
+            )));
+        };
+        let started = Instant::now();
+        match pending.wait(timeout).map_err(|e| e.to_string())? {
+            Progress::Pending => {
+                self.client(name)?.socket = Some(ClientSocket::Connecting(pending));
+                Err(format!("the connect did not complete within {timeout:?}").into())
+            }
+            Progress::Connected => {
+                let stream = Stream::Tcp(pending.into_stream().map_err(|e| e.to_string())?);
+                self.prepare(&stream)?;
+                let address = stream.local_addr().ok();
+                self.add_client(name, ClientSocket::Stream(stream), address);
+                let waited = started.elapsed().as_millis();
+                self.record(line(format!(
+                    "{name} ──connect──▶ server   completed (after {waited} ms more)"
+                )));
+                Ok(())
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        expect: Option<SendOutcome>,
+    ) -> Result<(), StepError> {
+        let blocking = self.client(name)?.blocking;
+        let started = self.timeline.now();
+        // One send call, as the walkthrough's `send`: a short count is shown, not hidden.
+        let result = match self.socket(name)? {
+            ClientSocket::Stream(stream) => stream.write(data),
+            ClientSocket::Datagram(socket) => {
+                socket.send(data).map(|()| data.len()).map_err(|e| match e {
+                    Error::Io { source, .. } | Error::Connect { source, .. } => source,
+                    other => io::Error::other(other.to_string()),
+                })
+            }
+            ClientSocket::Connecting(_) => {
+                return Err(StepError::Misuse(format!(
+                    "{name}'s connect has not completed"
+                )));
+            }
+        };
+        let outcome = match result {
+            Ok(count) => Ok(count),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !blocking => {
+                Err(SendOutcome::WouldBlock)
+            }
+            Err(e) => return Err(format!("send failed: {}", describe(&e)).into()),
+        };
+        let entry = match outcome {
+            Ok(count) if count == data.len() => line(format!(
+                "{name} ──{} ({} B)──▶ server",
+                show_bytes(data).0,
+                data.len()
+            ))
+            .with_bytes(data),
+            Ok(count) => line(format!(
+                "{name} ──{} ({count} of {} B)──▶ server   send returned {count}: only part fit",
+                show_bytes(&data[..count]).0,
+                data.len()
+            ))
+            .with_bytes(&data[..count]),
+            Err(_) => line(format!(
+                "{name} ──✗ send({} B) would block: no room in the send buffer",
+                data.len()
+            )),
+        };
+        let entry = match outcome {
+            Ok(count) => entry.with_fact(Fact::ClientSend {
+                client: name.to_string(),
+                len: count,
+            }),
+            Err(_) => entry,
+        };
+        self.record_at(started, entry);
+        if let Ok(count) = outcome {
+            self.client(name)?.sent.extend_from_slice(&data[..count]);
+        }
+        match (expect, outcome) {
+            (None, _) => Ok(()),
+            (Some(SendOutcome::Count(expected)), Ok(count)) if expected == count => Ok(()),
+            (Some(SendOutcome::Partial), Ok(count)) if count > 0 && count < data.len() => Ok(()),
+            (Some(SendOutcome::WouldBlock), Err(SendOutcome::WouldBlock)) => Ok(()),
+            (Some(expected), got) => Err(StepError::Mismatch {
+                call: format!("send({} B)", data.len()),
+                expected: match expected {
+                    SendOutcome::Count(count) => format!("to return {count}"),
+                    SendOutcome::Partial => format!("to return fewer than {} bytes", data.len()),
+                    SendOutcome::WouldBlock => "to say it would block".into(),
+                },
+                got: match got {
+                    Ok(count) => format!("{count}"),
+                    Err(_) => "would block".into(),
+                },
+            }),
+        }
+    }
+
+    fn send_all(&mut self, name: &str, data: &[u8]) -> Result<(), StepError> {
+        let timeout = self.timeout();
+        let started = self.timeline.now();
+        let stream = self.stream(name)?;
+        let report = send::send_all(stream, data, timeout)
+            .map_err(|e| format!("sendall failed: {}", describe(&e)))?;
+        self.client(name)?.sent.extend_from_slice(data);
+        let calls = report.counts.len();
+        self.record_at(
+            started,
+            line(format!(
+                "{name} ──{} ({} B)──▶ server   sendall: {calls} send calls, waited {} times for room",
+                show_bytes(data).0,
+                data.len(),
+                report.waits
+            ))
+            .with_bytes(data)
+            .with_fact(Fact::ClientSend {
+                client: name.to_string(),
+                len: data.len(),
+            }),
+        );
+        Ok(())
+    }
+
+    fn recv(&mut self, name: &str, size: usize, expect: &RecvOutcome) -> Result<(), StepError> {
+        let blocking = self.client(name)?.blocking;
+        let result = match self.socket(name)? {
+            ClientSocket::Stream(stream) => {
+                let mut buffer = vec![0; size];
+                match stream.read(&mut buffer) {
+                    Ok(0) => Ok(None),
+                    Ok(n) => Ok(Some(buffer[..n].to_vec())),
+                    Err(e) => Err(e),
+                }
+            }
+            // A datagram of 0 bytes is a message, not the end of anything.
+            ClientSocket::Datagram(socket) => socket.recv(size).map(Some),
+            ClientSocket::Connecting(_) => {
+                return Err(StepError::Misuse(format!(
+                    "{name}'s connect has not completed"
+                )));
+            }
+        };
+        let got = match result {
+            Ok(None) => RecvOutcome::Eof,
+            Ok(Some(data)) => RecvOutcome::Data(data),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => RecvOutcome::Reset,
+            // SO_RCVTIMEO and a non-blocking socket both end a recv with EAGAIN.
+            Err(e) if timed_out(&e) && !blocking => RecvOutcome::WouldBlock,
+            Err(e) if timed_out(&e) => RecvOutcome::Timeout,
+            Err(e) => return Err(format!("recv failed: {}", describe(&e)).into()),
+        };
+        let mut entry = line(format!(
+            "{name} ◀──{}── server   recv({size})",
+            describe_recv(&got)
+        ));
+        if let RecvOutcome::Data(data) = &got {
+            entry = entry.with_bytes(data).with_fact(Fact::ClientRecv {
+                client: name.to_string(),
+                len: data.len(),
+            });
+        }
+        self.record(entry);
+        match (&got, expect) {
+            (got, expect) if got == expect => Ok(()),
+            (RecvOutcome::Data(got), RecvOutcome::Data(expected)) => Err(StepError::Bytes {
+                what: format!("recv({size})"),
+                expected: expected.clone(),
+                got: got.clone(),
+            }),
+            _ => Err(StepError::Mismatch {
+                call: format!("recv({size})"),
+                expected: describe_recv(expect),
+                got: describe_recv(&got),
+            }),
+        }
+    }
+
+    fn recv_exactly(&mut self, name: &str, size: usize, expect: &[u8]) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.timeout();
+        let stream = self.stream(name)?;
+        let mut got = Vec::with_capacity(size);
+        let outcome = read_until(stream, &mut got, Some(size), deadline);
+        self.record(
+            line(format!(
+                "{name} ◀──{} ({} B)── server",
+                show_bytes(&got).0,
+                got.len()
+            ))
+            .with_bytes(&got)
+            .with_fact(Fact::ClientRecv {
+                client: name.to_string(),
+                len: got.len(),
+            }),
+        );
+        match outcome {
+            Ok(()) if got == expect => Ok(()),
+            Ok(()) => Err(StepError::Bytes {
+                what: format!("recv-exactly {size}"),
+                expected: expect.to_vec(),
+                got,
+            }),
+            Err(reason) => Err(format!(
+                "after {} of {size} bytes: {reason}\n{}",
+                got.len(),
+                StepError::Bytes {
+                    what: "so far".into(),
+                    expected: expect.to_vec(),
+                    got: got.clone(),
+                }
+            )
+            .into()),
+        }
+    }
+
+    fn recv_until_eof(&mut self, name: &str, expect: &StreamContent) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.timeout();
+        let stream = self.stream(name)?;
+        let mut got = Vec::new();
+        let outcome = read_until(stream, &mut got, None, deadline);
+        self.record(
+            line(format!(
+                "{name} ◀──{} ({} B) then end of stream── server",
+                show_bytes(&got).0,
+                got.len()
+            ))
+            .with_bytes(&got)
+            .with_fact(Fact::ClientRecv {
+                client: name.to_string(),
+                len: got.len(),
+            }),
+        );
+        outcome.map_err(|reason| format!("expected the stream to end, but {reason}"))?;
+        let expected = match expect {
+            StreamContent::Data(data) => data.clone(),
+            StreamContent::Acks if self.external => {
+                // Without the server's log the number of recvs is unknown: any whole number
+                // of acks will do.
+                let ack = &self.config.ack;
+                let whole =
+                    !got.is_empty() && got.chunks(ack.len()).all(|chunk| chunk == ack.as_slice());
+                return if whole {
+                    Ok(())
+                } else {
+                    Err(StepError::Bytes {
+                        what: "whole acks".into(),
+                        expected: ack.clone(),
+                        got,
+                    })
+                };
+            }
+            StreamContent::Acks => {
+                // The server reports each recv before it sends its ack, so by end of stream
+                // every recv of this client is on the timeline.
+                self.catch_up();
+                let recvs = self.recvs_of(name).len();
+                self.config.ack.repeat(recvs)
+            }
+        };
+        if got == expected {
+            Ok(())
+        } else {
+            Err(StepError::Bytes {
+                what: "recv-until-eof".into(),
+                expected,
+                got,
+            })
+        }
+    }
+
+    /// Reads one HTTP response: the head up to the blank line, then `Content-Length` bytes of
+    /// body (or, without one, everything until the server closes).
+    fn recv_response(&mut self, name: &str, pattern: &str) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.timeout();
+        let mut buffered = std::mem::take(&mut self.client(name)?.unread);
+        let already = buffered.len();
+        let stream = self.stream(name)?;
+        let read = (|| -> Result<usize, String> {
+            let head_end = loop {
+                if let Some(at) = find(&buffered, b"\r\n\r\n") {
+                    break at + 4;
+                }
+                read_some(stream, &mut buffered, deadline)
+                    .map_err(|reason| format!("expected a response, but {reason}"))?;
+            };
+            let head = String::from_utf8_lossy(&buffered[..head_end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok());
+            match length {
+                Some(length) => {
+                    while buffered.len() < head_end.saturating_add(length) {
+                        read_some(stream, &mut buffered, deadline).map_err(|reason| {
+                            format!(
+                                "the body ended early: {reason} ({} of the {length} bytes Content-Length announced)",
+                                buffered.len() - head_end
+                            )
+                        })?;
+                    }
+                    Ok(head_end + length)
+                }
+                None => {
+                    read_until(stream, &mut buffered, None, deadline)?;
+                    Ok(buffered.len())
+                }
+            }
+        })();
+        let received = buffered.len() - already;
+        let end = match read {
+            Ok(end) => end,
+            Err(reason) => {
+                self.record(
+                    line(format!(
+                        "{name} ◀──{} ({} B)── server   not a whole response",
+                        show_bytes(&buffered).0,
+                        buffered.len()
+                    ))
+                    .with_bytes(&buffered)
+                    .with_fact(Fact::ClientRecv {
+                        client: name.to_string(),
+                        len: received,
+                    }),
+                );
+                return Err(format!(
+                    "{reason} after {} bytes: \"{}\"",
+                    buffered.len(),
+                    quote(&buffered[..buffered.len().min(2048)])
+                )
+                .into());
+            }
+        };
+        let rest = buffered.split_off(end);
+        self.client(name)?.unread = rest;
+        let status_line =
+            String::from_utf8_lossy(&buffered[..find(&buffered, b"\r\n").unwrap_or(0)])
+                .into_owned();
+        self.record(
+            line(format!(
+                "{name} ◀──\"{}\" … ({} B)── server",
+                quote(status_line.as_bytes()),
+                buffered.len()
+            ))
+            .with_bytes(&buffered)
+            .with_fact(Fact::ClientRecv {
+                client: name.to_string(),
+                len: received,
+            }),
+        );
+        let text = String::from_utf8_lossy(&buffered);
+        if matches(pattern, &text) {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected a response matching\n  \"{}\"\nbut got\n  \"{}\"",
+                quote(pattern.as_bytes()),
+                quote(&buffered[..buffered.len().min(2048)])
+            )
+            .into())
+        }
+    }
+
+    fn shutdown(&mut self, name: &str, direction: Direction) -> Result<(), StepError> {
+        let how = match direction {
+            Direction::Read => Shutdown::Read,
+            Direction::Write => Shutdown::Write,
+            Direction::Both => Shutdown::Both,
+        };
+        let started = self.timeline.now();
+        let stream = self.stream(name)?;
+        stream
+            .shutdown(how)
+            .map_err(|e| format!("shutdown failed: {}", describe(&e)))?;
+        let end = match stream {
+            Stream::Tcp(_) => "end of stream (FIN)",
+            Stream::Unix(_) => "end of stream",
+        };
+        let text = match direction {
+            Direction::Write | Direction::Both => {
+                format!("{name} ──{end}──▶ server   shutdown({direction:?})")
+            }
+            Direction::Read => format!("{name}   shutdown(Read): no more reading; nothing is sent"),
+        };
+        self.record_at(started, line(text));
+        Ok(())
+    }
+
+    fn close(&mut self, name: &str) -> Result<(), StepError> {
+        let started = self.timeline.now();
+        let text = match self.socket(name)? {
+            ClientSocket::Stream(Stream::Tcp(_)) => format!("{name} ──close (FIN)──▶ server"),
+            ClientSocket::Stream(Stream::Unix(_)) => format!(
+                "{name} ──close──▶ server   (no segment on a Unix socket: the server's recv returns 0)"
+            ),
+            ClientSocket::Datagram(_) => format!(
+                "{name}   close: nothing is sent (a datagram socket has no connection to end)"
+            ),
+            ClientSocket::Connecting(_) => {
+                format!("{name}   close: the connect under way is abandoned")
+            }
+        };
+        self.client(name)?.socket = None;
+        self.record_at(started, line(text));
+        Ok(())
+    }
+
+    fn reset(&mut self, name: &str) -> Result<(), StepError> {
+        let started = self.timeline.now();
+        let stream = self.stream(name)?;
+        socket2::SockRef::from(&*stream)
+            .set_linger(Some(Duration::ZERO))
+            .map_err(|e| format!("cannot set SO_LINGER: {e}"))?;
+        let text = match stream {
+            Stream::Tcp(_) => format!("{name} ──reset (RST)──▶ server   close with SO_LINGER 0"),
+            Stream::Unix(_) => format!(
+                "{name} ──close──▶ server   close with SO_LINGER 0 (a Unix socket has no RST: the server's recv returns 0)"
+            ),
+        };
+        self.client(name)?.socket = None;
+        self.record_at(started, line(text));
+        Ok(())
+    }
+
+    fn set_timeout(&mut self, name: &str, timeout: Duration) -> Result<(), StepError> {
+        let result = match self.socket(name)? {
+            ClientSocket::Stream(stream) => stream
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| stream.set_write_timeout(Some(timeout))),
+            ClientSocket::Datagram(socket) => socket.set_read_timeout(Some(timeout)),
+            ClientSocket::Connecting(_) => {
+                return Err(StepError::Misuse(format!("{name} is still connecting")));
+            }
+        };
+        result.map_err(|e| format!("settimeout failed: {}", describe(&e)))?;
+        self.record(line(format!("{name}   settimeout({timeout:?})")));
+        Ok(())
+    }
+
+    fn set_blocking(&mut self, name: &str, blocking: bool) -> Result<(), StepError> {
+        let result = match self.socket(name)? {
+            ClientSocket::Stream(stream) => stream.set_nonblocking(!blocking),
+            ClientSocket::Datagram(socket) => socket.set_nonblocking(!blocking),
+            ClientSocket::Connecting(_) => {
+                return Err(StepError::Misuse(format!("{name} is still connecting")));
+            }
+        };
+        result.map_err(|e| format!("setblocking failed: {}", describe(&e)))?;
+        self.client(name)?.blocking = blocking;
+        let shown = if blocking { "True" } else { "False" };
+        self.record(line(format!("{name}   setblocking({shown})")));
+        Ok(())
+    }
+
+    fn set_sock_opt(&mut self, name: &str, option: SockOpt, value: usize) -> Result<(), StepError> {
+        let stream = self.stream(name)?;
+        let socket = socket2::SockRef::from(&*stream);
+        let effective = match option {
+            SockOpt::SndBuf => socket
+                .set_send_buffer_size(value)
+                .and_then(|()| socket.send_buffer_size()),
+            SockOpt::RcvBuf => socket
+                .set_recv_buffer_size(value)
+                .and_then(|()| socket.recv_buffer_size()),
+            SockOpt::NoDelay => socket
+                .set_tcp_nodelay(value != 0)
+                .and_then(|()| socket.tcp_nodelay())
+                .map(usize::from),
+        };
+        let effective = effective
+            .map_err(|e| format!("setsockopt {} failed: {}", option.name(), describe(&e)))?;
+        let note = if effective == value {
+            String::new()
+        } else {
+            format!(
+                " (getsockopt says {effective}: Linux doubles buffer sizes for its own bookkeeping)"
+            )
+        };
+        self.record(line(format!(
+            "{name}   setsockopt({}, {value}){note}",
+            option.name()
+        )));
+        Ok(())
+    }
+
+    pub(super) fn recvs_of(&self, name: &str) -> Vec<Vec<u8>> {
+        self.clients
+            .get(name)
+            .and_then(|client| client.address.as_ref())
+            .and_then(|address| self.log.received.get(address))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// One `recv` into `buffered`; end of stream, a timeout or the step's deadline is an error
+/// here.
+fn read_some(stream: &mut Stream, buffered: &mut Vec<u8>, deadline: Instant) -> Result<(), String> {
+    let mut buffer = [0; 16 * 1024];
+    loop {
+        if Instant::now() > deadline {
+            return Err("the step's timeout passed".into());
+        }
+        if buffered.len() >= MAX_PAYLOAD {
+            return Err(format!("more than {MAX_PAYLOAD} bytes arrived"));
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => return Err("the stream ended".into()),
+            Ok(n) => {
+                buffered.extend_from_slice(&buffer[..n]);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) => return Err("nothing more arrived in time".into()),
+            Err(e) => return Err(format!("recv failed: {}", describe(&e))),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Reads until `limit` bytes (or, with no limit, until end of stream), within `deadline` and
+/// never more than [`MAX_PAYLOAD`] bytes: a peer that never stops sending cannot hold a step.
+fn read_until(
+    stream: &mut Stream,
+    got: &mut Vec<u8>,
+    limit: Option<usize>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut buffer = [0; 64 * 1024];
+    loop {
+        if limit.is_some_and(|limit| got.len() >= limit) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the step's timeout passed".into());
+        }
+        if got.len() >= MAX_PAYLOAD {
+            return Err(format!("more than {MAX_PAYLOAD} bytes arrived"));
+        }
+        let room = limit.map_or(buffer.len(), |limit| (limit - got.len()).min(buffer.len()));
+        match stream.read(&mut buffer[..room]) {
+            Ok(0) if limit.is_none() => return Ok(()),
+            Ok(0) => return Err("the stream ended".into()),
+            Ok(n) => got.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) => return Err("nothing more arrived in time".into()),
+            Err(e) => return Err(format!("recv failed: {}", describe(&e))),
+        }
+    }
+}
+
+fn timed_out(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn describe_connect(outcome: ConnectOutcome) -> String {
+    match outcome {
+        ConnectOutcome::Connected => "to succeed".into(),
+        ConnectOutcome::Refused => "to be refused".into(),
+        ConnectOutcome::Pending(wait) => format!("to be still pending after {wait:?}"),
+    }
+}
+
+fn describe_recv(outcome: &RecvOutcome) -> String {
+    match outcome {
+        RecvOutcome::Data(data) => format!("{} ({} B)", show_bytes(data).0, data.len()),
+        RecvOutcome::Eof => "end of stream (0 bytes)".into(),
+        RecvOutcome::Reset => "connection reset by peer".into(),
+        RecvOutcome::Timeout => "timed out (nothing arrived)".into(),
+        RecvOutcome::WouldBlock => "would block (nothing to read yet)".into(),
+    }
+}

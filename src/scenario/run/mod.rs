@@ -1,0 +1,535 @@
+//! Playing a scenario against a real server, over real sockets.
+//!
+//! The runner starts the server the file names (port 0, or a Unix socket in a fresh
+//! temporary directory), then plays each step in order. Every wait is bounded by the
+//! scenario's `timeout` and ends on readiness: a `recv` returns, a log line arrives, a
+//! connect completes. Nothing sleeps "long enough".
+//!
+//! The server runs on threads of its own and reports what it does as structured events
+//! ([`ServerEvent`]), each stamped on the shared [`Timeline`] where it happened. The runner
+//! stamps the clients' calls on the same timeline, so the transcript shows both sides in the
+//! order things happened (see [`super::timeline`] for which point of a call is stamped).
+//!
+//! The runner is split by who acts: `client.rs` plays the clients' verbs, `server.rs` the
+//! server's checks and its life (stop, restart, resume accepting); this file starts the
+//! server, keeps the transcript and shows the server's events.
+
+mod client;
+mod server;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::report::{Entry, EntryKind, Fact, Failure, StepError, Transcript, show_bytes};
+use super::syntax::{AcceptMode, Action, Scenario, ServerKind};
+use super::timeline::{Moment, ServerEvent, Timeline};
+use crate::backlog::PendingConnect;
+use crate::endpoint::{Address, Endpoint, Stream};
+use crate::error::Error;
+use crate::http::server::{HttpConfig, HttpEvent, HttpServer};
+use crate::server::{Event, RunningServer, Server, ServerConfig};
+use crate::udp::{DatagramClient, DatagramServer};
+
+/// Where the client side of a scenario connects.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Start the server the scenario names, on a free port.
+    OwnServer,
+    /// Use a server that is already running (perhaps written in another language). Steps
+    /// about the server's log or life are skipped with a note.
+    External(Endpoint),
+}
+
+/// Runs `scenario` (read from `file`, named in messages) and returns its transcript. Each
+/// transcript line is also passed to `observe` as soon as its place in the order is known,
+/// for a live demo.
+pub fn run(
+    scenario: &Scenario,
+    file: &str,
+    target: &Target,
+    observe: &mut dyn FnMut(&Entry),
+) -> Result<Transcript, Failure> {
+    let mut runner = Runner {
+        scenario,
+        transcript: Transcript::default(),
+        observe,
+        timeline: Arc::new(Timeline::default()),
+        server: None,
+        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        config: ServerConfig::default(),
+        clients: HashMap::new(),
+        log: LogBook::default(),
+        external: matches!(target, Target::External(_)),
+        _socket_dir: None,
+    };
+    runner.record(Entry::new(EntryKind::Title, scenario.title.clone()));
+    if let Err(error) = runner.start(target) {
+        return Err(runner.fail(
+            file,
+            1,
+            format!("server {}", scenario.server.kind.name()),
+            error,
+        ));
+    }
+    for step in &scenario.steps {
+        if let Err(error) = runner.play(&step.action) {
+            return Err(runner.fail(file, step.line, step.action.to_string(), error));
+        }
+    }
+    // What the server did up to the end of the file belongs to the lesson; what it does while
+    // being stopped afterwards does not.
+    runner.catch_up();
+    if let Some(server) = runner.server.take() {
+        server.stop().map_err(|e| {
+            runner.fail(
+                file,
+                scenario.last_line,
+                "(the end of the file: stopping the server)".into(),
+                StepError::Other(format!("the server failed: {e}")),
+            )
+        })?;
+    }
+    Ok(runner.transcript)
+}
+
+/// A client's socket: a stream, a datagram socket, or a connect still under way.
+enum ClientSocket {
+    Stream(Stream),
+    Datagram(DatagramClient),
+    Connecting(PendingConnect),
+}
+
+struct Client {
+    socket: Option<ClientSocket>,
+    /// Every byte this client sent, to check `received-all` against.
+    sent: Vec<u8>,
+    /// The client's address as the server prints it.
+    address: Option<Address>,
+    /// False after `setblocking false`: calls that would wait fail with "would block".
+    blocking: bool,
+    /// Bytes read past the end of one HTTP response, kept for the next `recv-response`.
+    unread: Vec<u8>,
+}
+
+/// One line the server logged.
+struct Logged {
+    moment: Moment,
+    text: String,
+    /// A `log` or `log-next` step has matched it.
+    matched: bool,
+}
+
+/// The server's log as the steps see it, and what its recvs returned per peer.
+#[derive(Default)]
+struct LogBook {
+    lines: Vec<Logged>,
+    /// The line the last `log` or `log-next` step matched: `log-next` looks after it.
+    cursor: Option<Moment>,
+    received: HashMap<Address, Vec<Vec<u8>>>,
+}
+
+struct Runner<'a> {
+    scenario: &'a Scenario,
+    transcript: Transcript,
+    observe: &'a mut dyn FnMut(&Entry),
+    timeline: Arc<Timeline>,
+    server: Option<RunningServer>,
+    endpoint: Endpoint,
+    config: ServerConfig,
+    clients: HashMap<String, Client>,
+    log: LogBook,
+    external: bool,
+    /// A Unix socket's directory, removed when the runner is dropped.
+    _socket_dir: Option<TempDir>,
+}
+
+/// A log callback for a server: stamps each event on `timeline` on the server's own thread.
+fn forward<E: Into<ServerEvent>>(timeline: &Arc<Timeline>) -> Arc<dyn Fn(E) + Send + Sync> {
+    let timeline = Arc::clone(timeline);
+    Arc::new(move |event: E| timeline.server_event(event.into()))
+}
+
+impl Runner<'_> {
+    /// Adds `entry` as happening now.
+    fn record(&mut self, entry: Entry) {
+        let now = self.timeline.now();
+        self.record_at(now, entry);
+    }
+
+    /// Adds `entry` as happening at `moment`: first whatever the server did before then.
+    fn record_at(&mut self, moment: Moment, entry: Entry) {
+        for (moment, event) in self.timeline.take_before(moment) {
+            self.show(moment, event);
+        }
+        self.emit(entry);
+    }
+
+    fn emit(&mut self, entry: Entry) {
+        // An empty `#` line separates paragraphs of narration; there is nothing to separate
+        // right after the title or another break.
+        if entry.kind == EntryKind::Narration
+            && entry.text.is_empty()
+            && self
+                .transcript
+                .entries
+                .last()
+                .is_none_or(|last| last.kind != EntryKind::Narration || last.text.is_empty())
+        {
+            return;
+        }
+        (self.observe)(&entry);
+        self.transcript.entries.push(entry);
+    }
+
+    /// Shows everything the server has reported so far.
+    fn catch_up(&mut self) {
+        let now = self.timeline.now();
+        for (moment, event) in self.timeline.take_before(now) {
+            self.show(moment, event);
+        }
+    }
+
+    fn fail(&mut self, file: &str, line: usize, step: String, error: StepError) -> Failure {
+        self.catch_up();
+        Failure {
+            file: file.to_string(),
+            line,
+            step,
+            message: error.to_string(),
+            transcript: self.transcript.clone(),
+        }
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.scenario.timeout
+    }
+
+    fn kind(&self) -> ServerKind {
+        self.scenario.server.kind
+    }
+
+    fn start(&mut self, target: &Target) -> Result<(), StepError> {
+        self.config = self.scenario.server.config();
+        if let Target::External(endpoint) = target {
+            self.endpoint = endpoint.clone();
+            self.record(Entry::new(
+                EntryKind::Note,
+                format!("(client side only, against the server at {endpoint})"),
+            ));
+            return Ok(());
+        }
+        let host = self.scenario.server.host().unwrap_or("127.0.0.1");
+        self.endpoint = match self.kind() {
+            ServerKind::Tcp | ServerKind::Udp | ServerKind::Http => Endpoint::tcp(host, 0),
+            ServerKind::Unix | ServerKind::UnixDgram => {
+                let dir = TempDir::new()
+                    .map_err(|e| format!("cannot create a directory for the socket: {e}"))?;
+                let path = dir.path.join("server.sock");
+                self._socket_dir = Some(dir);
+                Endpoint::Unix(path)
+            }
+            ServerKind::None => {
+                // Bind a free port and close it again: now nobody listens there.
+                let port = TcpListener::bind("127.0.0.1:0")
+                    .and_then(|listener| listener.local_addr())
+                    .map_err(|e| format!("cannot find a free port: {e}"))?
+                    .port();
+                self.endpoint = Endpoint::tcp("127.0.0.1", port);
+                self.record(Entry::new(
+                    EntryKind::Note,
+                    format!("(no server: nothing listens on {})", self.endpoint),
+                ));
+                return Ok(());
+            }
+        };
+        self.config.endpoint = self.endpoint.clone();
+        self.bind_and_spawn(self.scenario.server.accept())
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let what = match self.kind() {
+            ServerKind::Http => "the web server".to_string(),
+            kind if kind.is_datagram() => format!(
+                "{} ack server, recv size {}: it binds and waits for datagrams, no listen",
+                kind.name(),
+                self.config.recv_size
+            ),
+            kind => format!(
+                "{} ack server, recv size {}, listen backlog {}",
+                kind.name(),
+                self.config.recv_size,
+                self.config.backlog
+            ),
+        };
+        let text = format!("server listening on {} ({what})", self.endpoint);
+        let text = if self.kind().is_datagram() {
+            format!("server bound to {} ({what})", self.endpoint)
+        } else {
+            text
+        };
+        self.record(Entry::new(EntryKind::Server, text));
+        if self.scenario.server.accept() == AcceptMode::Paused {
+            self.record(Entry::new(
+                EntryKind::Server,
+                "      server does not call accept: connections wait in the listen queue",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Binds the scenario's server at `self.endpoint` and starts it on a thread. Afterwards
+    /// `self.endpoint` is the address actually bound (the port the kernel chose).
+    fn bind_and_spawn(&mut self, accept: AcceptMode) -> Result<(), Error> {
+        let server = match self.kind() {
+            ServerKind::Udp | ServerKind::UnixDgram => {
+                DatagramServer::bind(self.config.clone())?.spawn(forward(&self.timeline))
+            }
+            ServerKind::Http => {
+                let config = HttpConfig {
+                    endpoint: self.config.endpoint.clone(),
+                    ..HttpConfig::default()
+                };
+                HttpServer::bind(config)?.spawn(forward(&self.timeline))
+            }
+            _ => {
+                let server = Server::bind(self.config.clone())?;
+                if accept == AcceptMode::Paused {
+                    server.handle().pause_accept();
+                }
+                server.spawn(forward(&self.timeline))
+            }
+        };
+        self.endpoint = server.addr.endpoint();
+        self.config.endpoint = self.endpoint.clone();
+        self.server = Some(server);
+        Ok(())
+    }
+
+    fn play(&mut self, action: &Action) -> Result<(), StepError> {
+        match action {
+            Action::Narrate(text) => {
+                self.record(Entry::new(EntryKind::Narration, text.clone()));
+                Ok(())
+            }
+            Action::Client { name, call } => self.client_call(name, call),
+            Action::Server(call) if self.external => {
+                self.record(Entry::new(
+                    EntryKind::Note,
+                    format!("(skipped with --target: server: {call})"),
+                ));
+                Ok(())
+            }
+            Action::Server(call) => self.server_call(call),
+        }
+    }
+
+    /// Puts one server event in the transcript and the log book.
+    fn show(&mut self, moment: Moment, event: ServerEvent) {
+        let text = event.log_line();
+        for entry in self.describe(&event) {
+            self.emit(entry);
+        }
+        if let ServerEvent::Ack(
+            Event::Message { peer, data } | Event::Truncated { peer, data, .. },
+        ) = event
+        {
+            self.log.received.entry(peer).or_default().push(data);
+        }
+        self.log.lines.push(Logged {
+            moment,
+            text,
+            matched: false,
+        });
+    }
+
+    /// The diagram's lines for one server event: what the server's socket calls did, in the
+    /// walkthrough's words, or the server's own note when it is not a socket call.
+    fn describe(&self, event: &ServerEvent) -> Vec<Entry> {
+        let server = |text: String| Entry::new(EntryKind::Server, format!("      {text}"));
+        let named = |peer: &Address| self.name_of(peer);
+        let shown = |peer: &Address| {
+            named(peer).map_or_else(|| peer.to_string(), |name| format!("{name} ({peer})"))
+        };
+        let recv_size = self.config.recv_size;
+        match event {
+            ServerEvent::Ack(Event::Connected { peer }) => {
+                let entry = server(format!("server accept() → {}", shown(peer)));
+                match named(peer) {
+                    Some(client) => vec![entry.with_fact(Fact::Accept { client })],
+                    None => vec![entry],
+                }
+            }
+            ServerEvent::Ack(Event::Message { peer, data }) => self.recv_and_ack(peer, data, None),
+            ServerEvent::Ack(Event::Truncated {
+                peer,
+                data,
+                datagram_len,
+            }) => self.recv_and_ack(peer, data, Some(*datagram_len)),
+            ServerEvent::Ack(Event::Disconnected { peer, reason: None }) => vec![server(format!(
+                "server recv({recv_size}) from {} → 0 bytes: end of stream; server close()",
+                shown(peer)
+            ))],
+            ServerEvent::Ack(Event::Disconnected {
+                peer,
+                reason: Some(reason),
+            }) => vec![server(format!(
+                "server: the connection with {} ended: {reason}; server close()",
+                shown(peer)
+            ))],
+            ServerEvent::Http(HttpEvent::Request {
+                peer,
+                request_line,
+                status,
+                bytes,
+            }) => {
+                let received = server(format!(
+                    "server recv → a whole request from {}: \"{request_line}\"",
+                    shown(peer)
+                ));
+                let sent = server(format!(
+                    "server ──{status} response ({bytes} B)──▶ {}",
+                    named(peer).unwrap_or_else(|| peer.to_string())
+                ));
+                match named(peer) {
+                    Some(client) => vec![
+                        received.with_fact(Fact::ServerRecv {
+                            client: client.clone(),
+                            len: None,
+                        }),
+                        sent.with_fact(Fact::ServerSend {
+                            client,
+                            len: *bytes,
+                        }),
+                    ],
+                    None => vec![received, sent],
+                }
+            }
+            // Busy, accept failures, refusals, replies that failed: the server's own words.
+            other => vec![server(format!("server log: {}", other.log_line()))],
+        }
+    }
+
+    /// A recv that returned data, and the ack the server sends for it.
+    fn recv_and_ack(&self, peer: &Address, data: &[u8], datagram: Option<usize>) -> Vec<Entry> {
+        let name = self.name_of(peer);
+        let who = name.clone().unwrap_or_else(|| peer.to_string());
+        let (bytes, _) = show_bytes(data);
+        let truncated = match datagram {
+            Some(whole) => format!(
+                " (the datagram had {whole} bytes, recv read {}, the other {} were discarded)",
+                data.len(),
+                whole.saturating_sub(data.len())
+            ),
+            None => String::new(),
+        };
+        let received = Entry::new(
+            EntryKind::Server,
+            format!(
+                "      server recv({}) from {who} → {bytes}{truncated}",
+                self.config.recv_size
+            ),
+        )
+        .with_bytes(data);
+        let ack = &self.config.ack;
+        let (shown_ack, _) = show_bytes(ack);
+        let sent = Entry::new(
+            EntryKind::Server,
+            format!("      server ──{shown_ack} ({} B)──▶ {who}", ack.len()),
+        )
+        .with_bytes(ack);
+        match name {
+            Some(client) => vec![
+                received.with_fact(Fact::ServerRecv {
+                    client: client.clone(),
+                    len: Some(data.len()),
+                }),
+                sent.with_fact(Fact::ServerSend {
+                    client,
+                    len: ack.len(),
+                }),
+            ],
+            None => vec![received, sent],
+        }
+    }
+
+    /// The client with this address, if exactly one has it (Unix clients that never bound a
+    /// path all share the address `unnamed`).
+    fn name_of(&self, address: &Address) -> Option<String> {
+        let mut named = self
+            .clients
+            .iter()
+            .filter(|(_, client)| client.address.as_ref() == Some(address));
+        match (named.next(), named.next()) {
+            (Some((name, _)), None) => Some(name.clone()),
+            _ => None,
+        }
+    }
+
+    fn client(&mut self, name: &str) -> Result<&mut Client, StepError> {
+        self.clients.get_mut(name).ok_or_else(|| {
+            StepError::Misuse(format!(
+                "there is no client {name}: add `{name}: connect` before this step"
+            ))
+        })
+    }
+
+    fn socket(&mut self, name: &str) -> Result<&mut ClientSocket, StepError> {
+        self.client(name)?.socket.as_mut().ok_or_else(|| {
+            StepError::Misuse(format!(
+                "{name} is closed: add `{name}: connect` before this step"
+            ))
+        })
+    }
+
+    fn stream(&mut self, name: &str) -> Result<&mut Stream, StepError> {
+        match self.socket(name)? {
+            ClientSocket::Stream(stream) => Ok(stream),
+            ClientSocket::Datagram(_) => Err(StepError::Misuse(format!(
+                "{name} has a datagram socket: this step needs a stream"
+            ))),
+            ClientSocket::Connecting(_) => Err(StepError::Misuse(format!(
+                "{name}'s connect has not completed: add `{name}: finish-connect` first"
+            ))),
+        }
+    }
+
+    fn add_client(&mut self, name: &str, socket: ClientSocket, address: Option<Address>) {
+        let client = Client {
+            socket: Some(socket),
+            sent: Vec::new(),
+            address,
+            blocking: true,
+            unread: Vec::new(),
+        };
+        self.clients.insert(name.to_string(), client);
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new() -> io::Result<TempDir> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = base.join(format!("socket-lab-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(TempDir { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,264 @@
+//! The server's verbs: checks on what it logged and received, and its life (stop, restart,
+//! resume accepting, a second bind on its address).
+//!
+//! `server: log PATTERN` looks for a line that matches among those no step has matched yet,
+//! in any order, waiting for more lines until the step's timeout: two clients served on two
+//! threads log in an order the lesson does not fix. `server: log-next PATTERN` is the ordered
+//! form: the first unmatched line logged after the one the previous `log` or `log-next` step
+//! matched must match, so "the server logs alice's message before bob's" can fail.
+
+use std::time::Instant;
+
+use super::Runner;
+use crate::error::Error;
+use crate::scenario::report::{Entry, EntryKind, StepError, matches};
+use crate::scenario::syntax::{AcceptMode, BindOutcome, ServerCall};
+use crate::server::{Server, ServerConfig};
+
+fn line(text: String) -> Entry {
+    Entry::new(EntryKind::Server, format!("      {text}"))
+}
+
+/// How the lesson's bind attempts are labelled, so two attempts that differ only in the
+/// option are told apart.
+fn reuse_label(reuse_address: bool) -> &'static str {
+    if reuse_address {
+        "with SO_REUSEADDR"
+    } else {
+        "without SO_REUSEADDR, as Python's default"
+    }
+}
+
+impl Runner<'_> {
+    pub(super) fn server_call(&mut self, call: &ServerCall) -> Result<(), StepError> {
+        match call {
+            ServerCall::Log(pattern) => self.expect_log(pattern, Order::Any),
+            ServerCall::LogNext(pattern) => self.expect_log(pattern, Order::Next),
+            ServerCall::ReceivedAll { client } => self.expect_received_all(client),
+            ServerCall::Stop => {
+                let server = self.server.take().ok_or("the server is not running")?;
+                let started = self.timeline.now();
+                server
+                    .stop()
+                    .map_err(|e| format!("the server failed: {e}"))?;
+                self.record_at(
+                    started,
+                    line(
+                        "server stops: it closes the listening socket and every connection".into(),
+                    ),
+                );
+                Ok(())
+            }
+            ServerCall::ResumeAccept => {
+                let started = self.timeline.now();
+                self.server
+                    .as_ref()
+                    .ok_or("the server is not running")?
+                    .handle
+                    .resume_accept();
+                self.record_at(
+                    started,
+                    line("server calls accept again: the queued connections are served".into()),
+                );
+                Ok(())
+            }
+            ServerCall::BindAgain {
+                reuse_address,
+                expect,
+            } => {
+                let config = ServerConfig {
+                    reuse_address: *reuse_address,
+                    ..self.config.clone()
+                };
+                let result = Server::bind(config).map(drop);
+                let what = format!(
+                    "a second server on {} ({})",
+                    self.endpoint,
+                    reuse_label(*reuse_address)
+                );
+                self.expect_bind(&what, result, expect)
+            }
+            ServerCall::Restart {
+                reuse_address,
+                expect,
+            } => {
+                if let Some(server) = self.server.take() {
+                    let started = self.timeline.now();
+                    server
+                        .stop()
+                        .map_err(|e| format!("the server failed: {e}"))?;
+                    self.record_at(
+                        started,
+                        line(
+                            "server stops: it closes the listening socket and every connection"
+                                .into(),
+                        ),
+                    );
+                }
+                let what = format!(
+                    "the server again on {} ({})",
+                    self.endpoint,
+                    reuse_label(*reuse_address)
+                );
+                let reuse = self.config.reuse_address;
+                self.config.reuse_address = *reuse_address;
+                let result = self.bind_and_spawn(AcceptMode::On);
+                self.config.reuse_address = reuse;
+                self.expect_bind(&what, result, expect)
+            }
+        }
+    }
+
+    fn expect_bind(
+        &mut self,
+        what: &str,
+        result: Result<(), Error>,
+        expect: &BindOutcome,
+    ) -> Result<(), StepError> {
+        match (&result, expect) {
+            (Ok(()), BindOutcome::Bound) => {
+                self.record(line(format!("bind {what}: bound")));
+                Ok(())
+            }
+            (Err(error), BindOutcome::Error(pattern)) => {
+                let message = error.to_string();
+                self.record(line(format!("bind {what}: {message}")));
+                if matches(&self.expand(pattern), &message) {
+                    Ok(())
+                } else {
+                    Err(StepError::Mismatch {
+                        call: "bind".into(),
+                        expected: format!("the error\n  {pattern}"),
+                        got: format!("the error\n  {message}"),
+                    })
+                }
+            }
+            (Ok(()), BindOutcome::Error(pattern)) => {
+                self.record(line(format!("bind {what}: bound")));
+                Err(StepError::Mismatch {
+                    call: "bind".into(),
+                    expected: format!("to fail with\n  {pattern}"),
+                    got: "bound".into(),
+                })
+            }
+            (Err(error), BindOutcome::Bound) => Err(StepError::Mismatch {
+                call: "bind".into(),
+                expected: "to succeed".into(),
+                got: error.to_string(),
+            }),
+        }
+    }
+
+    /// `[alice]` in a pattern stands for alice's address in brackets, as the server prints it.
+    fn expand(&self, pattern: &str) -> String {
+        let mut expanded = pattern.to_string();
+        for (name, client) in &self.clients {
+            if let Some(address) = &client.address {
+                expanded = expanded.replace(&format!("[{name}]"), &format!("[{address}]"));
+            }
+        }
+        expanded
+    }
+
+    fn expect_log(&mut self, pattern: &str, order: Order) -> Result<(), StepError> {
+        let expanded = self.expand(pattern);
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            let cursor = self.log.cursor;
+            let mut candidates = self.log.lines.iter_mut().filter(|line| {
+                !line.matched && (order == Order::Any || cursor.is_none_or(|c| line.moment > c))
+            });
+            let found = match order {
+                Order::Any => candidates.find(|line| matches(&expanded, &line.text)),
+                Order::Next => match candidates.next() {
+                    Some(line) if matches(&expanded, &line.text) => Some(line),
+                    Some(line) => {
+                        return Err(StepError::WrongNextLine {
+                            pattern: expanded,
+                            next: line.text.clone(),
+                        });
+                    }
+                    None => None,
+                },
+            };
+            if let Some(line) = found {
+                line.matched = true;
+                self.log.cursor = Some(line.moment);
+                return Ok(());
+            }
+            let events = self.timeline.wait_for_events(deadline);
+            if events.is_empty() {
+                return Err(StepError::NoLogLine {
+                    pattern: expanded,
+                    waited: self.timeout(),
+                    unmatched: self
+                        .log
+                        .lines
+                        .iter()
+                        .filter(|line| !line.matched)
+                        .map(|line| line.text.clone())
+                        .collect(),
+                });
+            }
+            for (moment, event) in events {
+                self.show(moment, event);
+            }
+        }
+    }
+
+    fn expect_received_all(&mut self, name: &str) -> Result<(), StepError> {
+        let sent = self
+            .clients
+            .get(name)
+            .map(|client| client.sent.clone())
+            .ok_or_else(|| StepError::Misuse(format!("no client named {name}")))?;
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            let recvs = self.recvs_of(name);
+            let received: Vec<u8> = recvs.concat();
+            if !sent.starts_with(&received) {
+                return Err(StepError::Bytes {
+                    what: "the bytes the server received".into(),
+                    expected: sent[..received.len().min(sent.len())].to_vec(),
+                    got: received,
+                });
+            }
+            if let Some(too_big) = recvs.iter().find(|data| data.len() > self.config.recv_size) {
+                return Err(format!(
+                    "a recv({}) returned {} bytes",
+                    self.config.recv_size,
+                    too_big.len()
+                )
+                .into());
+            }
+            if received.len() == sent.len() {
+                self.record(line(format!(
+                    "server received all {} bytes from {name}, in order, in {} recvs",
+                    sent.len(),
+                    recvs.len()
+                )));
+                return Ok(());
+            }
+            let events = self.timeline.wait_for_events(deadline);
+            if events.is_empty() {
+                return Err(format!(
+                    "{name} sent {} bytes, but within {:?} the server's recvs returned only {}",
+                    sent.len(),
+                    self.timeout(),
+                    received.len()
+                )
+                .into());
+            }
+            for (moment, event) in events {
+                self.show(moment, event);
+            }
+        }
+    }
+}
+
+/// Whether a `log` step may match any unmatched line or only the next one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Any,
+    Next,
+}

@@ -1,0 +1,522 @@
+//! The syntax tree of a scenario: what a file says, checked and typed, before anything runs.
+//!
+//! [`Scenario`] holds the server to start ([`ServerSpec`]), the step timeout and the
+//! [`Step`]s. A step is narration or an actor's call: a client's ([`ClientCall`], the
+//! walkthrough's socket calls) or the server's ([`ServerCall`], checks on what it logged, and
+//! its life: stop, restart, resume accepting). Outcomes are their own types
+//! ([`RecvOutcome`], [`SendOutcome`], ...) so a runner matches on them, never on text.
+//!
+//! [`VERBS`] is the one list of verbs: name, who can use it, its arguments and outcome forms.
+//! The parser takes its names from there, error messages list them from there, and the README
+//! and a test are checked against it.
+
+use std::time::Duration;
+
+use crate::server::ServerConfig;
+
+/// A parsed scenario file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    pub title: String,
+    pub server: ServerSpec,
+    pub timeout: Duration,
+    pub steps: Vec<Step>,
+    /// The file's last line, where a failure at the end of the run points.
+    pub last_line: usize,
+}
+
+/// The server a scenario starts, as its `server` line says: a kind and the settings that
+/// kind takes, each checked when the file is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub kind: ServerKind,
+    /// In file order, each at most once.
+    pub settings: Vec<Setting>,
+}
+
+/// One `key=value` on the `server` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// `recv-size=8`: the `n` in the server's `recv(n)`.
+    RecvSize(usize),
+    /// `ack="ok"`: what the ack server answers each recv with.
+    Ack(Vec<u8>),
+    /// `backlog=1`: the `backlog` in `listen(backlog)`; 0 is legal on Linux.
+    Backlog(i32),
+    /// `max-clients=2`: connections served at once.
+    MaxClients(usize),
+    /// `idle-timeout=2s`: a silent client is closed after this long; `0s` means never, as on
+    /// the command line.
+    IdleTimeout(Duration),
+    /// `host="::1"`: the address to listen on (port 0 always).
+    Host(String),
+    /// `accept=paused`: the server listens but does not call `accept` until
+    /// `server: resume-accept`.
+    Accept(AcceptMode),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptMode {
+    /// `accept=on`: accept at once (the default).
+    On,
+    /// `accept=paused`: connections wait in the listen queue.
+    Paused,
+}
+
+impl Setting {
+    /// The key as the file writes it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Setting::RecvSize(_) => "recv-size",
+            Setting::Ack(_) => "ack",
+            Setting::Backlog(_) => "backlog",
+            Setting::MaxClients(_) => "max-clients",
+            Setting::IdleTimeout(_) => "idle-timeout",
+            Setting::Host(_) => "host",
+            Setting::Accept(_) => "accept",
+        }
+    }
+}
+
+impl ServerSpec {
+    fn find<T>(&self, pick: impl Fn(&Setting) -> Option<T>) -> Option<T> {
+        self.settings.iter().find_map(pick)
+    }
+
+    pub fn accept(&self) -> AcceptMode {
+        self.find(|setting| match setting {
+            Setting::Accept(mode) => Some(*mode),
+            _ => None,
+        })
+        .unwrap_or(AcceptMode::On)
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.settings.iter().find_map(|setting| match setting {
+            Setting::Host(host) => Some(host.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The ack server's settings as a [`ServerConfig`] (the endpoint is the runner's to
+    /// choose).
+    pub fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        for setting in &self.settings {
+            match setting {
+                Setting::RecvSize(size) => config.recv_size = *size,
+                Setting::Ack(ack) => config.ack.clone_from(ack),
+                Setting::Backlog(backlog) => config.backlog = *backlog,
+                Setting::MaxClients(max) => config.max_clients = *max,
+                Setting::IdleTimeout(idle) => {
+                    config.idle_timeout = (!idle.is_zero()).then_some(*idle);
+                }
+                Setting::Host(_) | Setting::Accept(_) => {}
+            }
+        }
+        config
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// The ack server over TCP on 127.0.0.1 (or `host=`), port 0.
+    Tcp,
+    /// The ack server over UDP: datagrams, no connections.
+    Udp,
+    /// The ack server on a Unix stream socket in a fresh temporary directory.
+    Unix,
+    /// The ack server on a Unix datagram socket in a fresh temporary directory.
+    UnixDgram,
+    /// The web server of `socket-lab http`, on TCP.
+    Http,
+    /// Nothing listens: for lessons about refused connections.
+    None,
+}
+
+impl ServerKind {
+    pub(crate) const ALL: [ServerKind; 6] = [
+        ServerKind::Tcp,
+        ServerKind::Udp,
+        ServerKind::Unix,
+        ServerKind::UnixDgram,
+        ServerKind::Http,
+        ServerKind::None,
+    ];
+    pub(crate) const NAMES: &str = "tcp, udp, unix, unix-dgram, http, none";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Tcp => "tcp",
+            ServerKind::Udp => "udp",
+            ServerKind::Unix => "unix",
+            ServerKind::UnixDgram => "unix-dgram",
+            ServerKind::Http => "http",
+            ServerKind::None => "none",
+        }
+    }
+
+    /// Datagram servers have no connections: `connect` only fixes the peer address.
+    pub fn is_datagram(self) -> bool {
+        matches!(self, ServerKind::Udp | ServerKind::UnixDgram)
+    }
+
+    /// The settings this kind of server takes. A datagram server has no listen queue and no
+    /// connections to pause or time out; a Unix socket has a path, not a host; the web server
+    /// has fixed limits of its own.
+    pub fn settings(self) -> &'static [&'static str] {
+        match self {
+            ServerKind::Tcp => &[
+                "recv-size",
+                "ack",
+                "backlog",
+                "max-clients",
+                "idle-timeout",
+                "host",
+                "accept",
+            ],
+            ServerKind::Unix => &[
+                "recv-size",
+                "ack",
+                "backlog",
+                "max-clients",
+                "idle-timeout",
+                "accept",
+            ],
+            ServerKind::Udp => &["recv-size", "ack", "host"],
+            ServerKind::UnixDgram => &["recv-size", "ack"],
+            ServerKind::Http => &["host"],
+            ServerKind::None => &[],
+        }
+    }
+}
+
+/// One line of the file that does something: narration, or a socket call and its expectation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// 1-based line number in the file, for error messages.
+    pub line: usize,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Narrate(String),
+    Client { name: String, call: ClientCall },
+    Server(ServerCall),
+}
+
+/// What a client does, in the walkthrough's words (and Python's, for the socket options).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientCall {
+    /// `connect((host, port))`, expecting success, refusal, or no answer yet.
+    Connect {
+        expect: ConnectOutcome,
+    },
+    /// Wait for a connect that was left pending (`connect = pending 300ms`) to complete.
+    FinishConnect,
+    /// One `send` call, and what it must return if the file says.
+    Send {
+        data: Vec<u8>,
+        expect: Option<SendOutcome>,
+    },
+    /// `sendall`: send until every byte is out, waiting whenever the socket is full.
+    SendAll {
+        data: Vec<u8>,
+    },
+    /// One `recv(size)` call.
+    Recv {
+        size: usize,
+        expect: RecvOutcome,
+    },
+    /// `recv` repeated until exactly `size` bytes have arrived.
+    RecvExactly {
+        size: usize,
+        expect: Vec<u8>,
+    },
+    /// `recv` repeated until end of stream.
+    RecvUntilEof {
+        expect: StreamContent,
+    },
+    /// `recv` until one whole HTTP response (head, then `Content-Length` bytes of body) is in,
+    /// matched against a pattern with `[..]`.
+    RecvResponse {
+        pattern: String,
+    },
+    Shutdown(Direction),
+    Close,
+    /// Close with `SO_LINGER` 0: the peer sees a reset (RST) instead of an orderly close.
+    Reset,
+    /// Python's `settimeout`: how long a recv or send may wait before it fails with
+    /// "timed out". (`none`, Python's "forever", is not offered: every step is bounded.)
+    SetTimeout(Duration),
+    /// Python's `setblocking`: a non-blocking socket never waits; it says "would block".
+    SetBlocking(bool),
+    /// `setsockopt` for the options the lessons use.
+    SetSockOpt {
+        option: SockOpt,
+        value: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Connected,
+    Refused,
+    /// Still not complete after this long: the server's listen queue is full and the kernel
+    /// ignores the SYN. The connect goes on; `finish-connect` waits for it.
+    Pending(Duration),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// `send` returned exactly this count.
+    Count(usize),
+    /// `send` returned fewer bytes than it was given (but some).
+    Partial,
+    /// A non-blocking `send` found no room at all.
+    WouldBlock,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockOpt {
+    /// `SO_SNDBUF`: the kernel's send buffer for this socket.
+    SndBuf,
+    /// `SO_RCVBUF`: the kernel's receive buffer.
+    RcvBuf,
+    /// `TCP_NODELAY`: 1 turns off Nagle's algorithm.
+    NoDelay,
+}
+
+impl SockOpt {
+    pub(crate) const ALL: [SockOpt; 3] = [SockOpt::SndBuf, SockOpt::RcvBuf, SockOpt::NoDelay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SockOpt::SndBuf => "SO_SNDBUF",
+            SockOpt::RcvBuf => "SO_RCVBUF",
+            SockOpt::NoDelay => "TCP_NODELAY",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecvOutcome {
+    /// These bytes. Empty only for a datagram: on a stream, 0 bytes is `eof`.
+    Data(Vec<u8>),
+    /// `recv` returned 0 bytes: the peer closed its side.
+    Eof,
+    /// `recv` failed with "connection reset by peer".
+    Reset,
+    /// Nothing arrived within the socket's timeout (`settimeout`).
+    Timeout,
+    /// A non-blocking `recv` found nothing to read.
+    WouldBlock,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamContent {
+    Data(Vec<u8>),
+    /// The ack, once for every recv the server logged for this client.
+    Acks,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Read,
+    Write,
+    Both,
+}
+
+/// What the scenario checks or does on the server's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerCall {
+    /// The server logged a line matching this pattern, in any order, that no step matched yet.
+    Log(String),
+    /// The first line the server logged after the line the previous `log` or `log-next` step
+    /// matched, among those no step matched yet, matches this pattern: order matters.
+    LogNext(String),
+    /// Every byte the client sent arrived, in order, across the server's recvs.
+    ReceivedAll { client: String },
+    /// Stop the server: it closes every connection.
+    Stop,
+    /// Start calling `accept` on a server started with `accept=paused`.
+    ResumeAccept,
+    /// Try to bind a second server on the same address while the first still runs.
+    BindAgain {
+        reuse_address: bool,
+        expect: BindOutcome,
+    },
+    /// Stop the server and bind a new one on the same address at once.
+    Restart {
+        reuse_address: bool,
+        expect: BindOutcome,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    Bound,
+    /// The error message, as a pattern with `[..]`.
+    Error(String),
+}
+
+/// Who may use a verb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// `alice: VERB`, any name but `server`.
+    Client,
+    /// `server: VERB`.
+    Server,
+}
+
+/// One verb of the scenario language: its name, who may use it, and how it is written.
+#[derive(Clone, Copy, Debug)]
+pub struct Verb {
+    pub name: &'static str,
+    pub actor: Actor,
+    /// The arguments and outcome forms, as the README shows them.
+    pub usage: &'static str,
+    /// What it does, in one line.
+    pub does: &'static str,
+}
+
+/// Every verb, in the order the README lists them.
+pub const VERBS: &[Verb] = &[
+    Verb {
+        name: "connect",
+        actor: Actor::Client,
+        usage: "connect [= connected | refused | pending 300ms]",
+        does: "connect to the server; on a datagram server it only fixes the peer address",
+    },
+    Verb {
+        name: "finish-connect",
+        actor: Actor::Client,
+        usage: "finish-connect",
+        does: "wait for a connect left pending to complete",
+    },
+    Verb {
+        name: "send",
+        actor: Actor::Client,
+        usage: "send BYTES [= N | partial | wouldblock]",
+        does: "one send call, and what it returns",
+    },
+    Verb {
+        name: "sendall",
+        actor: Actor::Client,
+        usage: "sendall BYTES",
+        does: "send until every byte is out, waiting for room when the socket is full",
+    },
+    Verb {
+        name: "recv",
+        actor: Actor::Client,
+        usage: "recv N = BYTES | eof | reset | timeout | wouldblock",
+        does: "one recv call, and what it returns",
+    },
+    Verb {
+        name: "recv-exactly",
+        actor: Actor::Client,
+        usage: "recv-exactly N = BYTES",
+        does: "recv until exactly N bytes are in",
+    },
+    Verb {
+        name: "recv-until-eof",
+        actor: Actor::Client,
+        usage: "recv-until-eof = BYTES | acks",
+        does: "recv until the stream ends (`acks`: one ack per recv the server logged)",
+    },
+    Verb {
+        name: "recv-response",
+        actor: Actor::Client,
+        usage: "recv-response = PATTERN",
+        does: "recv one whole HTTP response (framed by Content-Length) and match it",
+    },
+    Verb {
+        name: "shutdown",
+        actor: Actor::Client,
+        usage: "shutdown read | write | both",
+        does: "shut down one or both directions of the stream",
+    },
+    Verb {
+        name: "close",
+        actor: Actor::Client,
+        usage: "close",
+        does: "close the socket",
+    },
+    Verb {
+        name: "reset",
+        actor: Actor::Client,
+        usage: "reset",
+        does: "close with SO_LINGER 0, so a TCP peer sees RST",
+    },
+    Verb {
+        name: "settimeout",
+        actor: Actor::Client,
+        usage: "settimeout 200ms",
+        does: "Python's settimeout: a recv or send that waits longer fails",
+    },
+    Verb {
+        name: "setblocking",
+        actor: Actor::Client,
+        usage: "setblocking true | false",
+        does: "Python's setblocking: a non-blocking call never waits",
+    },
+    Verb {
+        name: "setsockopt",
+        actor: Actor::Client,
+        usage: "setsockopt SO_SNDBUF | SO_RCVBUF | TCP_NODELAY N",
+        does: "set a socket option, and show what the kernel made of it",
+    },
+    Verb {
+        name: "log",
+        actor: Actor::Server,
+        usage: "log PATTERN",
+        does: "the server logged a line matching PATTERN, in any order, that no other step matched",
+    },
+    Verb {
+        name: "log-next",
+        actor: Actor::Server,
+        usage: "log-next PATTERN",
+        does: "the first line logged after the one the previous log step matched, and not yet matched, matches PATTERN",
+    },
+    Verb {
+        name: "received-all",
+        actor: Actor::Server,
+        usage: "received-all CLIENT",
+        does: "every byte the client sent arrived, in order, across the server's recvs",
+    },
+    Verb {
+        name: "stop",
+        actor: Actor::Server,
+        usage: "stop",
+        does: "stop the server: it closes every connection",
+    },
+    Verb {
+        name: "resume-accept",
+        actor: Actor::Server,
+        usage: "resume-accept",
+        does: "start calling accept on a server started with accept=paused",
+    },
+    Verb {
+        name: "bind-again",
+        actor: Actor::Server,
+        usage: "bind-again [reuseaddr=off] = bound | error PATTERN",
+        does: "try to bind a second server on the same address while the first still runs",
+    },
+    Verb {
+        name: "restart",
+        actor: Actor::Server,
+        usage: "restart [reuseaddr=off] = bound | error PATTERN",
+        does: "stop the server and bind a new one on the same address at once",
+    },
+];
+
+/// The names of the verbs `actor` may use, for error messages.
+pub fn verb_names(actor: Actor) -> String {
+    VERBS
+        .iter()
+        .filter(|verb| verb.actor == actor)
+        .map(|verb| verb.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
