@@ -127,3 +127,129 @@ fn target_plays_the_client_side_against_a_running_server() {
             .ends_with(" send a message to server: hello")
     );
 }
+
+/// Writes `text` to a scenario file in a fresh directory; returns both (the directory must
+/// outlive the run).
+fn scenario_file(name: &str, text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (dir, path)
+}
+
+#[test]
+fn full_prints_the_whole_request_and_response_of_lesson_23() {
+    let output = socket_lab()
+        .args(["run", "--full", &lesson("23-http-request-and-response.txt")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // Without --full the request is cut, saying how much is hidden...
+    assert!(stdout.contains("\"GET / HTTP/1.1\\r\\nHost: localhost\\r\\nUser-Ag\" … 18 more bytes (58 B)"));
+    // ...and with it every line follows, up to the blank line that ends the head.
+    for line in [
+        "        ┊ GET / HTTP/1.1\\r\\n\n        ┊ Host: localhost\\r\\n\n        ┊ User-Agent: lesson-23\\r\\n\n        ┊ \\r\\n\n",
+        "        ┊ HTTP/1.1 200 OK\\r\\n\n",
+        "        ┊ Content-Type: text/html; charset=utf-8\\r\\n\n",
+        "        ┊ </html>\\n",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    let short = socket_lab()
+        .args(["run", &lesson("23-http-request-and-response.txt")])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8(short.stdout).unwrap().contains("┊"));
+}
+
+#[test]
+fn the_udp_truncation_lesson_shows_the_discarded_bytes() {
+    socket_lab()
+        .args(["run", &lesson("14-udp-truncation.txt")])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "      server recv(8) from alice → \"hello, w\" (the datagram had 20 bytes, recv read 8, the other 12 were discarded)\n      server ──\"server recv success\" (19 B)──▶ alice\nalice ◀──\"server recv success\" (19 B)── server   recv(1024)\n",
+        ));
+}
+
+#[test]
+fn a_server_recv_is_printed_before_the_ack_it_causes() {
+    // Lesson 04 once printed alice's first recv(4) before the server's recv of her message.
+    let output = socket_lab()
+        .args(["run", &lesson("04-client-recv-in-pieces.txt")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let recv = stdout
+        .find("server recv(1024) from alice → \"hello\"")
+        .expect("the server's recv");
+    let ack = stdout.find("alice ◀──\"serv\" (4 B)").expect("alice's recv");
+    assert!(recv < ack, "{stdout}");
+}
+
+#[test]
+fn log_next_fails_when_the_server_logged_the_lines_in_another_order() {
+    let text = "# order\nserver tcp\ntimeout 2s\n\
+        alice: connect\nalice: send \"first\"\nalice: recv 1024 = \"server recv success\"\n\
+        alice: send \"second\"\nalice: recv 1024 = \"server recv success\"\n";
+    let (_dir, right) = scenario_file(
+        "right.txt",
+        &format!(
+            "{text}server: log \"[alice] send a message to server: first\"\nserver: log-next \"[alice] send a message to server: second\"\n"
+        ),
+    );
+    socket_lab().args(["run", &right]).assert().success();
+    let (_dir, wrong) = scenario_file(
+        "wrong.txt",
+        &format!(
+            "{text}server: log \"[alice] send a message to server: second\"\nserver: log-next \"[alice] send a message to server: first\"\n"
+        ),
+    );
+    socket_lab()
+        .args(["run", &wrong])
+        .assert()
+        .code(8)
+        .stderr(
+            predicate::str::contains(format!(
+                "{wrong}:10: server: log-next \"[alice] send a message to server: first\""
+            ))
+            .and(predicate::str::contains(
+                "expected the server's next log line to match",
+            )),
+        );
+    // `log`, unordered, accepts the same two lines in either order.
+    let (_dir, any) = scenario_file(
+        "any.txt",
+        &format!(
+            "{text}server: log \"[alice] send a message to server: second\"\nserver: log \"[alice] send a message to server: first\"\n"
+        ),
+    );
+    socket_lab().args(["run", &any]).assert().success();
+}
+
+#[test]
+fn a_setting_the_server_kind_does_not_take_is_refused_with_file_and_line() {
+    let (_dir, path) = scenario_file(
+        "paused-http.txt",
+        "# t\n\nserver http accept=paused recv-size=8\n",
+    );
+    socket_lab().args(["run", &path]).assert().code(8).stderr(format!(
+        "error: {path}:3: the http server does not take `accept`; it takes: host\n"
+    ));
+}
+
+#[test]
+fn no_transcript_starts_with_an_empty_narration_line() {
+    let output = socket_lab()
+        .args(["run", &lesson("18-backlog.txt"), &lesson("10-bind-errors.txt")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for block in stdout.split("━━ ").skip(1) {
+        let after_title = block.lines().skip(1).find(|line| !line.is_empty());
+        assert_ne!(after_title, Some("│"), "{stdout}");
+    }
+}

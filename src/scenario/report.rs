@@ -188,6 +188,12 @@ pub enum StepError {
     },
     /// With `log-next`, the next line was another one.
     WrongNextLine { pattern: String, next: String },
+    /// With `log-next`, the line was logged, but before the one the previous step matched.
+    WrongOrder {
+        pattern: String,
+        line: String,
+        previous: String,
+    },
     /// Anything else, said in full.
     Other(String),
 }
@@ -235,6 +241,14 @@ impl fmt::Display for StepError {
                 }
                 Ok(())
             }
+            StepError::WrongOrder {
+                pattern,
+                line,
+                previous,
+            } => write!(
+                f,
+                "expected the server's next log line to match\n  {pattern}\nbut the server logged that line before the one the previous step matched, not after it:\n  {line}\ncame before\n  {previous}"
+            ),
             StepError::WrongNextLine { pattern, next } => write!(
                 f,
                 "expected the server's next log line to match\n  {pattern}\nbut the next line it logged is\n  {next}"

@@ -188,6 +188,25 @@ impl Runner<'_> {
             }
             let events = self.timeline.wait_for_events(deadline);
             if events.is_empty() {
+                let earlier = self
+                    .log
+                    .lines
+                    .iter()
+                    .find(|line| !line.matched && matches(&expanded, &line.text));
+                let previous = self
+                    .log
+                    .lines
+                    .iter()
+                    .find(|line| Some(line.moment) == self.log.cursor);
+                if order == Order::Next
+                    && let (Some(earlier), Some(previous)) = (earlier, previous)
+                {
+                    return Err(StepError::WrongOrder {
+                        pattern: expanded,
+                        line: earlier.text.clone(),
+                        previous: previous.text.clone(),
+                    });
+                }
                 return Err(StepError::NoLogLine {
                     pattern: expanded,
                     waited: self.timeout(),
