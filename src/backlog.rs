@@ -6,11 +6,28 @@
 //! - The backlog bounds the queue of connections the kernel has *completed* but the program
 //!   has not yet `accept`ed. Accepted clients do not count: a server with backlog 1 can serve
 //!   thousands, one accept at a time.
-//! - Linux lets the queue hold `backlog + 1` connections.
+//! - Linux lets the queue hold `backlog + 1` connections, and `listen` silently lowers a
+//!   backlog above `net.core.somaxconn` to that value.
 //! - When it is full, the SYN of a new connection is *dropped*, not refused: the client hears
-//!   nothing, retransmits its SYN (after 1 s, then 2 s, 4 s, ...) and its `connect` waits. It
-//!   completes on a retransmission after the server accepts, or times out; "connection
-//!   refused" only ever means nobody listens on that port at all.
+//!   nothing, retransmits its SYN and its `connect` waits. It completes on a retransmission
+//!   after the server accepts, or fails with `ETIMEDOUT` when the retransmissions run out;
+//!   "connection refused" only ever means nobody listens on that port at all.
+//!
+//! How long the client waits is not in this code: sysctls decide it (tcp(7) and the kernel's
+//! `ip-sysctl` documentation), and they differ between kernels and machines.
+//!
+//! - `net.ipv4.tcp_syn_retries` (default 6; `TCP_SYNCNT` overrides it for one socket): how
+//!   many times the SYN is retransmitted before `connect` gives up. tcp(7)'s total for the
+//!   default assumes the timeout doubles after every retransmission, as it did before
+//!   Linux 6.5.
+//! - `net.ipv4.tcp_syn_linear_timeouts` (Linux 6.5 and later, default 4): how many of those
+//!   retransmissions keep the initial timeout before it starts doubling. With it, giving up
+//!   takes far less time than tcp(7) says.
+//! - `net.core.somaxconn` (default 4096 since Linux 5.4, 128 before): the cap on `backlog`.
+//! - `net.ipv4.tcp_abort_on_overflow` (default 0): what happens when the queue fills between
+//!   a client's SYN and the handshake's last ACK. With 0 that ACK is dropped and the server
+//!   retransmits its SYN-ACK later; with 1 it answers with a reset. Either way, a SYN that
+//!   finds the queue already full is dropped.
 //!
 //! To watch this without timing guesses, [`PendingConnect`] starts a non-blocking `connect`
 //! and asks, with a bounded wait, whether the handshake has finished. With a server paused by

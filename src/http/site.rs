@@ -98,12 +98,12 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
         (
             "target",
             head.target.clone(),
-            "which resource: the path and query of the URL",
+            "which resource: usually the path and query of the URL",
         ),
         (
             "version",
             head.version.to_string(),
-            "the protocol version; it decides whether the connection stays open",
+            "the protocol version; it sets whether the connection stays open by default",
         ),
     ] {
         body.push_str(&format!(
@@ -125,8 +125,9 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
     body.push_str("</table>\n");
 
     body.push_str(
-        "<h2>Raw bytes</h2>\n<p>Exactly what <code>recv</code> returned, with <code>\\r\\n</code> \
-         shown. The empty line at the end is how the server knows the head is over.</p>\n<pre>",
+        "<h2>Raw bytes</h2>\n<p>Exactly the bytes the server received for this request, with \
+         <code>\\r\\n</code> shown. The empty line at the end of the head is how the server knows \
+         the head is over.</p>\n<pre>",
     );
     for line in raw.split_inclusive(|&byte| byte == b'\n') {
         body.push_str(&html_escape(&escape(line)));
@@ -148,15 +149,19 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
 fn explain_header(name: &str) -> &'static str {
     match name.to_ascii_lowercase().as_str() {
         "host" => "which site the client wants: one address can serve many names",
-        "connection" => "keep-alive keeps the connection open for the next request; close ends it",
+        "connection" => {
+            "close asks to end the connection after this response; keep-alive asks to keep it open, as HTTP/1.1 does by default"
+        }
         "user-agent" => "which program sent the request",
-        "accept" => "the media types the client can show, in order of preference",
+        "accept" => {
+            "the media types the client can take; q-values, not the order, say which it prefers"
+        }
         "referer" => "the page whose link or form led here",
         "accept-encoding" => "compressions the client can undo (gzip, br)",
         "accept-language" => "the languages the user prefers",
         "content-length" => "how many bytes of body follow the empty line",
-        "content-type" => "what the body is (here, an encoded form)",
-        "transfer-encoding" => "the body comes in chunks, each with its size in front",
+        "content-type" => "what the body is (a form sends application/x-www-form-urlencoded)",
+        "transfer-encoding" => "chunked: the body comes in chunks, each with its size in front",
         "cache-control" => "whether a cached copy may be used",
         "upgrade-insecure-requests" => "the client would rather use https",
         "origin" => "the site a form or script came from",
@@ -174,7 +179,7 @@ fn form_page(request: &Request) -> String {
     let mut body = String::from(
         "<p>The browser encoded the form as <code>application/x-www-form-urlencoded</code>: \
          <code>name=value</code> pairs joined by <code>&amp;</code>, spaces as <code>+</code>, \
-         other bytes as <code>%XX</code>.</p>\n<h2>Body as received</h2>\n<pre>",
+         bytes other than letters, digits and <code>*-._</code> as <code>%XX</code>.</p>\n<h2>Body as received</h2>\n<pre>",
     );
     body.push_str(&html_escape(&escape(&request.body)));
     body.push_str("</pre>\n<h2>Decoded</h2>\n<table>\n");
