@@ -185,7 +185,9 @@ impl Listener {
                 socket
                     .set_reuse_address(reuse_address)
                     .map_err(bind_error)?;
-                socket.bind(&addr.into()).map_err(bind_error)?;
+                socket
+                    .bind(&addr.into())
+                    .map_err(|source| explain_port_in_use(addr, source))?;
                 socket.listen(backlog).map_err(bind_error)?;
                 Ok(Listener::Tcp(socket.into()))
             }
@@ -281,6 +283,37 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
             Err(io::Error::from(io::ErrorKind::AddrInUse))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// A bind error, told apart from the usual "another server is running" when nothing listens
+/// on the port and only connections in TIME_WAIT hold it (what the kernel says decides the
+/// hint, not a guess).
+fn explain_port_in_use(addr: SocketAddr, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::AddrInUse
+        && let Ok(sockets) = crate::kernel::tcp_sockets_on_port(addr.port())
+        && !sockets
+            .iter()
+            .any(|socket| socket.state == crate::kernel::TcpState::Listen)
+    {
+        let waiting: Vec<_> = sockets
+            .iter()
+            .filter(|socket| socket.state == crate::kernel::TcpState::TimeWait)
+            .collect();
+        if !waiting.is_empty() {
+            return Error::BindTimeWait {
+                addr: addr.to_string(),
+                connections: waiting.len(),
+                left: waiting
+                    .iter()
+                    .filter_map(|socket| socket.time_wait_left)
+                    .max(),
+            };
+        }
+    }
+    Error::Bind {
+        addr: addr.to_string(),
+        source,
     }
 }
 

@@ -22,6 +22,16 @@ pub enum Error {
     Resolve { host: String, source: io::Error },
     /// `bind` failed: port in use, permission denied, address not on this machine, ...
     Bind { addr: String, source: io::Error },
+    /// `bind` of a TCP port failed with "address already in use" although nothing listens
+    /// there: connections of a server that stopped still hold it in TIME_WAIT, and the new
+    /// listening socket did not set `SO_REUSEADDR` (lesson 10).
+    BindTimeWait {
+        addr: String,
+        /// Connections in TIME_WAIT on that port, as `/proc/net/tcp` lists them.
+        connections: usize,
+        /// How long until the kernel frees the last of them.
+        left: Option<std::time::Duration>,
+    },
     /// `connect` failed: nobody listening, timed out, unreachable, ...
     Connect { addr: String, source: io::Error },
     /// The peer went away in the middle of a conversation.
@@ -52,6 +62,7 @@ impl Error {
                 io::ErrorKind::PermissionDenied => 4,
                 _ => 3,
             },
+            Error::BindTimeWait { .. } => 3,
             Error::Resolve { .. } => 5,
             Error::Connect { .. } | Error::NoReply { .. } => 6,
             Error::ConnectionLost { .. } => 7,
@@ -76,6 +87,27 @@ impl fmt::Display for Error {
                 "cannot resolve host {host:?}: {} (check the spelling, or use an address such as 127.0.0.1 or ::1)",
                 describe(source)
             ),
+            Error::BindTimeWait {
+                addr,
+                connections,
+                left,
+            } => {
+                let (count, verb) = if *connections == 1 {
+                    ("1 connection".to_string(), "is")
+                } else {
+                    (format!("{connections} connections"), "are")
+                };
+                let left = left.map_or(String::new(), |left| {
+                    format!(
+                        ", which the kernel frees in about {} s",
+                        left.as_secs().max(1)
+                    )
+                });
+                write!(
+                    f,
+                    "cannot bind {addr}: address already in use (nothing listens there, but {count} of a server that stopped {verb} in TIME_WAIT{left}; a listening socket binds over them only with SO_REUSEADDR, which socket-lab and Rust's std set, and Python needs: sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1))"
+                )
+            }
             Error::Bind { addr, source } => {
                 write!(f, "cannot bind {addr}: {}", describe(source))?;
                 let is_unix_path = addr.parse::<std::net::SocketAddr>().is_err();
@@ -139,6 +171,7 @@ impl std::error::Error for Error {
             | Error::Connect { source, .. }
             | Error::Io { source, .. } => Some(source),
             Error::ConnectionLost { .. }
+            | Error::BindTimeWait { .. }
             | Error::Config(_)
             | Error::Scenario(_)
             | Error::NoReply { .. }

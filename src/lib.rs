@@ -16,6 +16,7 @@
 //! - [`options`]: socket options worth knowing: `SO_REUSEADDR`, `TCP_NODELAY`, buffer sizes.
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
+//! - [`kernel`]: what the kernel decides, read on this machine: sysctls, TCP socket states.
 //! - [`http`]: HTTP on the raw socket: request parser, response builder, web server.
 //! - [`scenario`]: lesson files in `scenarios/`: parsed, run against a real server, narrated.
 //!
@@ -29,6 +30,7 @@ pub mod endpoint;
 pub mod error;
 pub mod escape;
 pub mod http;
+pub mod kernel;
 pub mod options;
 pub mod scenario;
 pub mod send;

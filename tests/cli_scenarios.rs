@@ -147,7 +147,11 @@ fn full_prints_the_whole_request_and_response_of_lesson_23() {
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     // Without --full the request is cut, saying how much is hidden...
-    assert!(stdout.contains("\"GET / HTTP/1.1\\r\\nHost: localhost\\r\\nUser-Ag\" … 18 more bytes (58 B)"));
+    assert!(
+        stdout.contains(
+            "\"GET / HTTP/1.1\\r\\nHost: localhost\\r\\nUser-Ag\" … 18 more bytes (58 B)"
+        )
+    );
     // ...and with it every line follows, up to the blank line that ends the head.
     for line in [
         "        ┊ GET / HTTP/1.1\\r\\n\n        ┊ Host: localhost\\r\\n\n        ┊ User-Agent: lesson-23\\r\\n\n        ┊ \\r\\n\n",
@@ -186,7 +190,9 @@ fn a_server_recv_is_printed_before_the_ack_it_causes() {
     let recv = stdout
         .find("server recv(1024) from alice → \"hello\"")
         .expect("the server's recv");
-    let ack = stdout.find("alice ◀──\"serv\" (4 B)").expect("alice's recv");
+    let ack = stdout
+        .find("alice ◀──\"serv\" (4 B)")
+        .expect("alice's recv");
     assert!(recv < ack, "{stdout}");
 }
 
@@ -208,18 +214,14 @@ fn log_next_fails_when_the_server_logged_the_lines_in_another_order() {
             "{text}server: log \"[alice] send a message to server: second\"\nserver: log-next \"[alice] send a message to server: first\"\n"
         ),
     );
-    socket_lab()
-        .args(["run", &wrong])
-        .assert()
-        .code(8)
-        .stderr(
-            predicate::str::contains(format!(
-                "{wrong}:10: server: log-next \"[alice] send a message to server: first\""
-            ))
-            .and(predicate::str::contains(
-                "expected the server's next log line to match",
-            )),
-        );
+    socket_lab().args(["run", &wrong]).assert().code(8).stderr(
+        predicate::str::contains(format!(
+            "{wrong}:10: server: log-next \"[alice] send a message to server: first\""
+        ))
+        .and(predicate::str::contains(
+            "expected the server's next log line to match",
+        )),
+    );
     // `log`, unordered, accepts the same two lines in either order.
     let (_dir, any) = scenario_file(
         "any.txt",
@@ -236,15 +238,23 @@ fn a_setting_the_server_kind_does_not_take_is_refused_with_file_and_line() {
         "paused-http.txt",
         "# t\n\nserver http accept=paused recv-size=8\n",
     );
-    socket_lab().args(["run", &path]).assert().code(8).stderr(format!(
-        "error: {path}:3: the http server does not take `accept`; it takes: host\n"
-    ));
+    socket_lab()
+        .args(["run", &path])
+        .assert()
+        .code(8)
+        .stderr(format!(
+            "error: {path}:3: the http server does not take `accept`; it takes: host\n"
+        ));
 }
 
 #[test]
 fn no_transcript_starts_with_an_empty_narration_line() {
     let output = socket_lab()
-        .args(["run", &lesson("18-backlog.txt"), &lesson("10-bind-errors.txt")])
+        .args([
+            "run",
+            &lesson("18-backlog.txt"),
+            &lesson("10-bind-errors.txt"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();

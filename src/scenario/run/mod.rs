@@ -63,6 +63,7 @@ pub fn run(
         clients: HashMap::new(),
         log: LogBook::default(),
         external: matches!(target, Target::External(_)),
+        stops: Vec::new(),
         _socket_dir: None,
     };
     runner.record(Entry::new(EntryKind::Title, scenario.title.clone()));
@@ -142,6 +143,9 @@ struct Runner<'a> {
     clients: HashMap<String, Client>,
     log: LogBook,
     external: bool,
+    /// When the server was being stopped (from, to): a connection that ends then was closed
+    /// by the server itself, whatever its recv returned.
+    stops: Vec<(Moment, Moment)>,
     /// A Unix socket's directory, removed when the runner is dropped.
     _socket_dir: Option<TempDir>,
 }
@@ -327,7 +331,7 @@ impl Runner<'_> {
     /// Puts one server event in the transcript and the log book.
     fn show(&mut self, moment: Moment, event: ServerEvent) {
         let text = event.log_line();
-        for entry in self.describe(&event) {
+        for entry in self.describe(moment, &event) {
             self.emit(entry);
         }
         if let ServerEvent::Ack(
@@ -345,7 +349,7 @@ impl Runner<'_> {
 
     /// The diagram's lines for one server event: what the server's socket calls did, in the
     /// walkthrough's words, or the server's own note when it is not a socket call.
-    fn describe(&self, event: &ServerEvent) -> Vec<Entry> {
+    fn describe(&self, moment: Moment, event: &ServerEvent) -> Vec<Entry> {
         let server = |text: String| Entry::new(EntryKind::Server, format!("      {text}"));
         let named = |peer: &Address| self.name_of(peer);
         let shown = |peer: &Address| {
@@ -366,6 +370,17 @@ impl Runner<'_> {
                 data,
                 datagram_len,
             }) => self.recv_and_ack(peer, data, Some(*datagram_len)),
+            ServerEvent::Ack(Event::Disconnected { peer, .. })
+                if self
+                    .stops
+                    .iter()
+                    .any(|(from, to)| (*from..=*to).contains(&moment)) =>
+            {
+                vec![server(format!(
+                    "server shutdown() and close() of its connection with {}: it is stopping",
+                    shown(peer)
+                ))]
+            }
             ServerEvent::Ack(Event::Disconnected { peer, reason: None }) => vec![server(format!(
                 "server recv({recv_size}) from {} → 0 bytes: end of stream; server close()",
                 shown(peer)

@@ -41,6 +41,7 @@ impl Runner<'_> {
                 server
                     .stop()
                     .map_err(|e| format!("the server failed: {e}"))?;
+                self.stops.push((started, self.timeline.now()));
                 self.record_at(
                     started,
                     line(
@@ -87,6 +88,7 @@ impl Runner<'_> {
                     server
                         .stop()
                         .map_err(|e| format!("the server failed: {e}"))?;
+                    self.stops.push((started, self.timeline.now()));
                     self.record_at(
                         started,
                         line(
