@@ -15,9 +15,13 @@
 //!   with "address already in use" when nobody listens is explained by them (lesson 10).
 //!   `/proc/net/tcp` is the old text interface; `ss` uses `sock_diag` netlink, which also
 //!   reports queues and `TCP_INFO`, and which the kernel's view of every lesson will need.
+//! - [`Queues::of`] asks the kernel how many bytes wait in one socket's queues: received
+//!   but not yet taken by `recv`, and given to `send` but not yet acknowledged or not yet
+//!   even sent (lesson 21: Nagle's algorithm holding a small write back).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 /// Reads a sysctl such as `net.ipv4.tcp_syn_retries` from `/proc/sys`.
@@ -100,6 +104,45 @@ impl SynRetries {
     pub fn gives_up_after(&self) -> Duration {
         self.resends().last().copied().unwrap_or_default() + self.timeout(self.retries + 1)
     }
+}
+
+/// The bytes waiting in a socket's queues, as the kernel counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queues {
+    /// `SIOCINQ`: received, not yet taken by `recv`.
+    pub recv: usize,
+    /// `SIOCOUTQ`: given to `send` and not yet acknowledged by the peer (sent or not).
+    pub send: usize,
+    /// `SIOCOUTQNSD`: given to `send` and not yet sent at all; TCP only (`None` elsewhere).
+    pub unsent: Option<usize>,
+}
+
+/// `SIOCOUTQNSD` from `linux/sockios.h`; the libc crate does not name it.
+const SIOCOUTQNSD: libc::Ioctl = 0x894B;
+
+impl Queues {
+    /// Asks the kernel about `socket`'s queues (three `ioctl` calls).
+    pub fn of(socket: &impl AsRawFd) -> io::Result<Queues> {
+        let fd = socket.as_raw_fd();
+        Ok(Queues {
+            recv: ioctl_count(fd, libc::FIONREAD)?,
+            send: ioctl_count(fd, libc::TIOCOUTQ)?,
+            // A Unix socket has no "sent but unacknowledged": the kernel refuses the question.
+            unsent: ioctl_count(fd, SIOCOUTQNSD).ok(),
+        })
+    }
+}
+
+/// One of the socket ioctls that answer with a byte count.
+fn ioctl_count(fd: RawFd, request: libc::Ioctl) -> io::Result<usize> {
+    let mut count: libc::c_int = 0;
+    // SAFETY: these requests write one int through the pointer, which points at `count` and
+    // lives across the call; an invalid descriptor or request only makes ioctl return -1.
+    let result = unsafe { libc::ioctl(fd, request, &mut count as *mut libc::c_int) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    usize::try_from(count).map_err(|_| io::Error::other("the kernel reported a negative count"))
 }
 
 /// A TCP state as the kernel names it (`include/net/tcp_states.h`).
@@ -290,6 +333,25 @@ mod tests {
                 .any(|socket| socket.state == TcpState::Listen),
             "{sockets:?}"
         );
+    }
+
+    #[test]
+    fn queues_count_what_waits_to_be_received() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert_eq!(Queues::of(&server).unwrap().recv, 0);
+        client.write_all(b"hello").unwrap();
+        // Wait on readiness, not on time: a peek returns once the bytes are there, and leaves
+        // them queued.
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(server.peek(&mut [0; 5]).unwrap(), 5);
+        let queues = Queues::of(&server).unwrap();
+        assert_eq!(queues.recv, 5);
+        assert_eq!(queues.unsent, Some(0));
     }
 
     #[test]

@@ -116,9 +116,12 @@ impl ServerConfig {
         if self.max_clients == 0 {
             return Err(Error::Config("--max-clients must be at least 1".into()));
         }
-        if self.backlog < 1 {
+        // listen(0) is legal on Linux: the queue still holds one connection (lesson 18).
+        // A negative backlog means "the most", SOMAXCONN, to the kernel: refuse it rather
+        // than surprise anyone.
+        if !(0..=65_535).contains(&self.backlog) {
             return Err(Error::Config(format!(
-                "--backlog must be at least 1, not {}",
+                "--backlog must be between 0 and 65535, not {} (the kernel caps it at net.core.somaxconn)",
                 self.backlog
             )));
         }

@@ -311,6 +311,12 @@ pub struct DatagramClient {
     limit: String,
 }
 
+impl AsRawFd for DatagramClient {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
 impl DatagramClient {
     /// `socket(family, SOCK_DGRAM)`, then `connect`: for UDP this sends nothing; it only fixes
     /// the peer address, so it cannot tell whether a server is there. Over Unix the kernel

@@ -91,7 +91,7 @@ fn a_malformed_file_names_the_line_and_the_valid_verbs() {
     let path = dir.path().join("bad.txt");
     std::fs::write(&path, "# bad\nserver tcp\n\nalice: conect\n").unwrap();
     socket_lab().args(["run", path.to_str().unwrap()]).assert().code(8).stderr(format!(
-        "error: {}:4: unknown verb `conect`; a client can: connect, finish-connect, send, sendall, recv, recv-exactly, recv-until-eof, recv-response, shutdown, close, reset, settimeout, setblocking, setsockopt\n",
+        "error: {}:4: unknown verb `conect`; a client can: connect, finish-connect, send, sendall, recv, recv-exactly, recv-until-eof, recv-response, shutdown, close, reset, settimeout, setblocking, setsockopt, queued\n",
         path.display()
     ));
 }

@@ -248,10 +248,10 @@ fn parse_step(tokens: &mut Tokens) -> Result<Action, String> {
             "`{actor}` is not a name: use letters, digits, `-` and `_`"
         ));
     }
-    let who = if actor == "server" {
-        Actor::Server
-    } else {
-        Actor::Client
+    let who = match actor.as_str() {
+        "server" => Actor::Server,
+        "kernel" => Actor::Kernel,
+        _ => Actor::Client,
     };
     let names = verb_names(who);
     let verb = tokens.word(&format!("a verb: {names}"))?;
@@ -261,6 +261,7 @@ fn parse_step(tokens: &mut Tokens) -> Result<Action, String> {
             name: actor,
             call: parse_client_call(tokens, &verb)?,
         },
+        Actor::Kernel => Action::Kernel(parse_kernel_call(tokens, &verb)?),
     };
     tokens.end()?;
     Ok(action)
@@ -404,6 +405,29 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
                 value: tokens.number(i32::MAX as usize)?,
             }
         }
+        "queued" => {
+            let mut counts = QueueCounts::default();
+            while !tokens.at_end() {
+                let key = tokens.word("recv=N, send=N or unsent=N")?;
+                tokens.expect(&Token::Equals, &format!("`=` after `{key}`"))?;
+                let count = Some(tokens.number(MAX_PAYLOAD)?);
+                let slot = match key.as_str() {
+                    "recv" => &mut counts.recv,
+                    "send" => &mut counts.send,
+                    "unsent" => &mut counts.unsent,
+                    other => {
+                        return Err(format!(
+                            "`queued` counts recv, send and unsent, not `{other}`"
+                        ));
+                    }
+                };
+                if slot.is_some() {
+                    return Err(format!("`{key}` is given twice"));
+                }
+                *slot = count;
+            }
+            ClientCall::Queued(counts)
+        }
         other => {
             return Err(format!(
                 "unknown verb `{other}`; a client can: {}",
@@ -412,6 +436,36 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
         }
     };
     Ok(call)
+}
+
+fn parse_kernel_call(tokens: &mut Tokens, verb: &str) -> Result<KernelCall, String> {
+    match verb {
+        "sysctl" => {
+            let mut names = vec![tokens.word("a sysctl name such as net.ipv4.tcp_syn_retries")?];
+            while !tokens.at_end() {
+                names.push(tokens.word("a sysctl name")?);
+            }
+            for name in &names {
+                let valid = name.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .bytes()
+                            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+                });
+                if !valid {
+                    return Err(format!(
+                        "`{name}` is not a sysctl name such as net.ipv4.tcp_syn_retries"
+                    ));
+                }
+            }
+            Ok(KernelCall::Sysctl(names))
+        }
+        "syn-schedule" => Ok(KernelCall::SynSchedule),
+        other => Err(format!(
+            "unknown kernel verb `{other}`; the kernel can: {}",
+            verb_names(Actor::Kernel)
+        )),
+    }
 }
 
 fn parse_server_call(tokens: &mut Tokens, verb: &str) -> Result<ServerCall, String> {

@@ -40,6 +40,10 @@ impl fmt::Display for Action {
             Action::Narrate(text) => write!(f, "# {text}"),
             Action::Client { name, call } => write!(f, "{name}: {call}"),
             Action::Server(call) => write!(f, "server: {call}"),
+            Action::Kernel(KernelCall::Sysctl(names)) => {
+                write!(f, "kernel: sysctl {}", names.join(" "))
+            }
+            Action::Kernel(KernelCall::SynSchedule) => write!(f, "kernel: syn-schedule"),
         }
     }
 }
@@ -115,6 +119,19 @@ impl fmt::Display for ClientCall {
             ClientCall::SetBlocking(blocking) => write!(f, "setblocking {blocking}"),
             ClientCall::SetSockOpt { option, value } => {
                 write!(f, "setsockopt {} {value}", option.name())
+            }
+            ClientCall::Queued(counts) => {
+                write!(f, "queued")?;
+                for (key, count) in [
+                    ("recv", counts.recv),
+                    ("send", counts.send),
+                    ("unsent", counts.unsent),
+                ] {
+                    if let Some(count) = count {
+                        write!(f, " {key}={count}")?;
+                    }
+                }
+                Ok(())
             }
         }
     }

@@ -22,6 +22,8 @@ pub enum EntryKind {
     Narration,
     Client,
     Server,
+    /// What the kernel is set to do, or holds.
+    Kernel,
     Note,
 }
 
@@ -425,6 +427,7 @@ pub fn render(entry: &Entry, view: View) -> String {
             EntryKind::Narration => "0",
             EntryKind::Client => "36",
             EntryKind::Server => "33",
+            EntryKind::Kernel => "35",
             EntryKind::Note => "2",
         };
         format!("\x1b[{style}m{text}\x1b[0m")

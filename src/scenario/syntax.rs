@@ -204,6 +204,18 @@ pub enum Action {
     Narrate(String),
     Client { name: String, call: ClientCall },
     Server(ServerCall),
+    Kernel(KernelCall),
+}
+
+/// What the scenario reads from the kernel, to say what *this* machine does rather than
+/// quote a number that a sysctl decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelCall {
+    /// Print these sysctls' values, each with what it decides.
+    Sysctl(Vec<String>),
+    /// Print when an unanswered SYN is resent and when connect gives up, worked out from
+    /// `net.ipv4.tcp_syn_retries` and `net.ipv4.tcp_syn_linear_timeouts`.
+    SynSchedule,
 }
 
 /// What a client does, in the walkthrough's words (and Python's, for the socket options).
@@ -257,6 +269,20 @@ pub enum ClientCall {
         option: SockOpt,
         value: usize,
     },
+    /// Ask the kernel how many bytes wait in this socket's queues, and check the counts the
+    /// file gives.
+    Queued(QueueCounts),
+}
+
+/// Byte counts of a socket's queues; `None` is "show it, but do not check it".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Received, not yet taken by `recv` (`SIOCINQ`).
+    pub recv: Option<usize>,
+    /// Sent and not yet acknowledged, or not yet sent (`SIOCOUTQ`).
+    pub send: Option<usize>,
+    /// Not yet sent at all (`SIOCOUTQNSD`): what Nagle's algorithm holds back.
+    pub unsent: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,6 +394,8 @@ pub enum Actor {
     Client,
     /// `server: VERB`.
     Server,
+    /// `kernel: VERB`: reads what this machine's kernel is set to do.
+    Kernel,
 }
 
 /// One verb of the scenario language: its name, who may use it, and how it is written.
@@ -468,6 +496,12 @@ pub const VERBS: &[Verb] = &[
         does: "set a socket option, and show what the kernel made of it",
     },
     Verb {
+        name: "queued",
+        actor: Actor::Client,
+        usage: "queued [recv=N] [send=N] [unsent=N]",
+        does: "the bytes waiting in the kernel's queues for this socket (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD), checked where given",
+    },
+    Verb {
         name: "log",
         actor: Actor::Server,
         usage: "log PATTERN",
@@ -511,10 +545,28 @@ pub const VERBS: &[Verb] = &[
     },
 ];
 
+/// The kernel's verbs, listed apart so the client and server tables above read as the
+/// walkthrough does.
+pub const KERNEL_VERBS: &[Verb] = &[
+    Verb {
+        name: "sysctl",
+        actor: Actor::Kernel,
+        usage: "sysctl NAME [NAME ...]",
+        does: "print this machine's value of each sysctl, and what it decides",
+    },
+    Verb {
+        name: "syn-schedule",
+        actor: Actor::Kernel,
+        usage: "syn-schedule",
+        does: "print when this machine resends an unanswered SYN and when connect gives up",
+    },
+];
+
 /// The names of the verbs `actor` may use, for error messages.
 pub fn verb_names(actor: Actor) -> String {
     VERBS
         .iter()
+        .chain(KERNEL_VERBS)
         .filter(|verb| verb.actor == actor)
         .map(|verb| verb.name)
         .collect::<Vec<_>>()

@@ -16,13 +16,18 @@ use super::{ClientSocket, Runner};
 use crate::backlog::{PendingConnect, Progress};
 use crate::endpoint::{Address, Stream};
 use crate::error::{Error, describe};
+use crate::kernel::Queues;
 use crate::scenario::lex::{MAX_PAYLOAD, quote};
 use crate::scenario::report::{Entry, EntryKind, Fact, StepError, matches, show_bytes};
 use crate::scenario::syntax::{
-    ClientCall, ConnectOutcome, Direction, RecvOutcome, SendOutcome, SockOpt, StreamContent,
+    ClientCall, ConnectOutcome, Direction, QueueCounts, RecvOutcome, SendOutcome, SockOpt,
+    StreamContent,
 };
 use crate::send;
 use crate::udp::DatagramClient;
+
+/// A wait this long is shown beside the response that ended it.
+const NOTICEABLE: Duration = Duration::from_millis(10);
 
 /// A client line of the diagram, keeping every byte it shows for `--full`.
 fn line(text: String) -> Entry {
@@ -46,6 +51,7 @@ impl Runner<'_> {
             ClientCall::SetTimeout(timeout) => self.set_timeout(name, *timeout),
             ClientCall::SetBlocking(blocking) => self.set_blocking(name, *blocking),
             ClientCall::SetSockOpt { option, value } => self.set_sock_opt(name, *option, *value),
+            ClientCall::Queued(expect) => self.queued(name, expect),
         }
     }
 
@@ -429,7 +435,8 @@ impl Runner<'_> {
     /// Reads one HTTP response: the head up to the blank line, then `Content-Length` bytes of
     /// body (or, without one, everything until the server closes).
     fn recv_response(&mut self, name: &str, pattern: &str) -> Result<(), StepError> {
-        let deadline = Instant::now() + self.timeout();
+        let started = Instant::now();
+        let deadline = started + self.timeout();
         let mut buffered = std::mem::take(&mut self.client(name)?.unread);
         let already = buffered.len();
         let stream = self.stream(name)?;
@@ -493,9 +500,16 @@ impl Runner<'_> {
         let status_line =
             String::from_utf8_lossy(&buffered[..find(&buffered, b"\r\n").unwrap_or(0)])
                 .into_owned();
+        // A wait a person would notice is worth a word: it is what lesson 21 is about.
+        let waited = started.elapsed();
+        let waited = if waited >= NOTICEABLE {
+            format!("   after {} ms", waited.as_millis())
+        } else {
+            String::new()
+        };
         self.record(
             line(format!(
-                "{name} ◀──\"{}\" … ({} B)── server",
+                "{name} ◀──\"{}\" … ({} B)── server{waited}",
                 quote(status_line.as_bytes()),
                 buffered.len()
             ))
@@ -637,6 +651,53 @@ impl Runner<'_> {
             "{name}   setsockopt({}, {value}){note}",
             option.name()
         )));
+        Ok(())
+    }
+
+    fn queued(&mut self, name: &str, expect: &QueueCounts) -> Result<(), StepError> {
+        let queues = match self.socket(name)? {
+            ClientSocket::Stream(Stream::Tcp(stream)) => Queues::of(stream),
+            ClientSocket::Stream(Stream::Unix(stream)) => Queues::of(stream),
+            ClientSocket::Datagram(socket) => Queues::of(socket),
+            ClientSocket::Connecting(_) => {
+                return Err(StepError::Misuse(format!("{name} is still connecting")));
+            }
+        }
+        .map_err(|e| {
+            format!(
+                "cannot ask the kernel about {name}'s queues: {}",
+                describe(&e)
+            )
+        })?;
+        let unsent = match queues.unsent {
+            Some(unsent) => format!(", {unsent} B of it not yet sent"),
+            None => String::new(),
+        };
+        self.record(Entry::new(
+            EntryKind::Kernel,
+            format!(
+                "kernel   {name}'s queues: receive {} B (arrived, not yet read); send {} B (not yet acknowledged{unsent})",
+                queues.recv, queues.send
+            ),
+        ));
+        let checks = [
+            ("recv", expect.recv, Some(queues.recv)),
+            ("send", expect.send, Some(queues.send)),
+            ("unsent", expect.unsent, queues.unsent),
+        ];
+        for (key, expected, got) in checks {
+            if let Some(expected) = expected
+                && got != Some(expected)
+            {
+                return Err(StepError::Mismatch {
+                    call: format!("queued {key}"),
+                    expected: format!("{expected} B"),
+                    got: got.map_or("no such count for this socket".into(), |got| {
+                        format!("{got} B")
+                    }),
+                });
+            }
+        }
         Ok(())
     }
 

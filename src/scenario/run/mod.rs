@@ -15,6 +15,7 @@
 //! server, keeps the transcript and shows the server's events.
 
 mod client;
+mod kernel;
 mod server;
 
 use std::collections::HashMap;
@@ -325,6 +326,7 @@ impl Runner<'_> {
                 Ok(())
             }
             Action::Server(call) => self.server_call(call),
+            Action::Kernel(call) => self.kernel_call(call),
         }
     }
 
