@@ -449,6 +449,7 @@ fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
     });
     let files = scenario::discover(&dir)
         .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+    let mut first = None;
     for path in files {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
@@ -457,6 +458,14 @@ fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
             "{name:<32} {}",
             scenario::title_of(&text).unwrap_or("(no title)")
         );
+        first.get_or_insert(path);
     }
+    if let Some(first) = first {
+        println!(
+            "\nRun one: socket-lab run {} (add --full to see every byte)",
+            first.display()
+        );
+    }
+    println!("Which claim of the walkthrough each lesson proves or corrects: CLAIMS.md");
     Ok(())
 }

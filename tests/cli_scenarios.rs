@@ -17,14 +17,28 @@ fn lessons_lists_the_walkthrough_in_order_with_titles() {
         .unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines.len() >= 12, "{stdout}");
+    let (listing, closing) = stdout
+        .split_once("\n\n")
+        .expect("a blank line after the list");
+    let lines: Vec<&str> = listing.lines().collect();
+    let files = std::fs::read_dir(lesson(""))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "txt"))
+        })
+        .count();
+    assert_eq!(lines.len(), files, "one line per lesson file:\n{stdout}");
     assert!(
         lines[0].starts_with("01-one-message.txt") && lines[0].ends_with("One message, one ack")
     );
     let mut sorted = lines.clone();
     sorted.sort();
     assert_eq!(lines, sorted, "reading order is file order");
+    assert!(closing.contains("Run one: socket-lab run "), "{closing}");
+    assert!(closing.contains("01-one-message.txt (add --full to see every byte)"));
+    assert!(closing.contains("CLAIMS.md"));
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use socket_lab::scenario::Scenario;
 use socket_lab::scenario::syntax::{
-    Action, ClientCall, ConnectOutcome, Direction, RecvOutcome, SendOutcome, ServerCall, SockOpt,
-    StreamContent,
+    Action, ClientCall, ConnectOutcome, Direction, Framing, RecvOutcome, SendOutcome, ServerCall,
+    SockOpt, StreamContent,
 };
 use socket_lab::server::{ACK, Event, Server, ServerConfig, channel_log};
 use socket_lab::{Address, Endpoint};
@@ -230,7 +230,11 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
             size,
             expect: RecvOutcome::Data(Vec::new())
         }),
-        text().prop_map(|pattern| ClientCall::RecvResponse { pattern }),
+        (
+            text(),
+            prop_oneof![Just(Framing::Whole), Just(Framing::Short)]
+        )
+            .prop_map(|(pattern, framing)| ClientCall::RecvResponse { pattern, framing }),
         (1u64..10_000).prop_map(|ms| ClientCall::SetTimeout(Duration::from_millis(ms))),
         any::<bool>().prop_map(ClientCall::SetBlocking),
         (sock_opt(), 0usize..1_000_000)

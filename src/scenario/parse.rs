@@ -368,8 +368,15 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
                 &Token::Equals,
                 "`= \"HTTP/1.1 200 OK\\r\\n[..]\"` after `recv-response`",
             )?;
+            let framing = if tokens.peek_word() == Some("short") {
+                tokens.next();
+                Framing::Short
+            } else {
+                Framing::Whole
+            };
             ClientCall::RecvResponse {
                 pattern: tokens.text("the response to expect")?,
+                framing,
             }
         }
         "shutdown" => ClientCall::Shutdown(match tokens.word("read, write or both")?.as_str() {

@@ -107,8 +107,12 @@ impl fmt::Display for ClientCall {
             ClientCall::RecvUntilEof {
                 expect: StreamContent::Data(data),
             } => write!(f, "recv-until-eof = {}", literal(data)),
-            ClientCall::RecvResponse { pattern } => {
-                write!(f, "recv-response = {}", literal(pattern.as_bytes()))
+            ClientCall::RecvResponse { pattern, framing } => {
+                let short = match framing {
+                    Framing::Whole => "",
+                    Framing::Short => "short ",
+                };
+                write!(f, "recv-response = {short}{}", literal(pattern.as_bytes()))
             }
             ClientCall::Shutdown(Direction::Read) => write!(f, "shutdown read"),
             ClientCall::Shutdown(Direction::Write) => write!(f, "shutdown write"),

@@ -250,10 +250,12 @@ pub enum ClientCall {
     RecvUntilEof {
         expect: StreamContent,
     },
-    /// `recv` until one whole HTTP response (head, then `Content-Length` bytes of body) is in,
-    /// matched against a pattern with `[..]`.
+    /// `recv` one HTTP response: the head up to its blank line, then the body, framed by
+    /// `Content-Length` (or, without one, until the server closes), matched against a
+    /// pattern with `[..]`.
     RecvResponse {
         pattern: String,
+        framing: Framing,
     },
     Shutdown(Direction),
     Close,
@@ -283,6 +285,16 @@ pub struct QueueCounts {
     pub send: Option<usize>,
     /// Not yet sent at all (`SIOCOUTQNSD`): what Nagle's algorithm holds back.
     pub unsent: Option<usize>,
+}
+
+/// Whether a response's body must arrive whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Every byte `Content-Length` announced arrives.
+    Whole,
+    /// `= short`: fewer bytes arrive than `Content-Length` announced, and then nothing more
+    /// (the stream ends, or the step's timeout passes): a server whose header lies.
+    Short,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,8 +468,8 @@ pub const VERBS: &[Verb] = &[
     Verb {
         name: "recv-response",
         actor: Actor::Client,
-        usage: "recv-response = PATTERN",
-        does: "recv one whole HTTP response (framed by Content-Length) and match it",
+        usage: "recv-response = [short] PATTERN",
+        does: "recv one HTTP response framed by Content-Length and match it (`short`: the body stops before Content-Length bytes)",
     },
     Verb {
         name: "shutdown",

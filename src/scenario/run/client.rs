@@ -20,7 +20,7 @@ use crate::kernel::Queues;
 use crate::scenario::lex::{MAX_PAYLOAD, quote};
 use crate::scenario::report::{Entry, EntryKind, Fact, StepError, matches, show_bytes};
 use crate::scenario::syntax::{
-    ClientCall, ConnectOutcome, Direction, QueueCounts, RecvOutcome, SendOutcome, SockOpt,
+    ClientCall, ConnectOutcome, Direction, Framing, QueueCounts, RecvOutcome, SendOutcome, SockOpt,
     StreamContent,
 };
 use crate::send;
@@ -44,7 +44,9 @@ impl Runner<'_> {
             ClientCall::Recv { size, expect } => self.recv(name, *size, expect),
             ClientCall::RecvExactly { size, expect } => self.recv_exactly(name, *size, expect),
             ClientCall::RecvUntilEof { expect } => self.recv_until_eof(name, expect),
-            ClientCall::RecvResponse { pattern } => self.recv_response(name, pattern),
+            ClientCall::RecvResponse { pattern, framing } => {
+                self.recv_response(name, pattern, *framing)
+            }
             ClientCall::Shutdown(direction) => self.shutdown(name, *direction),
             ClientCall::Close => self.close(name),
             ClientCall::Reset => self.reset(name),
@@ -434,13 +436,20 @@ impl Runner<'_> {
 
     /// Reads one HTTP response: the head up to the blank line, then `Content-Length` bytes of
     /// body (or, without one, everything until the server closes).
-    fn recv_response(&mut self, name: &str, pattern: &str) -> Result<(), StepError> {
+    fn recv_response(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        framing: Framing,
+    ) -> Result<(), StepError> {
         let started = Instant::now();
         let deadline = started + self.timeout();
         let mut buffered = std::mem::take(&mut self.client(name)?.unread);
         let already = buffered.len();
         let stream = self.stream(name)?;
-        let read = (|| -> Result<usize, String> {
+        // The head, then the body as the head frames it: (where the response ends, how many
+        // body bytes Content-Length announced and how many of them arrived).
+        let read = (|| -> Result<(usize, Option<(usize, usize)>), String> {
             let head_end = loop {
                 if let Some(at) = find(&buffered, b"\r\n\r\n") {
                     break at + 4;
@@ -456,24 +465,27 @@ impl Runner<'_> {
             match length {
                 Some(length) => {
                     while buffered.len() < head_end.saturating_add(length) {
-                        read_some(stream, &mut buffered, deadline).map_err(|reason| {
-                            format!(
-                                "the body ended early: {reason} ({} of the {length} bytes Content-Length announced)",
-                                buffered.len() - head_end
-                            )
-                        })?;
+                        if let Err(reason) = read_some(stream, &mut buffered, deadline) {
+                            let arrived = buffered.len() - head_end;
+                            if framing == Framing::Short {
+                                return Ok((buffered.len(), Some((length, arrived))));
+                            }
+                            return Err(format!(
+                                "the body ended early: {reason} ({arrived} of the {length} bytes Content-Length announced)"
+                            ));
+                        }
                     }
-                    Ok(head_end + length)
+                    Ok((head_end + length, Some((length, length))))
                 }
                 None => {
                     read_until(stream, &mut buffered, None, deadline)?;
-                    Ok(buffered.len())
+                    Ok((buffered.len(), None))
                 }
             }
         })();
         let received = buffered.len() - already;
-        let end = match read {
-            Ok(end) => end,
+        let (end, body) = match read {
+            Ok(read) => read,
             Err(reason) => {
                 self.record(
                     line(format!(
@@ -507,9 +519,15 @@ impl Runner<'_> {
         } else {
             String::new()
         };
+        let short = match body {
+            Some((announced, arrived)) if arrived < announced => format!(
+                "   the body stopped at {arrived} of the {announced} bytes Content-Length announced"
+            ),
+            _ => String::new(),
+        };
         self.record(
             line(format!(
-                "{name} ◀──\"{}\" … ({} B)── server{waited}",
+                "{name} ◀──\"{}\" … ({} B)── server{waited}{short}",
                 quote(status_line.as_bytes()),
                 buffered.len()
             ))
@@ -519,6 +537,16 @@ impl Runner<'_> {
                 len: received,
             }),
         );
+        if framing == Framing::Short && short.is_empty() {
+            return Err(StepError::Mismatch {
+                call: "recv-response".into(),
+                expected: "a body that stops short of its Content-Length".into(),
+                got: match body {
+                    Some((announced, _)) => format!("all {announced} bytes it announced"),
+                    None => "a response without Content-Length".into(),
+                },
+            });
+        }
         let text = String::from_utf8_lossy(&buffered);
         if matches(pattern, &text) {
             Ok(())

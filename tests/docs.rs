@@ -1,0 +1,41 @@
+//! The README documents what the code does: every verb of the scenario language has its row
+//! in the README's table, written as the verb table in `src/scenario/syntax.rs` says.
+
+use socket_lab::scenario::syntax::{Actor, KERNEL_VERBS, VERBS};
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable")
+}
+
+#[test]
+fn every_scenario_verb_has_its_row_in_the_readme() {
+    let readme = readme();
+    let mut missing = Vec::new();
+    for verb in VERBS.iter().chain(KERNEL_VERBS) {
+        let actor = match verb.actor {
+            Actor::Client => "client",
+            Actor::Server => "server",
+            Actor::Kernel => "kernel",
+        };
+        // Markdown tables need `|` escaped inside a cell.
+        let row = format!(
+            "| {actor} | `{}` | {} |",
+            verb.usage.replace('|', "\\|"),
+            verb.does.replace('|', "\\|")
+        );
+        if !readme.contains(&row) {
+            missing.push(row);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md lacks these rows of the verb table (copy them into \"The format\"):\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_readme_links_the_claims() {
+    assert!(readme().contains("[`CLAIMS.md`](CLAIMS.md)"));
+}
