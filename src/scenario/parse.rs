@@ -272,17 +272,18 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
         "connect" => {
             let expect = if tokens.eat(&Token::Equals) {
                 match tokens
-                    .word("`connected`, `refused` or `pending DURATION`")?
+                    .word("`connected`, `error ECONNREFUSED` or `pending DURATION`")?
                     .as_str()
                 {
                     "connected" => ConnectOutcome::Connected,
-                    "refused" => ConnectOutcome::Refused,
-                    "pending" => ConnectOutcome::Pending(tokens.duration()?),
-                    other => {
-                        return Err(format!(
-                            "`connect` ends in `connected`, `refused` or `pending 300ms`, not `{other}`"
-                        ));
+                    "error" => {
+                        errno(tokens, &["ECONNREFUSED"])?;
+                        ConnectOutcome::Refused
                     }
+                    "pending" => ConnectOutcome::Pending(tokens.duration()?),
+                    other => return Err(old_outcome(other).unwrap_or_else(|| format!(
+                        "`connect` ends in `connected`, `error ECONNREFUSED` or `pending 300ms`, not `{other}`"
+                    ))),
                 }
             } else {
                 ConnectOutcome::Connected
@@ -298,9 +299,13 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
                         tokens.next();
                         SendOutcome::Partial
                     }
-                    Some("wouldblock") => {
+                    Some("error") => {
                         tokens.next();
+                        errno(tokens, &["EAGAIN"])?;
                         SendOutcome::WouldBlock
+                    }
+                    Some(word) if old_outcome(word).is_some() => {
+                        return Err(old_outcome(word).unwrap_or_default());
                     }
                     _ => SendOutcome::Count(tokens.number(MAX_PAYLOAD)?),
                 })
@@ -316,18 +321,29 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
             let size = tokens.number(MAX_PAYLOAD)?;
             tokens.expect(
                 &Token::Equals,
-                "`= \"bytes\"`, `= eof`, `= reset`, `= timeout` or `= wouldblock` after `recv N`",
+                "`= \"bytes\"`, `= eof`, `= timeout` or `= error ECONNRESET|EAGAIN` after `recv N`",
             )?;
             let expect = match tokens.peek_word() {
-                Some("eof") => RecvOutcome::Eof,
-                Some("reset") => RecvOutcome::Reset,
-                Some("timeout") => RecvOutcome::Timeout,
-                Some("wouldblock") => RecvOutcome::WouldBlock,
+                Some("eof") => {
+                    tokens.next();
+                    RecvOutcome::Eof
+                }
+                Some("timeout") => {
+                    tokens.next();
+                    RecvOutcome::Timeout
+                }
+                Some("error") => {
+                    tokens.next();
+                    match errno(tokens, &["ECONNRESET", "EAGAIN"])? {
+                        "ECONNRESET" => RecvOutcome::Reset,
+                        _ => RecvOutcome::WouldBlock,
+                    }
+                }
+                Some(word) if old_outcome(word).is_some() => {
+                    return Err(old_outcome(word).unwrap_or_default());
+                }
                 _ => RecvOutcome::Data(tokens.bytes_expr()?),
             };
-            if !matches!(expect, RecvOutcome::Data(_)) {
-                tokens.next();
-            }
             if let RecvOutcome::Data(data) = &expect
                 && data.len() > size
             {
@@ -443,6 +459,35 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
         }
     };
     Ok(call)
+}
+
+/// The error name after `= error`, one of `allowed` (the errno names of errno(3), as
+/// packetdrill writes them: `= error ECONNREFUSED`).
+fn errno(tokens: &mut Tokens, allowed: &[&'static str]) -> Result<&'static str, String> {
+    let name = tokens.word(&format!("an error name: {}", allowed.join(" or ")))?;
+    allowed
+        .iter()
+        .find(|known| **known == name)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "this call's errors are written {}, not `{name}`",
+                allowed.join(" or ")
+            )
+        })
+}
+
+/// The words earlier lessons used for errors, and the one form they are written in now.
+fn old_outcome(word: &str) -> Option<String> {
+    let errno = match word {
+        "refused" => "ECONNREFUSED",
+        "reset" => "ECONNRESET",
+        "wouldblock" => "EAGAIN",
+        _ => return None,
+    };
+    Some(format!(
+        "an error is written `= error {errno}` (the errno name), not `= {word}`"
+    ))
 }
 
 fn parse_kernel_call(tokens: &mut Tokens, verb: &str) -> Result<KernelCall, String> {
@@ -609,6 +654,41 @@ mod tests {
         assert_eq!(
             parse_err("# t\nserver tcp recv-size=0"),
             "line 2: recv-size=0: the server's recv size is 1 to 16777216 bytes"
+        );
+    }
+
+    #[test]
+    fn errors_are_written_with_their_errno_name() {
+        let call = |line: &str| {
+            let scenario = Scenario::parse(&format!("# t\nserver tcp\n{line}\n")).unwrap();
+            scenario.steps[0].action.clone()
+        };
+        assert_eq!(
+            call("alice: connect = error ECONNREFUSED"),
+            Action::Client {
+                name: "alice".into(),
+                call: ClientCall::Connect {
+                    expect: ConnectOutcome::Refused
+                }
+            }
+        );
+        assert_eq!(
+            call("alice: recv 8 = error ECONNRESET"),
+            Action::Client {
+                name: "alice".into(),
+                call: ClientCall::Recv {
+                    size: 8,
+                    expect: RecvOutcome::Reset
+                }
+            }
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\nalice: recv 8 = reset"),
+            "line 3: an error is written `= error ECONNRESET` (the errno name), not `= reset`"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\nalice: recv 8 = error ECONNREFUSED"),
+            "line 3: this call's errors are written ECONNRESET or EAGAIN, not `ECONNREFUSED`"
         );
     }
 

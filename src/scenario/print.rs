@@ -72,7 +72,7 @@ impl fmt::Display for ClientCall {
         match self {
             ClientCall::Connect { expect } => match expect {
                 ConnectOutcome::Connected => write!(f, "connect"),
-                ConnectOutcome::Refused => write!(f, "connect = refused"),
+                ConnectOutcome::Refused => write!(f, "connect = error ECONNREFUSED"),
                 ConnectOutcome::Pending(wait) => {
                     write!(f, "connect = pending {}", show_duration(*wait))
                 }
@@ -84,7 +84,7 @@ impl fmt::Display for ClientCall {
                     None => Ok(()),
                     Some(SendOutcome::Count(count)) => write!(f, " = {count}"),
                     Some(SendOutcome::Partial) => write!(f, " = partial"),
-                    Some(SendOutcome::WouldBlock) => write!(f, " = wouldblock"),
+                    Some(SendOutcome::WouldBlock) => write!(f, " = error EAGAIN"),
                 }
             }
             ClientCall::SendAll { data } => write!(f, "sendall {}", literal(data)),
@@ -93,9 +93,9 @@ impl fmt::Display for ClientCall {
                 match expect {
                     RecvOutcome::Data(data) => write!(f, "{}", literal(data)),
                     RecvOutcome::Eof => write!(f, "eof"),
-                    RecvOutcome::Reset => write!(f, "reset"),
+                    RecvOutcome::Reset => write!(f, "error ECONNRESET"),
                     RecvOutcome::Timeout => write!(f, "timeout"),
-                    RecvOutcome::WouldBlock => write!(f, "wouldblock"),
+                    RecvOutcome::WouldBlock => write!(f, "error EAGAIN"),
                 }
             }
             ClientCall::RecvExactly { size, expect } => {

@@ -426,7 +426,7 @@ pub const VERBS: &[Verb] = &[
     Verb {
         name: "connect",
         actor: Actor::Client,
-        usage: "connect [= connected | refused | pending 300ms]",
+        usage: "connect [= connected | error ECONNREFUSED | pending 300ms]",
         does: "connect to the server; on a datagram server it only fixes the peer address",
     },
     Verb {
@@ -438,7 +438,7 @@ pub const VERBS: &[Verb] = &[
     Verb {
         name: "send",
         actor: Actor::Client,
-        usage: "send BYTES [= N | partial | wouldblock]",
+        usage: "send BYTES [= N | partial | error EAGAIN]",
         does: "one send call, and what it returns",
     },
     Verb {
@@ -450,7 +450,7 @@ pub const VERBS: &[Verb] = &[
     Verb {
         name: "recv",
         actor: Actor::Client,
-        usage: "recv N = BYTES | eof | reset | timeout | wouldblock",
+        usage: "recv N = BYTES | eof | timeout | error ECONNRESET | error EAGAIN",
         does: "one recv call, and what it returns",
     },
     Verb {
