@@ -110,6 +110,14 @@ impl PendingConnect {
     }
 
     /// The connected socket, blocking again, once [`PendingConnect::wait`] said so.
+    /// The client's own address: the kernel picked its port at `connect`, before any answer.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket
+            .local_addr()
+            .ok()
+            .and_then(|addr| addr.as_socket())
+    }
+
     pub fn into_stream(self) -> Result<TcpStream, Error> {
         self.socket.set_nonblocking(false).map_err(|e| {
             Error::io(

@@ -17,6 +17,8 @@
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
 //! - [`kernel`]: what the kernel decides, read on this machine: sysctls, TCP socket states.
+//! - [`namespace`]: a private user and network namespace, so an ordinary user may capture.
+//! - [`wire`]: every segment on loopback, from a packet socket: the wire's view of a lesson.
 //! - [`http`]: HTTP on the raw socket: request parser, response builder, web server.
 //! - [`scenario`]: lesson files in `scenarios/`: parsed, run against a real server, narrated.
 //!
@@ -31,11 +33,13 @@ pub mod error;
 pub mod escape;
 pub mod http;
 pub mod kernel;
+pub mod namespace;
 pub mod options;
 pub mod scenario;
 pub mod send;
 pub mod server;
 pub mod udp;
+pub mod wire;
 
 pub use endpoint::{Address, Endpoint};
 pub use error::Error;

@@ -11,9 +11,11 @@ use socket_lab::bench::{self, BenchConfig, Transport};
 use socket_lab::client::Client;
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
+use socket_lab::namespace;
 use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
 use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
 use socket_lab::udp::{self, DatagramClient, DatagramServer};
+use socket_lab::wire::Capture;
 use socket_lab::{Address, Endpoint, Error};
 
 const EXIT_CODES: &str = "\
@@ -102,6 +104,14 @@ struct RunArgs {
     /// characters): text line by line, escaped; anything binary as a hex dump.
     #[arg(long)]
     full: bool,
+    /// Show every TCP segment and UDP datagram among the socket calls (SYN, ACK, FIN, RST,
+    /// sequence numbers, windows), and check `wire:` steps. Needs no root: the run moves
+    /// into a private network namespace with its own loopback, where it may capture.
+    #[arg(long, conflicts_with = "target")]
+    wire: bool,
+    /// With --wire, also write every frame to this pcap file (for Wireshark or tshark -r).
+    #[arg(long, requires = "wire", value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -354,7 +364,39 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The capture for `run --wire`: inside a private network namespace where possible, on the
+/// machine's own loopback for root where not, else none (said in one line).
+fn open_wire(args: &RunArgs) -> Result<Option<Capture>, Error> {
+    if !args.wire {
+        return Ok(None);
+    }
+    if let Err(reason) = namespace::enter_private() {
+        // SAFETY: geteuid cannot fail and touches no memory of ours.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("wire: {reason}; running without the wire");
+            return Ok(None);
+        }
+        eprintln!(
+            "wire: {reason}; capturing on this machine's loopback instead (as root), where other programs' traffic shows too"
+        );
+    }
+    let mut capture = Capture::open_loopback().map_err(|e| {
+        Error::io(
+            "cannot open a packet socket on lo for --wire".to_string(),
+            e,
+        )
+    })?;
+    if let Some(path) = &args.pcap {
+        capture
+            .write_pcap(path)
+            .map_err(|e| Error::io(format!("cannot write the pcap file {}", path.display()), e))?;
+    }
+    Ok(Some(capture))
+}
+
 fn run_scenarios(args: RunArgs) -> Result<(), Error> {
+    // First, while the process has one thread: entering a user namespace needs that.
+    let mut capture = open_wire(&args)?;
     let target = match &args.target {
         None => ScenarioTarget::OwnServer,
         Some(text) => ScenarioTarget::External(parse_target(text)?),
@@ -374,7 +416,7 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         }
         let mut stdout = io::stdout();
         let mut in_narration = false;
-        scenario::run(&scenario, &shown, &target, &mut |entry| {
+        scenario::run_with_wire(&scenario, &shown, &target, capture.as_mut(), &mut |entry| {
             // A blank line before each block of narration separates the lesson's phases.
             let narration = entry.kind == scenario::EntryKind::Narration;
             if narration && !in_narration {

@@ -248,20 +248,26 @@ fn parse_step(tokens: &mut Tokens) -> Result<Action, String> {
             "`{actor}` is not a name: use letters, digits, `-` and `_`"
         ));
     }
-    let who = match actor.as_str() {
-        "server" => Actor::Server,
-        "kernel" => Actor::Kernel,
-        _ => Actor::Client,
-    };
-    let names = verb_names(who);
-    let verb = tokens.word(&format!("a verb: {names}"))?;
-    let action = match who {
-        Actor::Server => Action::Server(parse_server_call(tokens, &verb)?),
-        Actor::Client => Action::Client {
-            name: actor,
-            call: parse_client_call(tokens, &verb)?,
-        },
-        Actor::Kernel => Action::Kernel(parse_kernel_call(tokens, &verb)?),
+    // A verb follows the actor, except on the wire, whose steps have a shape of their own.
+    let verb =
+        |tokens: &mut Tokens, who: Actor| tokens.word(&format!("a verb: {}", verb_names(who)));
+    let action = match actor.as_str() {
+        "wire" => Action::Wire(parse_wire_call(tokens)?),
+        "server" => {
+            let verb = verb(tokens, Actor::Server)?;
+            Action::Server(parse_server_call(tokens, &verb)?)
+        }
+        "kernel" => {
+            let verb = verb(tokens, Actor::Kernel)?;
+            Action::Kernel(parse_kernel_call(tokens, &verb)?)
+        }
+        _ => {
+            let verb = verb(tokens, Actor::Client)?;
+            Action::Client {
+                call: parse_client_call(tokens, &verb)?,
+                name: actor,
+            }
+        }
     };
     tokens.end()?;
     Ok(action)
@@ -459,6 +465,52 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
         }
     };
     Ok(call)
+}
+
+/// `alice → server SYN ACK len=0` (or `->`), or `no segment for 300ms`.
+fn parse_wire_call(tokens: &mut Tokens) -> Result<WireCall, String> {
+    let from = tokens.word("`FROM → TO FLAGS` or `no segment for 300ms`")?;
+    if from == "no" {
+        for word in ["segment", "for"] {
+            if tokens.word(&format!("`{word}`"))? != word {
+                return Err("write it `no segment for 300ms`".into());
+            }
+        }
+        return Ok(WireCall::Silence(tokens.duration()?));
+    }
+    let arrow = tokens.word("`→` (or `->`) between the two ends")?;
+    if arrow != "→" && arrow != "->" {
+        return Err(format!(
+            "expected `→` (or `->`) after `{from}`, found `{arrow}`"
+        ));
+    }
+    let to = tokens.word("the receiving end: a client's name or `server`")?;
+    let mut names = Vec::new();
+    let mut len = None;
+    while !tokens.at_end() {
+        let word = tokens.word("a TCP flag (SYN ACK FIN RST PSH), UDP, or len=N")?;
+        if word == "len" {
+            tokens.expect(&Token::Equals, "`=` after `len`")?;
+            len = Some(tokens.number(MAX_PAYLOAD)?);
+        } else {
+            names.push(word);
+        }
+    }
+    let kind = if names == ["UDP"] {
+        SegmentKind::Udp
+    } else if names.is_empty() {
+        return Err("say which flags the segment has, e.g. `SYN` or `SYN ACK`, or `UDP`".into());
+    } else {
+        SegmentKind::Tcp(crate::wire::Flags::from_names(
+            names.iter().map(String::as_str),
+        )?)
+    };
+    Ok(WireCall::Segment {
+        from,
+        to,
+        kind,
+        len,
+    })
 }
 
 /// The error name after `= error`, one of `allowed` (the errno names of errno(3), as

@@ -44,6 +44,27 @@ impl fmt::Display for Action {
                 write!(f, "kernel: sysctl {}", names.join(" "))
             }
             Action::Kernel(KernelCall::SynSchedule) => write!(f, "kernel: syn-schedule"),
+            Action::Wire(WireCall::Silence(wait)) => {
+                write!(f, "wire: no segment for {}", show_duration(*wait))
+            }
+            Action::Wire(WireCall::Segment {
+                from,
+                to,
+                kind,
+                len,
+            }) => {
+                write!(f, "wire: {from} → {to} ")?;
+                match kind {
+                    SegmentKind::Udp => write!(f, "UDP")?,
+                    SegmentKind::Tcp(flags) => {
+                        write!(f, "{}", flags.to_string().replace('-', " "))?
+                    }
+                }
+                match len {
+                    Some(len) => write!(f, " len={len}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

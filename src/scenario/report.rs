@@ -24,6 +24,8 @@ pub enum EntryKind {
     Server,
     /// What the kernel is set to do, or holds.
     Kernel,
+    /// A segment that crossed the wire (`run --wire`).
+    Wire,
     Note,
 }
 
@@ -428,6 +430,7 @@ pub fn render(entry: &Entry, view: View) -> String {
             EntryKind::Client => "36",
             EntryKind::Server => "33",
             EntryKind::Kernel => "35",
+            EntryKind::Wire => "34",
             EntryKind::Note => "2",
         };
         format!("\x1b[{style}m{text}\x1b[0m")

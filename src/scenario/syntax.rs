@@ -205,8 +205,30 @@ pub enum Action {
     Client { name: String, call: ClientCall },
     Server(ServerCall),
     Kernel(KernelCall),
+    Wire(WireCall),
 }
 
+/// What the scenario expects to see on the wire (only with `socket-lab run --wire`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireCall {
+    /// The next segment from `from` to `to` that no wire step has matched yet has exactly
+    /// these TCP flags (or is a UDP datagram), and `len` bytes of payload if given.
+    Segment {
+        from: String,
+        to: String,
+        kind: SegmentKind,
+        len: Option<usize>,
+    },
+    /// No segment at all crosses the wire for this long, from now.
+    Silence(Duration),
+}
+
+/// A TCP segment with these flags, or a UDP datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentKind {
+    Tcp(crate::wire::Flags),
+    Udp,
+}
 /// What the scenario reads from the kernel, to say what *this* machine does rather than
 /// quote a number that a sysctl decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -408,6 +430,8 @@ pub enum Actor {
     Server,
     /// `kernel: VERB`: reads what this machine's kernel is set to do.
     Kernel,
+    /// `wire: ...`: what crossed the loopback interface (`run --wire`).
+    Wire,
 }
 
 /// One verb of the scenario language: its name, who may use it, and how it is written.
@@ -574,11 +598,28 @@ pub const KERNEL_VERBS: &[Verb] = &[
     },
 ];
 
+/// What a wire step may say. Its "verb" is a shape, not a word.
+pub const WIRE_VERBS: &[Verb] = &[
+    Verb {
+        name: "FROM → TO",
+        actor: Actor::Wire,
+        usage: "FROM → TO FLAGS... [len=N]",
+        does: "the next segment from FROM to TO not yet matched has exactly these flags (SYN ACK FIN RST PSH, or UDP), and N bytes of payload if given",
+    },
+    Verb {
+        name: "no segment",
+        actor: Actor::Wire,
+        usage: "no segment for 300ms",
+        does: "nothing crosses the wire for that long",
+    },
+];
+
 /// The names of the verbs `actor` may use, for error messages.
 pub fn verb_names(actor: Actor) -> String {
     VERBS
         .iter()
         .chain(KERNEL_VERBS)
+        .chain(WIRE_VERBS)
         .filter(|verb| verb.actor == actor)
         .map(|verb| verb.name)
         .collect::<Vec<_>>()

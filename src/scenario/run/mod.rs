@@ -17,6 +17,7 @@
 mod client;
 mod kernel;
 mod server;
+mod wire;
 
 use std::collections::HashMap;
 use std::io;
@@ -33,6 +34,8 @@ use crate::error::Error;
 use crate::http::server::{HttpConfig, HttpEvent, HttpServer};
 use crate::server::{Event, RunningServer, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
+use crate::wire::{Capture, Segment};
+use std::net::SocketAddr;
 
 /// Where the client side of a scenario connects.
 #[derive(Clone, Debug)]
@@ -53,6 +56,19 @@ pub fn run(
     target: &Target,
     observe: &mut dyn FnMut(&Entry),
 ) -> Result<Transcript, Failure> {
+    run_with_wire(scenario, file, target, None, observe)
+}
+
+/// [`run`], with the wire's view: every segment `capture` catches is shown among the socket
+/// calls, at the moment the kernel stamped it, and `wire:` steps check them. The capture must
+/// see only this lesson's traffic (a private network namespace, `crate::namespace`).
+pub fn run_with_wire(
+    scenario: &Scenario,
+    file: &str,
+    target: &Target,
+    capture: Option<&mut Capture>,
+    observe: &mut dyn FnMut(&Entry),
+) -> Result<Transcript, Failure> {
     let mut runner = Runner {
         scenario,
         transcript: Transcript::default(),
@@ -65,6 +81,10 @@ pub fn run(
         log: LogBook::default(),
         external: matches!(target, Target::External(_)),
         stops: Vec::new(),
+        wire: WireView {
+            capture,
+            ..WireView::default()
+        },
         _socket_dir: None,
     };
     runner.record(Entry::new(EntryKind::Title, scenario.title.clone()));
@@ -147,8 +167,25 @@ struct Runner<'a> {
     /// When the server was being stopped (from, to): a connection that ends then was closed
     /// by the server itself, whatever its recv returned.
     stops: Vec<(Moment, Moment)>,
+    wire: WireView<'a>,
     /// A Unix socket's directory, removed when the runner is dropped.
     _socket_dir: Option<TempDir>,
+}
+
+/// The wire's view of the run: the capture, the segments it caught that are not shown yet,
+/// and those shown, for `wire:` steps to check.
+#[derive(Default)]
+struct WireView<'a> {
+    capture: Option<&'a mut Capture>,
+    /// Caught, not yet placed in the transcript; oldest first.
+    pending: Vec<Segment>,
+    /// In the transcript, with whether a `wire:` step has matched each.
+    shown: Vec<(Segment, bool)>,
+    /// The last segment a `wire:` step matched: the next step looks after it.
+    cursor: Option<std::time::Instant>,
+    /// Each direction's first sequence number and window scale, for relative numbers.
+    first_seq: HashMap<(SocketAddr, SocketAddr), u32>,
+    scale: HashMap<(SocketAddr, SocketAddr), u8>,
 }
 
 /// A log callback for a server: stamps each event on `timeline` on the server's own thread.
@@ -164,12 +201,37 @@ impl Runner<'_> {
         self.record_at(now, entry);
     }
 
-    /// Adds `entry` as happening at `moment`: first whatever the server did before then.
+    /// Adds `entry` as happening at `moment`: first whatever the server did, and whatever
+    /// crossed the wire, before then.
     fn record_at(&mut self, moment: Moment, entry: Entry) {
-        for (moment, event) in self.timeline.take_before(moment) {
-            self.show(moment, event);
-        }
+        let events = self.timeline.take_before(moment);
+        self.show_until(events, moment.at);
         self.emit(entry);
+    }
+
+    /// Shows `events` (all of them) and the segments caught before `until`, merged in the
+    /// order they happened.
+    fn show_until(&mut self, events: Vec<(Moment, ServerEvent)>, until: std::time::Instant) {
+        self.pull_wire();
+        let split = self
+            .wire
+            .pending
+            .partition_point(|segment| segment.at < until);
+        let mut segments = self.wire.pending.drain(..split).peekable();
+        let mut shown = Vec::new();
+        for (moment, event) in events {
+            while let Some(segment) = segments.next_if(|segment| segment.at < moment.at) {
+                shown.push(Shown::Segment(segment));
+            }
+            shown.push(Shown::Event(moment, event));
+        }
+        shown.extend(segments.map(Shown::Segment));
+        for item in shown {
+            match item {
+                Shown::Event(moment, event) => self.show(moment, event),
+                Shown::Segment(segment) => self.show_segment(segment),
+            }
+        }
     }
 
     fn emit(&mut self, entry: Entry) {
@@ -189,12 +251,11 @@ impl Runner<'_> {
         self.transcript.entries.push(entry);
     }
 
-    /// Shows everything the server has reported so far.
+    /// Shows everything the server has reported, and the wire has carried, so far.
     fn catch_up(&mut self) {
         let now = self.timeline.now();
-        for (moment, event) in self.timeline.take_before(now) {
-            self.show(moment, event);
-        }
+        let events = self.timeline.take_before(now);
+        self.show_until(events, now.at);
     }
 
     fn fail(&mut self, file: &str, line: usize, step: String, error: StepError) -> Failure {
@@ -327,6 +388,7 @@ impl Runner<'_> {
             }
             Action::Server(call) => self.server_call(call),
             Action::Kernel(call) => self.kernel_call(call),
+            Action::Wire(call) => self.wire_call(call),
         }
     }
 
@@ -521,6 +583,12 @@ impl Runner<'_> {
         };
         self.clients.insert(name.to_string(), client);
     }
+}
+
+/// One thing to show, from either side of the merge.
+enum Shown {
+    Event(Moment, ServerEvent),
+    Segment(Segment),
 }
 
 /// A fresh directory under the system's temporary directory, removed on drop.

@@ -221,9 +221,7 @@ impl Runner<'_> {
                         .collect(),
                 });
             }
-            for (moment, event) in events {
-                self.show(moment, event);
-            }
+            self.show_events(events);
         }
     }
 
@@ -270,9 +268,7 @@ impl Runner<'_> {
                 )
                 .into());
             }
-            for (moment, event) in events {
-                self.show(moment, event);
-            }
+            self.show_events(events);
         }
     }
 }

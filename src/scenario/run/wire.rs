@@ -1,0 +1,291 @@
+//! The wire's view in the transcript, and the `wire:` steps that check it.
+//!
+//! Segments come from a packet socket ([`crate::wire::Capture`]) with the kernel's time of
+//! crossing; the runner places each among the socket calls by that time. A line shows who
+//! sent it to whom, its flags, its sequence and acknowledgment numbers relative to each
+//! side's first (as Wireshark shows them), the window (scaled, once the handshake has said by
+//! how much) and the payload's length:
+//!
+//! ```text
+//!    wire   alice → server   SYN       seq=0 win=65495
+//!    wire   server → alice   SYN-ACK   seq=0 ack=1 win=65483
+//!    wire   alice → server   ACK       seq=1 ack=1 win=65536
+//! ```
+//!
+//! `wire: alice → server SYN` looks for a segment from alice to the server with exactly those
+//! flags, after the one the previous `wire:` step matched, waiting for it up to the step's
+//! timeout; `wire: no segment for 300ms` waits that long and fails if anything crosses.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{ClientSocket, Runner, ServerEvent};
+use crate::endpoint::Address;
+use crate::scenario::report::{Entry, EntryKind, StepError, show_bytes};
+use crate::scenario::syntax::{SegmentKind, WireCall};
+use crate::scenario::timeline::Moment;
+use crate::wire::{Header, Segment};
+
+impl Runner<'_> {
+    /// Takes what the capture has caught into the pending list. A capture that fails is
+    /// reported once and given up: the lesson goes on without the wire.
+    pub(super) fn pull_wire(&mut self) {
+        let Some(capture) = self.wire.capture.as_mut() else {
+            return;
+        };
+        match capture.drain() {
+            Ok(segments) => {
+                self.wire.pending.extend(segments);
+                self.wire.pending.sort_by_key(|segment| segment.at);
+            }
+            Err(error) => {
+                self.wire.capture = None;
+                self.emit(Entry::new(
+                    EntryKind::Note,
+                    format!("(the capture failed and stops here: {error})"),
+                ));
+            }
+        }
+    }
+
+    /// Shows server events that arrived while a step waited, with the segments before them.
+    pub(super) fn show_events(&mut self, events: Vec<(Moment, ServerEvent)>) {
+        let until = events
+            .last()
+            .map_or_else(Instant::now, |(moment, _)| moment.at);
+        self.show_until(events, until);
+    }
+
+    /// Who sent or received on this address: `server`, a client's name, or the address.
+    fn end_name(&self, address: SocketAddr) -> String {
+        if self.server_address() == Some(address) {
+            return "server".into();
+        }
+        let pending_name = self.clients.iter().find_map(|(name, client)| {
+            let own = match (&client.address, &client.socket) {
+                (Some(Address::Tcp(own)), _) => Some(*own),
+                (_, Some(ClientSocket::Connecting(pending))) => pending.local_addr(),
+                _ => None,
+            };
+            (own == Some(address)).then(|| name.clone())
+        });
+        pending_name.unwrap_or_else(|| address.to_string())
+    }
+
+    fn server_address(&self) -> Option<SocketAddr> {
+        match &self.server {
+            Some(server) => match &server.addr {
+                Address::Tcp(address) => Some(*address),
+                Address::Unix(_) => None,
+            },
+            None => self.endpoint.resolve().ok()?.first().copied(),
+        }
+    }
+
+    fn address_of(&self, name: &str) -> Result<SocketAddr, StepError> {
+        if name == "server" {
+            return self.server_address().ok_or_else(|| {
+                StepError::Misuse(
+                    "the server has no IP address: the wire shows TCP and UDP only".into(),
+                )
+            });
+        }
+        let client = self.clients.get(name).ok_or_else(|| {
+            StepError::Misuse(format!(
+                "there is no client {name}: add `{name}: connect` before this step"
+            ))
+        })?;
+        match (&client.address, &client.socket) {
+            (Some(Address::Tcp(address)), _) => Ok(*address),
+            (_, Some(ClientSocket::Connecting(pending))) => pending
+                .local_addr()
+                .ok_or_else(|| StepError::Misuse(format!("{name}'s connect has no address yet"))),
+            _ => Err(StepError::Misuse(format!(
+                "{name} has no IP address: the wire shows TCP and UDP only"
+            ))),
+        }
+    }
+
+    pub(super) fn show_segment(&mut self, segment: Segment) {
+        let from = self.end_name(segment.from);
+        let to = self.end_name(segment.to);
+        let direction = (segment.from, segment.to);
+        let reverse = (segment.to, segment.from);
+        let text = match segment.header {
+            Header::Tcp {
+                flags,
+                seq,
+                ack,
+                window,
+                window_scale,
+            } => {
+                if flags.syn {
+                    self.wire.first_seq.insert(direction, seq);
+                    if let Some(scale) = window_scale {
+                        self.wire.scale.insert(direction, scale);
+                    }
+                }
+                let first = *self.wire.first_seq.entry(direction).or_insert(seq);
+                let mut fields = format!("seq={}", seq.wrapping_sub(first));
+                if flags.ack {
+                    let ack = match self.wire.first_seq.get(&reverse) {
+                        Some(first) => ack.wrapping_sub(*first),
+                        None => ack,
+                    };
+                    fields.push_str(&format!(" ack={ack}"));
+                }
+                // A SYN's own window is never scaled (RFC 7323 section 2.2).
+                let scale = if flags.syn {
+                    0
+                } else {
+                    self.wire.scale.get(&direction).copied().unwrap_or(0)
+                };
+                fields.push_str(&format!(" win={}", u64::from(window) << scale));
+                if !segment.payload.is_empty() {
+                    fields.push_str(&format!(
+                        " len={} {}",
+                        segment.payload.len(),
+                        show_bytes(&segment.payload).0
+                    ));
+                }
+                format!(
+                    "   wire   {from} → {to}   {:<9} {fields}",
+                    flags.to_string()
+                )
+            }
+            Header::Udp => format!(
+                "   wire   {from} → {to}   UDP       len={} {}",
+                segment.payload.len(),
+                show_bytes(&segment.payload).0
+            ),
+        };
+        let entry = Entry::new(EntryKind::Wire, text).with_bytes(&segment.payload);
+        self.emit(entry);
+        self.wire.shown.push((segment, false));
+    }
+
+    pub(super) fn wire_call(&mut self, call: &WireCall) -> Result<(), StepError> {
+        if self.wire.capture.is_none() {
+            return Err(StepError::Misuse(
+                "this step looks at the wire: run the lesson with `socket-lab run --wire`, which captures on a private loopback".into(),
+            ));
+        }
+        match call {
+            WireCall::Segment {
+                from,
+                to,
+                kind,
+                len,
+            } => self.expect_segment(from, to, *kind, *len),
+            WireCall::Silence(wait) => {
+                self.catch_up();
+                let started = Instant::now();
+                let deadline = started + *wait;
+                while Instant::now() < deadline {
+                    let caught = match self.wire.capture.as_mut() {
+                        Some(capture) => capture
+                            .wait(deadline)
+                            .map_err(|e| format!("the capture failed: {e}"))?,
+                        None => break,
+                    };
+                    if let Some(first) = caught.first() {
+                        let after = first.at.saturating_duration_since(started).as_millis();
+                        self.wire.pending.extend(caught);
+                        self.catch_up();
+                        return Err(format!(
+                            "expected no segment for {wait:?}, but one crossed after {after} ms (shown above)"
+                        )
+                        .into());
+                    }
+                }
+                self.record(Entry::new(
+                    EntryKind::Wire,
+                    format!("   wire   (nothing crossed for {} ms)", wait.as_millis()),
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    fn expect_segment(
+        &mut self,
+        from: &str,
+        to: &str,
+        kind: SegmentKind,
+        len: Option<usize>,
+    ) -> Result<(), StepError> {
+        let source = self.address_of(from)?;
+        let destination = self.address_of(to)?;
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            self.catch_up();
+            let cursor = self.wire.cursor;
+            let found = self.wire.shown.iter_mut().find(|(segment, matched)| {
+                !*matched
+                    && cursor.is_none_or(|cursor| segment.at > cursor)
+                    && segment.from == source
+                    && segment.to == destination
+                    && kind_of(segment) == kind
+                    && len.is_none_or(|len| segment.payload.len() == len)
+            });
+            if let Some((segment, matched)) = found {
+                *matched = true;
+                self.wire.cursor = Some(segment.at);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let seen: Vec<String> = self
+                    .wire
+                    .shown
+                    .iter()
+                    .filter(|(segment, _)| segment.from == source && segment.to == destination)
+                    .map(|(segment, matched)| {
+                        format!(
+                            "  {}{} len={}",
+                            describe_kind(kind_of(segment)),
+                            if *matched {
+                                " (matched by an earlier step)"
+                            } else {
+                                ""
+                            },
+                            segment.payload.len()
+                        )
+                    })
+                    .collect();
+                return Err(format!(
+                    "expected a {} segment from {from} to {to}{} within {:?}; from {from} to {to} the wire carried:\n{}",
+                    describe_kind(kind),
+                    len.map_or(String::new(), |len| format!(" with {len} bytes")),
+                    self.timeout(),
+                    if seen.is_empty() {
+                        "  (nothing)".to_string()
+                    } else {
+                        seen.join("\n")
+                    }
+                )
+                .into());
+            }
+            let caught = match self.wire.capture.as_mut() {
+                Some(capture) => capture
+                    .wait(deadline)
+                    .map_err(|e| format!("the capture failed: {e}"))?,
+                None => Vec::new(),
+            };
+            self.wire.pending.extend(caught);
+        }
+    }
+}
+
+fn kind_of(segment: &Segment) -> SegmentKind {
+    match segment.header {
+        Header::Tcp { flags, .. } => SegmentKind::Tcp(flags),
+        Header::Udp => SegmentKind::Udp,
+    }
+}
+
+fn describe_kind(kind: SegmentKind) -> String {
+    match kind {
+        SegmentKind::Tcp(flags) => flags.to_string(),
+        SegmentKind::Udp => "UDP".into(),
+    }
+}

@@ -1,0 +1,424 @@
+//! The wire's view: every TCP segment and UDP datagram on the loopback interface, caught by
+//! a packet socket, decoded, and timed by the kernel.
+//!
+//! The socket calls are half the story: `connect` is three segments (SYN, SYN-ACK, ACK),
+//! `close` a FIN that the peer acknowledges, a full listen queue a SYN that gets no answer
+//! and is sent again. A packet socket (`socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL))`,
+//! packet(7)) bound to `lo` receives a copy of every frame that crosses it, which is how
+//! `tcpdump` and Wireshark see them. Opening one needs `CAP_NET_RAW`; `socket-lab run --wire`
+//! gets it without root by entering a network namespace of its own
+//! ([`crate::namespace`]), where the only traffic on `lo` is the lesson's.
+//!
+//! Three details a capture on loopback must get right:
+//!
+//! - **Each frame is seen twice** on `lo`, once leaving (`PACKET_OUTGOING`) and once arriving
+//!   (`PACKET_HOST`): [`Capture`] keeps the outgoing copy only.
+//! - **When** a segment crossed the wire is the kernel's timestamp (read back
+//!   per frame with the `SIOCGSTAMPNS` ioctl), not the time the capture got round to
+//!   reading it; the transcript places segments by that time among the socket calls.
+//! - **Frames on `lo` carry an Ethernet header** with zero addresses, so they decode like any
+//!   Ethernet frame. Decoding is `etherparse`'s job; this module only turns its slices into
+//!   the few fields a lesson talks about ([`Segment`]).
+//!
+//! `--pcap FILE` writes the same frames to a standard pcap file (the `pcap-file` crate), for
+//! Wireshark or `tshark -r FILE`.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use socket2::{Domain, Protocol as SocketProtocol, Socket, Type};
+
+/// The largest frame kept: loopback's MTU is 64 KiB, and a send on `lo` may leave as one
+/// segment that large (the kernel skips splitting it).
+const FRAME_MAX: usize = 256 * 1024;
+/// `ETH_P_ALL` from `linux/if_ether.h`: every protocol.
+const ETH_P_ALL: u16 = 0x0003;
+/// `SIOCGSTAMPNS` from `linux/sockios.h`: the last received packet's time, as a timespec.
+const SIOCGSTAMPNS: libc::Ioctl = 0x8907;
+
+/// The TCP flags a lesson talks about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub psh: bool,
+}
+
+impl Flags {
+    /// Flags from their names, as a scenario writes them (`SYN ACK`).
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Flags, String> {
+        let mut flags = Flags::default();
+        for name in names {
+            let flag = match name {
+                "SYN" => &mut flags.syn,
+                "ACK" => &mut flags.ack,
+                "FIN" => &mut flags.fin,
+                "RST" => &mut flags.rst,
+                "PSH" => &mut flags.psh,
+                other => {
+                    return Err(format!(
+                        "`{other}` is not a TCP flag; the flags are SYN, ACK, FIN, RST and PSH"
+                    ));
+                }
+            };
+            *flag = true;
+        }
+        Ok(flags)
+    }
+}
+
+impl fmt::Display for Flags {
+    /// `SYN`, `SYN-ACK`, `PSH-ACK`, `FIN-ACK`: the names people say.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [
+            (self.syn, "SYN"),
+            (self.fin, "FIN"),
+            (self.rst, "RST"),
+            (self.psh, "PSH"),
+            (self.ack, "ACK"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if names.is_empty() {
+            f.write_str("(no flags)")
+        } else {
+            f.write_str(&names.join("-"))
+        }
+    }
+}
+
+/// What kind of segment, with the header fields a lesson shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Header {
+    Tcp {
+        flags: Flags,
+        /// Sequence and acknowledgment numbers as on the wire; the transcript shows them
+        /// relative to each side's first sequence number, as Wireshark does.
+        seq: u32,
+        ack: u32,
+        /// The receive window the sender advertises, unscaled (as in the header).
+        window: u16,
+        /// A SYN's window-scale option: later windows from this side are `window << scale`.
+        window_scale: Option<u8>,
+    },
+    Udp,
+}
+
+/// One TCP segment or UDP datagram that crossed the loopback interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// When it crossed, by the kernel's timestamp, on the clock [`Instant`] uses.
+    pub at: Instant,
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub header: Header,
+    pub payload: Vec<u8>,
+}
+
+impl Segment {
+    /// Decodes one Ethernet frame; anything but TCP or UDP over IP is not a segment.
+    pub fn decode(frame: &[u8], at: Instant) -> Option<Segment> {
+        let packet = SlicedPacket::from_ethernet(frame).ok()?;
+        let (source, destination): (IpAddr, IpAddr) = match packet.net? {
+            NetSlice::Ipv4(ip) => (
+                ip.header().source_addr().into(),
+                ip.header().destination_addr().into(),
+            ),
+            NetSlice::Ipv6(ip) => (
+                ip.header().source_addr().into(),
+                ip.header().destination_addr().into(),
+            ),
+            _ => return None,
+        };
+        let (from_port, to_port, header, payload) = match packet.transport? {
+            TransportSlice::Tcp(tcp) => (
+                tcp.source_port(),
+                tcp.destination_port(),
+                Header::Tcp {
+                    flags: Flags {
+                        syn: tcp.syn(),
+                        ack: tcp.ack(),
+                        fin: tcp.fin(),
+                        rst: tcp.rst(),
+                        psh: tcp.psh(),
+                    },
+                    seq: tcp.sequence_number(),
+                    ack: tcp.acknowledgment_number(),
+                    window: tcp.window_size(),
+                    window_scale: tcp.options_iterator().find_map(|option| match option {
+                        Ok(etherparse::TcpOptionElement::WindowScale(scale)) => Some(scale),
+                        _ => None,
+                    }),
+                },
+                tcp.payload(),
+            ),
+            TransportSlice::Udp(udp) => (
+                udp.source_port(),
+                udp.destination_port(),
+                Header::Udp,
+                udp.payload(),
+            ),
+            _ => return None,
+        };
+        Some(Segment {
+            at,
+            from: SocketAddr::new(source, from_port),
+            to: SocketAddr::new(destination, to_port),
+            header,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// Maps the kernel's packet timestamps (the real-time clock) onto [`Instant`] (the
+/// monotonic clock the rest of the run uses), from one reading of both taken together.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    fn instant_of(&self, since_epoch: Duration) -> Instant {
+        let system = UNIX_EPOCH + since_epoch;
+        match system.duration_since(self.system) {
+            Ok(after) => self.instant + after,
+            Err(before) => self
+                .instant
+                .checked_sub(before.duration())
+                .unwrap_or(self.instant),
+        }
+    }
+}
+
+/// A packet socket on `lo`, and where its frames go besides the transcript.
+pub struct Capture {
+    socket: Socket,
+    clock: Clock,
+    /// Unbuffered: a lesson makes few frames, and a file that is whole after every frame
+    /// survives a failing step.
+    pcap: Option<PcapWriter<File>>,
+    buffer: Vec<u8>,
+}
+
+impl Capture {
+    /// Opens a packet socket on the loopback interface. Needs `CAP_NET_RAW` over this
+    /// network namespace: root, or any user inside [`crate::namespace::enter_private`].
+    pub fn open_loopback() -> io::Result<Capture> {
+        let protocol = SocketProtocol::from(i32::from(ETH_P_ALL.to_be()));
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(protocol))?;
+        let index = loopback_index()?;
+        // SAFETY: sockaddr_ll is plain old data; all zeroes is valid before the fields are set.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as libc::sa_family_t;
+        address.sll_protocol = ETH_P_ALL.to_be();
+        address.sll_ifindex = index;
+        // SAFETY: `address` is a complete sockaddr_ll and the length given is its size.
+        let bound = unsafe {
+            libc::bind(
+                socket.as_raw_fd(),
+                &address as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if bound < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set_timestamps(&socket)?;
+        socket.set_nonblocking(true)?;
+        Ok(Capture {
+            socket,
+            clock: Clock::now(),
+            pcap: None,
+            buffer: vec![0; FRAME_MAX],
+        })
+    }
+
+    /// Also writes every frame caught from now on to a pcap file at `path`.
+    pub fn write_pcap(&mut self, path: &std::path::Path) -> io::Result<()> {
+        let file = File::create(path)?;
+        let header = PcapHeader {
+            snaplen: FRAME_MAX as u32,
+            ts_resolution: pcap_file::TsResolution::NanoSecond,
+            ..PcapHeader::default()
+        };
+        self.pcap = Some(PcapWriter::with_header(file, header).map_err(io::Error::other)?);
+        Ok(())
+    }
+
+    /// Every segment the kernel has queued for us so far, oldest first, without waiting.
+    pub fn drain(&mut self) -> io::Result<Vec<Segment>> {
+        let mut segments = Vec::new();
+        loop {
+            match self.next_frame() {
+                Ok(Some(segment)) => segments.push(segment),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(segments)
+    }
+
+    /// Waits until a frame is queued or `deadline` passes; then [`Capture::drain`].
+    pub fn wait(&mut self, deadline: Instant) -> io::Result<Vec<Segment>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut ready = [libc::pollfd {
+            fd: self.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let millis = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd that outlives the call.
+        if unsafe { libc::poll(ready.as_mut_ptr(), 1, millis) } < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        self.drain()
+    }
+
+    /// One frame: `Ok(None)` for a frame that is not kept (the incoming copy, or not a
+    /// segment).
+    fn next_frame(&mut self) -> io::Result<Option<Segment>> {
+        // SAFETY: sockaddr_ll is plain old data; recvfrom fills it in.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: the buffer and the address are valid for the lengths given and outlive the
+        // call; MSG_TRUNC makes it return the frame's whole length even when cut.
+        let length = unsafe {
+            libc::recvfrom(
+                self.socket.as_raw_fd(),
+                self.buffer.as_mut_ptr() as *mut libc::c_void,
+                self.buffer.len(),
+                libc::MSG_TRUNC,
+                &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut from_len,
+            )
+        };
+        if length < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if from.sll_pkttype != libc::PACKET_OUTGOING {
+            return Ok(None);
+        }
+        let whole = length as usize;
+        let kept = whole.min(self.buffer.len());
+        let stamp = self.last_timestamp()?;
+        let frame = &self.buffer[..kept];
+        if let Some(pcap) = &mut self.pcap {
+            pcap.write_packet(&PcapPacket::new(stamp, whole as u32, frame))
+                .map_err(io::Error::other)?;
+        }
+        Ok(Segment::decode(frame, self.clock.instant_of(stamp)))
+    }
+
+    /// The kernel's timestamp of the frame just received, as time since the epoch.
+    fn last_timestamp(&self) -> io::Result<Duration> {
+        let mut stamp = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: SIOCGSTAMPNS writes one timespec through the pointer, which outlives the
+        // call.
+        if unsafe { libc::ioctl(self.socket.as_raw_fd(), SIOCGSTAMPNS, &mut stamp) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Duration::new(stamp.tv_sec as u64, stamp.tv_nsec as u32))
+    }
+}
+
+/// Turns on the kernel's timestamp for every frame this socket receives. Asking for the last
+/// frame's time (`SIOCGSTAMPNS`) turns it on, and says "no such time" (`ENOENT`) the first
+/// time, when nothing was stamped yet. (`SO_TIMESTAMPNS` would deliver the time in a control
+/// message with each frame instead, and then `SIOCGSTAMPNS` has nothing to report.)
+fn set_timestamps(socket: &Socket) -> io::Result<()> {
+    let mut stamp = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: SIOCGSTAMPNS writes one timespec through the pointer, which outlives the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), SIOCGSTAMPNS, &mut stamp) } < 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ENOENT) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// The loopback interface's index (`if_nametoindex("lo")`).
+fn loopback_index() -> io::Result<i32> {
+    // SAFETY: the name is a NUL-terminated string literal.
+    let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(index as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_read_as_people_say_them() {
+        let flags = |names: &[&str]| Flags::from_names(names.iter().copied()).unwrap();
+        assert_eq!(flags(&["SYN"]).to_string(), "SYN");
+        assert_eq!(flags(&["ACK", "SYN"]).to_string(), "SYN-ACK");
+        assert_eq!(flags(&["FIN", "ACK"]).to_string(), "FIN-ACK");
+        assert_eq!(flags(&["PSH", "ACK"]).to_string(), "PSH-ACK");
+        assert!(
+            Flags::from_names(["URG"])
+                .unwrap_err()
+                .contains("not a TCP flag")
+        );
+    }
+
+    #[test]
+    fn a_tcp_frame_decodes_to_its_segment() {
+        use etherparse::PacketBuilder;
+        let builder = PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .tcp(40000, 10000, 1000, 65495)
+            .syn();
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &[]).unwrap();
+        let now = Instant::now();
+        let segment = Segment::decode(&frame, now).unwrap();
+        assert_eq!(segment.from, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!(segment.to, "127.0.0.1:10000".parse().unwrap());
+        assert_eq!(
+            segment.header,
+            Header::Tcp {
+                flags: Flags {
+                    syn: true,
+                    ..Flags::default()
+                },
+                seq: 1000,
+                ack: 0,
+                window: 65495,
+                window_scale: None,
+            }
+        );
+        assert!(segment.payload.is_empty());
+    }
+}
