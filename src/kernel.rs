@@ -163,6 +163,26 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    pub const ALL: [TcpState; 12] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+        TcpState::NewSynRecv,
+    ];
+
+    /// The state `ss` calls `name`.
+    pub fn from_name(name: &str) -> Option<TcpState> {
+        TcpState::ALL.into_iter().find(|state| state.name() == name)
+    }
+
     fn from_code(code: u8) -> Option<TcpState> {
         use TcpState::*;
         Some(match code {
@@ -208,6 +228,9 @@ pub struct TcpSocket {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub state: TcpState,
+    /// For a listening socket, the connections waiting in its accept queue; for any other,
+    /// the bytes received and not yet read.
+    pub rx_queue: usize,
     /// For a socket in TIME_WAIT, how long until the kernel frees it.
     pub time_wait_left: Option<Duration>,
 }
@@ -246,6 +269,7 @@ fn parse_proc_line(line: &str) -> Option<TcpSocket> {
     let local = parse_address(fields.get(1)?)?;
     let remote = parse_address(fields.get(2)?)?;
     let state = TcpState::from_code(u8::from_str_radix(fields.get(3)?, 16).ok()?)?;
+    let rx_queue = usize::from_str_radix(fields.get(4)?.split_once(':')?.1, 16).ok()?;
     let (timer, when) = fields.get(5)?.split_once(':')?;
     let time_wait_left = (state == TcpState::TimeWait && timer == TIMER_TIME_WAIT)
         .then(|| u64::from_str_radix(when, 16).ok())
@@ -255,6 +279,7 @@ fn parse_proc_line(line: &str) -> Option<TcpSocket> {
         local,
         remote,
         state,
+        rx_queue,
         time_wait_left,
     })
 }

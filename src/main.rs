@@ -109,6 +109,10 @@ struct RunArgs {
     /// into a private network namespace with its own loopback, where it may capture.
     #[arg(long, conflicts_with = "target")]
     wire: bool,
+    /// Show the kernel's view: after each step, every TCP socket of the lesson whose state
+    /// changed (ESTABLISHED, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, ...), from /proc/net/tcp.
+    #[arg(long, conflicts_with = "target")]
+    kernel: bool,
     /// With --wire, also write every frame to this pcap file (for Wireshark or tshark -r).
     #[arg(long, requires = "wire", value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -416,7 +420,11 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         }
         let mut stdout = io::stdout();
         let mut in_narration = false;
-        scenario::run_with_wire(&scenario, &shown, &target, capture.as_mut(), &mut |entry| {
+        let views = scenario::Views {
+            wire: capture.as_mut(),
+            kernel: args.kernel,
+        };
+        let transcript = scenario::run_with(&scenario, &shown, &target, views, &mut |entry| {
             // A blank line before each block of narration separates the lesson's phases.
             let narration = entry.kind == scenario::EntryKind::Narration;
             if narration && !in_narration {
@@ -432,6 +440,12 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
                 failure.line,
                 failure.step,
                 failure.message.replace('\n', "\n    ")
+            ))
+        })?;
+        // A transcript in an impossible order is the lab's bug, not the lesson's: say so.
+        transcript.check_causality().map_err(|problem| {
+            Error::Scenario(format!(
+                "{shown}: the transcript is out of order, which is a bug in socket-lab: {problem}"
             ))
         })?;
     }

@@ -1,12 +1,19 @@
 //! Every file in `scenarios/` is one test, named by its file stem and found at run time:
-//! adding a lesson is adding a file. `cargo test --test scenarios -- truncation` runs one.
+//! adding a lesson is adding a file. `cargo test --test scenarios -- 03-recv` runs one.
 //! Each starts its own server on a free port, so they run in parallel.
 //!
 //! A lesson passes when every step goes as the file says *and* its transcript is in an order
 //! that could have happened (`Transcript::check_causality`): no byte received before it was
 //! sent, no connection accepted before it was made.
+//!
+//! A lesson that watches the wire (`wire:` steps) needs a packet socket, which needs a
+//! network namespace of its own, which needs a process with one thread: the test harness has
+//! many, so such a lesson runs as `socket-lab run --wire FILE` in a child process (which
+//! checks causality itself). Where this machine cannot make a user namespace, those lessons
+//! are reported as ignored, with the reason printed once.
 
 use std::path::Path;
+use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use socket_lab::scenario::{self, Scenario, Target};
@@ -17,6 +24,7 @@ fn main() {
     let files =
         scenario::discover(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     assert!(!files.is_empty(), "no scenario files in {}", dir.display());
+    let mut wire = None;
     let trials = files
         .into_iter()
         .map(|path| {
@@ -24,17 +32,30 @@ fn main() {
                 .file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            Trial::test(name, move || run_file(&path))
+            let watches_wire = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| Scenario::parse(&text).ok())
+                .is_some_and(|scenario| scenario.watches_the_wire());
+            if watches_wire {
+                let available = *wire.get_or_insert_with(wire_available);
+                Trial::test(name, move || run_with_wire(&path)).with_ignored_flag(!available)
+            } else {
+                Trial::test(name, move || run_file(&path))
+            }
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn run_file(path: &Path) -> Result<(), Failed> {
-    let shown = format!(
+fn shown(path: &Path) -> String {
+    format!(
         "scenarios/{}",
         path.file_name().unwrap_or_default().to_string_lossy()
-    );
+    )
+}
+
+fn run_file(path: &Path) -> Result<(), Failed> {
+    let shown = shown(path);
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let scenario =
         Scenario::parse(&text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
@@ -44,4 +65,58 @@ fn run_file(path: &Path) -> Result<(), Failed> {
     transcript
         .check_causality()
         .map_err(|problem| format!("{shown}: the transcript is out of order: {problem}").into())
+}
+
+/// `socket-lab run --wire FILE`, in a child process of its own.
+fn run_with_wire(path: &Path) -> Result<(), Failed> {
+    let output = Command::new(env!("CARGO_BIN_EXE_socket-lab"))
+        .args(["run", "--wire", "--kernel"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot start socket-lab: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: `socket-lab run --wire` failed ({}):\n{}\n{}",
+        shown(path),
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    )
+    .into())
+}
+
+/// Whether `socket-lab run --wire` can capture here: it enters a private network namespace
+/// and says in one line on stderr when it cannot.
+fn wire_available() -> bool {
+    let dir = std::env::temp_dir().join(format!("socket-lab-probe-{}", std::process::id()));
+    let probe = dir.join("probe.txt");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            &probe,
+            "# probe\nserver tcp\nalice: connect\nwire: alice → server SYN\n",
+        )
+    });
+    let output = written.and_then(|()| {
+        Command::new(env!("CARGO_BIN_EXE_socket-lab"))
+            .args(["run", "--wire"])
+            .arg(&probe)
+            .output()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    match output {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            eprintln!(
+                "lessons that watch the wire are ignored: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("lessons that watch the wire are ignored: cannot run socket-lab: {e}");
+            false
+        }
+    }
 }

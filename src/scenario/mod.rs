@@ -64,7 +64,7 @@ pub mod timeline;
 
 pub use parse::ParseError;
 pub use report::{Entry, EntryKind, Fact, Failure, Transcript, View, render};
-pub use run::{Target, run, run_with_wire};
+pub use run::{Target, Views, run, run_with};
 pub use syntax::Scenario;
 
 use std::path::{Path, PathBuf};

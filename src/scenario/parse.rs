@@ -565,6 +565,34 @@ fn parse_kernel_call(tokens: &mut Tokens, verb: &str) -> Result<KernelCall, Stri
             Ok(KernelCall::Sysctl(names))
         }
         "syn-schedule" => Ok(KernelCall::SynSchedule),
+        "state" => {
+            let first = tokens.word("a client's name, or `server of CLIENT`")?;
+            let end = if first == "server" {
+                if tokens.word("`of`")? != "of" {
+                    return Err("write the server's end as `server of alice`".into());
+                }
+                End::ServerOf(tokens.word("a client's name")?)
+            } else {
+                End::Client(first)
+            };
+            tokens.expect(&Token::Equals, "`= STATE` such as `= TIME_WAIT`")?;
+            let name = tokens.word("a TCP state such as ESTABLISHED or TIME_WAIT")?;
+            let state = crate::kernel::TcpState::from_name(&name).ok_or_else(|| {
+                let names: Vec<&str> = crate::kernel::TcpState::ALL
+                    .iter()
+                    .map(|state| state.name())
+                    .collect();
+                format!(
+                    "`{name}` is not a TCP state; the kernel's are: {}",
+                    names.join(", ")
+                )
+            })?;
+            Ok(KernelCall::State { end, state })
+        }
+        "accept-queue" => {
+            tokens.expect(&Token::Equals, "`= N` after `accept-queue`")?;
+            Ok(KernelCall::AcceptQueue(tokens.number(65_536)?))
+        }
         other => Err(format!(
             "unknown kernel verb `{other}`; the kernel can: {}",
             verb_names(Actor::Kernel)

@@ -44,6 +44,15 @@ impl fmt::Display for Action {
                 write!(f, "kernel: sysctl {}", names.join(" "))
             }
             Action::Kernel(KernelCall::SynSchedule) => write!(f, "kernel: syn-schedule"),
+            Action::Kernel(KernelCall::State { end, state }) => match end {
+                End::Client(name) => write!(f, "kernel: state {name} = {}", state.name()),
+                End::ServerOf(name) => {
+                    write!(f, "kernel: state server of {name} = {}", state.name())
+                }
+            },
+            Action::Kernel(KernelCall::AcceptQueue(count)) => {
+                write!(f, "kernel: accept-queue = {count}")
+            }
             Action::Wire(WireCall::Silence(wait)) => {
                 write!(f, "wire: no segment for {}", show_duration(*wait))
             }

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::kernel::TcpState;
 use crate::server::ServerConfig;
 
 /// A parsed scenario file.
@@ -191,6 +192,15 @@ impl ServerKind {
     }
 }
 
+impl Scenario {
+    /// Whether any step looks at the wire: such a lesson runs with `socket-lab run --wire`.
+    pub fn watches_the_wire(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| matches!(step.action, Action::Wire(_)))
+    }
+}
+
 /// One line of the file that does something: narration, or a socket call and its expectation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
@@ -238,6 +248,20 @@ pub enum KernelCall {
     /// Print when an unanswered SYN is resent and when connect gives up, worked out from
     /// `net.ipv4.tcp_syn_retries` and `net.ipv4.tcp_syn_linear_timeouts`.
     SynSchedule,
+    /// The TCP state the kernel holds for one end of a connection, waited for up to the
+    /// step's timeout (states change as segments arrive).
+    State { end: End, state: TcpState },
+    /// How many connections wait in the listening socket's accept queue.
+    AcceptQueue(usize),
+}
+
+/// One end of a client's connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    /// `alice`: the client's own socket.
+    Client(String),
+    /// `server of alice`: the server's socket for that client's connection.
+    ServerOf(String),
 }
 
 /// What a client does, in the walkthrough's words (and Python's, for the socket options).
@@ -596,6 +620,18 @@ pub const KERNEL_VERBS: &[Verb] = &[
         usage: "syn-schedule",
         does: "print when this machine resends an unanswered SYN and when connect gives up",
     },
+    Verb {
+        name: "state",
+        actor: Actor::Kernel,
+        usage: "state CLIENT | server of CLIENT = STATE",
+        does: "the kernel holds that end of the connection in STATE (ESTABLISHED, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, ...), waiting for it up to the timeout",
+    },
+    Verb {
+        name: "accept-queue",
+        actor: Actor::Kernel,
+        usage: "accept-queue = N",
+        does: "N connections, handshake done, wait in the listening socket's queue for accept",
+    },
 ];
 
 /// What a wire step may say. Its "verb" is a shape, not a word.
@@ -604,7 +640,7 @@ pub const WIRE_VERBS: &[Verb] = &[
         name: "FROM → TO",
         actor: Actor::Wire,
         usage: "FROM → TO FLAGS... [len=N]",
-        does: "the next segment from FROM to TO not yet matched has exactly these flags (SYN ACK FIN RST PSH, or UDP), and N bytes of payload if given",
+        does: "a segment from FROM to TO with exactly these flags (SYN ACK FIN RST PSH, or UDP), and N bytes of payload if given, after the one the previous wire step matched",
     },
     Verb {
         name: "no segment",

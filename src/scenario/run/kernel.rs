@@ -3,10 +3,21 @@
 //! A lesson never quotes a timing or a limit that a sysctl decides; it reads the sysctl and
 //! prints it here, with what it decides, so the transcript is true on every machine.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 use super::Runner;
-use crate::kernel::{INITIAL_RTO, SynRetries, sysctl};
+use crate::kernel::{INITIAL_RTO, SynRetries, TcpSocket, TcpState, sysctl, tcp_sockets};
 use crate::scenario::report::{Entry, EntryKind, StepError};
-use crate::scenario::syntax::KernelCall;
+use crate::scenario::syntax::{End, KernelCall};
+
+/// How often a step that waits for a state asks the kernel again. No event tells us that a
+/// socket changed state, so the step asks; the deadline is the step's timeout.
+const STATE_POLL: Duration = Duration::from_millis(2);
+
+/// The kernel's TCP sockets as the `--kernel` view last saw them: (local, remote) → state.
+pub(super) type Snapshot = HashMap<(SocketAddr, SocketAddr), TcpState>;
 
 /// What the sysctls the lessons read decide, in a learner's words.
 const MEANINGS: &[(&str, &str)] = &[
@@ -71,6 +82,32 @@ impl Runner<'_> {
                 }
                 Ok(())
             }
+            KernelCall::State { end, state } => self.expect_state(end, *state),
+            KernelCall::AcceptQueue(expected) => {
+                let server = self.server_address().ok_or_else(|| {
+                    StepError::Misuse("the accept queue belongs to a TCP server".into())
+                })?;
+                let listener = tcp_sockets()
+                    .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
+                    .into_iter()
+                    .find(|socket| socket.local == server && socket.state == TcpState::Listen)
+                    .ok_or("the server has no listening socket")?;
+                self.record(line(format!(
+                    "server's listening socket: {} connection{} in the accept queue (listen backlog {})",
+                    listener.rx_queue,
+                    if listener.rx_queue == 1 { "" } else { "s" },
+                    self.config.backlog
+                )));
+                if listener.rx_queue == *expected {
+                    Ok(())
+                } else {
+                    Err(StepError::Mismatch {
+                        call: "accept-queue".into(),
+                        expected: expected.to_string(),
+                        got: listener.rx_queue.to_string(),
+                    })
+                }
+            }
             KernelCall::SynSchedule => {
                 let syn = SynRetries::on_this_machine()
                     .map_err(|e| format!("cannot read the SYN retry sysctls: {e}"))?;
@@ -93,6 +130,118 @@ impl Runner<'_> {
                 )));
                 Ok(())
             }
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// The (local, remote) addresses of one end of a client's connection.
+    fn end_addresses(&self, end: &End) -> Result<(SocketAddr, SocketAddr), StepError> {
+        let server = self.address_of("server")?;
+        Ok(match end {
+            End::Client(name) => (self.address_of(name)?, server),
+            End::ServerOf(name) => (server, self.address_of(name)?),
+        })
+    }
+
+    fn expect_state(&mut self, end: &End, expected: TcpState) -> Result<(), StepError> {
+        let (local, remote) = self.end_addresses(end)?;
+        let shown = match end {
+            End::Client(name) => format!("{name}'s socket"),
+            End::ServerOf(name) => format!("the server's socket for {name}"),
+        };
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            let found = tcp_sockets()
+                .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
+                .into_iter()
+                .find(|socket| socket.local == local && socket.remote == remote);
+            let state = found.as_ref().map(|socket| socket.state);
+            if state == Some(expected) || Instant::now() >= deadline {
+                let left = found
+                    .as_ref()
+                    .and_then(|socket| socket.time_wait_left)
+                    .map_or(String::new(), |left| {
+                        format!(
+                            " (the kernel frees it in about {} s)",
+                            left.as_secs().max(1)
+                        )
+                    });
+                self.record(line(format!(
+                    "{shown}: {}{left}",
+                    state.map_or("gone: the kernel holds nothing for it", TcpState::name)
+                )));
+                return if state == Some(expected) {
+                    Ok(())
+                } else {
+                    Err(StepError::Mismatch {
+                        call: format!("the state of {shown}"),
+                        expected: expected.name().into(),
+                        got: state.map_or("no socket at all".into(), |state| state.name().into()),
+                    })
+                };
+            }
+            std::thread::sleep(STATE_POLL);
+        }
+    }
+
+    /// The scenario's TCP sockets as the kernel holds them now: those with the server's or a
+    /// client's address at either end.
+    pub(super) fn kernel_snapshot(&self) -> Snapshot {
+        let Ok(sockets) = tcp_sockets() else {
+            return Snapshot::new();
+        };
+        let mut ends: Vec<SocketAddr> = self
+            .clients
+            .keys()
+            .filter_map(|name| self.address_of(name).ok())
+            .collect();
+        ends.extend(self.server_address());
+        sockets
+            .into_iter()
+            .filter(|socket: &TcpSocket| ends.contains(&socket.local))
+            .map(|socket| ((socket.local, socket.remote), socket.state))
+            .collect()
+    }
+
+    /// With `--kernel`: a line for every socket whose state changed since the last look.
+    pub(super) fn show_kernel_changes(&mut self) {
+        let Some(before) = self.kernel_view.take() else {
+            return;
+        };
+        let now = self.kernel_snapshot();
+        let mut changes: Vec<(String, String)> = Vec::new();
+        for (&(local, remote), &state) in &now {
+            let was = before.get(&(local, remote)).copied();
+            if was != Some(state) {
+                let what = match was {
+                    Some(was) => format!("{} → {}", was.name(), state.name()),
+                    None => state.name().to_string(),
+                };
+                changes.push((self.socket_name(local, remote), what));
+            }
+        }
+        for (&(local, remote), &was) in &before {
+            if !now.contains_key(&(local, remote)) {
+                changes.push((
+                    self.socket_name(local, remote),
+                    format!("{} → gone", was.name()),
+                ));
+            }
+        }
+        changes.sort();
+        for (socket, change) in changes {
+            self.record(line(format!("{socket}: {change}")));
+        }
+        self.kernel_view = Some(now);
+    }
+
+    fn socket_name(&self, local: SocketAddr, remote: SocketAddr) -> String {
+        let (local, remote) = (self.end_name(local), self.end_name(remote));
+        match (local.as_str(), remote.as_str()) {
+            ("server", "0.0.0.0:0" | "[::]:0") => "server's listening socket".into(),
+            ("server", client) => format!("server's socket for {client}"),
+            (client, _) => format!("{client}'s socket"),
         }
     }
 }

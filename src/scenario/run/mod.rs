@@ -56,17 +56,27 @@ pub fn run(
     target: &Target,
     observe: &mut dyn FnMut(&Entry),
 ) -> Result<Transcript, Failure> {
-    run_with_wire(scenario, file, target, None, observe)
+    run_with(scenario, file, target, Views::default(), observe)
 }
 
-/// [`run`], with the wire's view: every segment `capture` catches is shown among the socket
-/// calls, at the moment the kernel stamped it, and `wire:` steps check them. The capture must
-/// see only this lesson's traffic (a private network namespace, `crate::namespace`).
-pub fn run_with_wire(
+/// What a run shows besides the socket calls.
+#[derive(Default)]
+pub struct Views<'a> {
+    /// The wire's view: every segment this capture catches is shown among the socket calls,
+    /// at the moment the kernel stamped it, and `wire:` steps check them. The capture should
+    /// see only this lesson's traffic (a private network namespace, [`crate::namespace`]).
+    pub wire: Option<&'a mut Capture>,
+    /// The kernel's view: after every step, a line for each of the scenario's TCP sockets
+    /// whose state changed (ESTABLISHED, FIN_WAIT2, TIME_WAIT, ...).
+    pub kernel: bool,
+}
+
+/// [`run`], with the wire's and the kernel's views.
+pub fn run_with(
     scenario: &Scenario,
     file: &str,
     target: &Target,
-    capture: Option<&mut Capture>,
+    views: Views<'_>,
     observe: &mut dyn FnMut(&Entry),
 ) -> Result<Transcript, Failure> {
     let mut runner = Runner {
@@ -82,9 +92,10 @@ pub fn run_with_wire(
         external: matches!(target, Target::External(_)),
         stops: Vec::new(),
         wire: WireView {
-            capture,
+            capture: views.wire,
             ..WireView::default()
         },
+        kernel_view: views.kernel.then(HashMap::new),
         _socket_dir: None,
     };
     runner.record(Entry::new(EntryKind::Title, scenario.title.clone()));
@@ -100,6 +111,7 @@ pub fn run_with_wire(
         if let Err(error) = runner.play(&step.action) {
             return Err(runner.fail(file, step.line, step.action.to_string(), error));
         }
+        runner.show_kernel_changes();
     }
     // What the server did up to the end of the file belongs to the lesson; what it does while
     // being stopped afterwards does not.
@@ -168,6 +180,8 @@ struct Runner<'a> {
     /// by the server itself, whatever its recv returned.
     stops: Vec<(Moment, Moment)>,
     wire: WireView<'a>,
+    /// With `--kernel`: the scenario's sockets as last shown.
+    kernel_view: Option<kernel::Snapshot>,
     /// A Unix socket's directory, removed when the runner is dropped.
     _socket_dir: Option<TempDir>,
 }

@@ -57,7 +57,7 @@ impl Runner<'_> {
     }
 
     /// Who sent or received on this address: `server`, a client's name, or the address.
-    fn end_name(&self, address: SocketAddr) -> String {
+    pub(super) fn end_name(&self, address: SocketAddr) -> String {
         if self.server_address() == Some(address) {
             return "server".into();
         }
@@ -72,7 +72,7 @@ impl Runner<'_> {
         pending_name.unwrap_or_else(|| address.to_string())
     }
 
-    fn server_address(&self) -> Option<SocketAddr> {
+    pub(super) fn server_address(&self) -> Option<SocketAddr> {
         match &self.server {
             Some(server) => match &server.addr {
                 Address::Tcp(address) => Some(*address),
@@ -82,7 +82,7 @@ impl Runner<'_> {
         }
     }
 
-    fn address_of(&self, name: &str) -> Result<SocketAddr, StepError> {
+    pub(super) fn address_of(&self, name: &str) -> Result<SocketAddr, StepError> {
         if name == "server" {
             return self.server_address().ok_or_else(|| {
                 StepError::Misuse(
