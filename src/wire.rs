@@ -41,6 +41,10 @@ const FRAME_MAX: usize = 256 * 1024;
 const ETH_P_ALL: u16 = 0x0003;
 /// `SIOCGSTAMPNS` from `linux/sockios.h`: the last received packet's time, as a timespec.
 const SIOCGSTAMPNS: libc::Ioctl = 0x8907;
+/// How long [`Capture::open_loopback`] waits for the kernel to stamp frames, and how often
+/// it looks.
+const STAMPS_WAIT: Duration = Duration::from_secs(2);
+const STAMPS_POLL: Duration = Duration::from_millis(20);
 
 /// The TCP flags a lesson talks about.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -242,12 +246,14 @@ impl Capture {
         }
         set_timestamps(&socket)?;
         socket.set_nonblocking(true)?;
-        Ok(Capture {
+        let mut capture = Capture {
             socket,
             clock: Clock::now(),
             pcap: None,
             buffer: vec![0; FRAME_MAX],
-        })
+        };
+        capture.wait_for_stamps()?;
+        Ok(capture)
     }
 
     /// Also writes every frame caught from now on to a pcap file at `path`.
@@ -299,6 +305,20 @@ impl Capture {
     /// One frame: `Ok(None)` for a frame that is not kept (the incoming copy, or not a
     /// segment).
     fn next_frame(&mut self) -> io::Result<Option<Segment>> {
+        let Some((whole, stamp)) = self.read_frame()? else {
+            return Ok(None);
+        };
+        let frame = &self.buffer[..whole.min(self.buffer.len())];
+        if let Some(pcap) = &mut self.pcap {
+            pcap.write_packet(&PcapPacket::new(stamp, whole as u32, frame))
+                .map_err(io::Error::other)?;
+        }
+        Ok(Segment::decode(frame, self.clock.instant_of(stamp)))
+    }
+
+    /// One frame into the buffer: its whole length and its timestamp, or `None` for the
+    /// incoming copy of a frame (kept: the outgoing one).
+    fn read_frame(&mut self) -> io::Result<Option<(usize, Duration)>> {
         // SAFETY: sockaddr_ll is plain old data; recvfrom fills it in.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -320,15 +340,44 @@ impl Capture {
         if from.sll_pkttype != libc::PACKET_OUTGOING {
             return Ok(None);
         }
-        let whole = length as usize;
-        let kept = whole.min(self.buffer.len());
-        let stamp = self.last_timestamp()?;
-        let frame = &self.buffer[..kept];
-        if let Some(pcap) = &mut self.pcap {
-            pcap.write_packet(&PcapPacket::new(stamp, whole as u32, frame))
-                .map_err(io::Error::other)?;
+        Ok(Some((length as usize, self.last_timestamp()?)))
+    }
+
+    /// Waits until the kernel stamps frames as they cross. Turning stamps on takes effect a
+    /// little later (the kernel flips a switch from a work queue), and until then the time of
+    /// a frame reads as the time it is *read*, which would put the first segments of a lesson
+    /// in the wrong place. So: send datagrams to ourselves until one comes back with a time
+    /// from before we read it, then drop what was caught.
+    fn wait_for_stamps(&mut self) -> io::Result<()> {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let to = probe.local_addr()?;
+        let deadline = Instant::now() + STAMPS_WAIT;
+        while Instant::now() < deadline {
+            probe.send_to(b"socket-lab: are frames stamped yet?", to)?;
+            let sent = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            self.socket.set_nonblocking(false)?;
+            self.socket.set_read_timeout(Some(STAMPS_POLL))?;
+            let result = self.read_frame();
+            self.socket.set_nonblocking(true)?;
+            match result {
+                Ok(Some((_, stamp))) if stamp <= sent => {
+                    while self.read_frame().is_ok() {}
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(Segment::decode(frame, self.clock.instant_of(stamp)))
+        Err(io::Error::other(
+            "the kernel did not start stamping frames within 2 s",
+        ))
     }
 
     /// The kernel's timestamp of the frame just received, as time since the epoch.

@@ -487,13 +487,20 @@ fn parse_wire_call(tokens: &mut Tokens) -> Result<WireCall, String> {
     let to = tokens.word("the receiving end: a client's name or `server`")?;
     let mut names = Vec::new();
     let mut len = None;
+    let mut window = None;
     while !tokens.at_end() {
-        let word = tokens.word("a TCP flag (SYN ACK FIN RST PSH), UDP, or len=N")?;
-        if word == "len" {
-            tokens.expect(&Token::Equals, "`=` after `len`")?;
-            len = Some(tokens.number(MAX_PAYLOAD)?);
-        } else {
-            names.push(word);
+        let word = tokens.word("a TCP flag (SYN ACK FIN RST PSH), UDP, len=N or win=N")?;
+        match word.as_str() {
+            "len" => {
+                tokens.expect(&Token::Equals, "`=` after `len`")?;
+                len = Some(tokens.number(MAX_PAYLOAD)?);
+            }
+            "win" => {
+                tokens.expect(&Token::Equals, "`=` after `win`")?;
+                // A window is at most 65535 << 14 (RFC 7323).
+                window = Some(tokens.number(65_535 << 14)? as u64);
+            }
+            _ => names.push(word),
         }
     }
     let kind = if names == ["UDP"] {
@@ -510,6 +517,7 @@ fn parse_wire_call(tokens: &mut Tokens) -> Result<WireCall, String> {
         to,
         kind,
         len,
+        window,
     })
 }
 

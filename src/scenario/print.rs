@@ -61,6 +61,7 @@ impl fmt::Display for Action {
                 to,
                 kind,
                 len,
+                window,
             }) => {
                 write!(f, "wire: {from} → {to} ")?;
                 match kind {
@@ -69,8 +70,11 @@ impl fmt::Display for Action {
                         write!(f, "{}", flags.to_string().replace('-', " "))?
                     }
                 }
-                match len {
-                    Some(len) => write!(f, " len={len}"),
+                if let Some(len) = len {
+                    write!(f, " len={len}")?;
+                }
+                match window {
+                    Some(window) => write!(f, " win={window}"),
                     None => Ok(()),
                 }
             }

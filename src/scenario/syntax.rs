@@ -228,6 +228,9 @@ pub enum WireCall {
         to: String,
         kind: SegmentKind,
         len: Option<usize>,
+        /// The receive window it advertises, scaled as the handshake agreed (`win=0`: a
+        /// receiver whose buffer is full).
+        window: Option<u64>,
     },
     /// No segment at all crosses the wire for this long, from now.
     Silence(Duration),
@@ -639,8 +642,8 @@ pub const WIRE_VERBS: &[Verb] = &[
     Verb {
         name: "FROM → TO",
         actor: Actor::Wire,
-        usage: "FROM → TO FLAGS... [len=N]",
-        does: "a segment from FROM to TO with exactly these flags (SYN ACK FIN RST PSH, or UDP), and N bytes of payload if given, after the one the previous wire step matched",
+        usage: "FROM → TO FLAGS... [len=N] [win=N]",
+        does: "a segment from FROM to TO with exactly these flags (SYN ACK FIN RST PSH, or UDP), a payload of len bytes and a window of win bytes if given, after the one the previous wire step matched",
     },
     Verb {
         name: "no segment",

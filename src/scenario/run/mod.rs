@@ -193,8 +193,8 @@ struct WireView<'a> {
     capture: Option<&'a mut Capture>,
     /// Caught, not yet placed in the transcript; oldest first.
     pending: Vec<Segment>,
-    /// In the transcript, with whether a `wire:` step has matched each.
-    shown: Vec<(Segment, bool)>,
+    /// In the transcript, for `wire:` steps to check.
+    shown: Vec<Caught>,
     /// The last segment a `wire:` step matched: the next step looks after it.
     cursor: Option<std::time::Instant>,
     /// Each direction's first sequence number and window scale, for relative numbers.
@@ -597,6 +597,18 @@ impl Runner<'_> {
         };
         self.clients.insert(name.to_string(), client);
     }
+}
+
+/// A gap between two segments that the wire's view points out.
+const NOTICEABLE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A segment in the transcript.
+struct Caught {
+    segment: Segment,
+    /// The window it advertised, scaled as the handshake agreed (TCP only).
+    window: Option<u64>,
+    /// A `wire:` step has matched it.
+    matched: bool,
 }
 
 /// One thing to show, from either side of the merge.

@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{ClientSocket, Runner, ServerEvent};
+use super::{Caught, ClientSocket, NOTICEABLE_GAP, Runner, ServerEvent};
 use crate::endpoint::Address;
 use crate::scenario::report::{Entry, EntryKind, StepError, show_bytes};
 use crate::scenario::syntax::{SegmentKind, WireCall};
@@ -111,7 +111,16 @@ impl Runner<'_> {
         let to = self.end_name(segment.to);
         let direction = (segment.from, segment.to);
         let reverse = (segment.to, segment.from);
-        let text = match segment.header {
+        // A wait between segments is the kernel's doing (a retransmission timer, a delayed
+        // ACK): worth showing when a person would notice it.
+        let gap = self
+            .wire
+            .shown
+            .last()
+            .map(|last| segment.at.saturating_duration_since(last.segment.at))
+            .filter(|gap| *gap >= NOTICEABLE_GAP)
+            .map_or(String::new(), |gap| format!("   (+{} ms)", gap.as_millis()));
+        let (text, window) = match segment.header {
             Header::Tcp {
                 flags,
                 seq,
@@ -140,7 +149,8 @@ impl Runner<'_> {
                 } else {
                     self.wire.scale.get(&direction).copied().unwrap_or(0)
                 };
-                fields.push_str(&format!(" win={}", u64::from(window) << scale));
+                let window = u64::from(window) << scale;
+                fields.push_str(&format!(" win={window}"));
                 if !segment.payload.is_empty() {
                     fields.push_str(&format!(
                         " len={} {}",
@@ -148,20 +158,30 @@ impl Runner<'_> {
                         show_bytes(&segment.payload).0
                     ));
                 }
-                format!(
-                    "   wire   {from} → {to}   {:<9} {fields}",
-                    flags.to_string()
+                (
+                    format!(
+                        "   wire   {from} → {to}   {:<9} {fields}{gap}",
+                        flags.to_string()
+                    ),
+                    Some(window),
                 )
             }
-            Header::Udp => format!(
-                "   wire   {from} → {to}   UDP       len={} {}",
-                segment.payload.len(),
-                show_bytes(&segment.payload).0
+            Header::Udp => (
+                format!(
+                    "   wire   {from} → {to}   UDP       len={} {}{gap}",
+                    segment.payload.len(),
+                    show_bytes(&segment.payload).0
+                ),
+                None,
             ),
         };
         let entry = Entry::new(EntryKind::Wire, text).with_bytes(&segment.payload);
         self.emit(entry);
-        self.wire.shown.push((segment, false));
+        self.wire.shown.push(Caught {
+            segment,
+            window,
+            matched: false,
+        });
     }
 
     pub(super) fn wire_call(&mut self, call: &WireCall) -> Result<(), StepError> {
@@ -176,7 +196,16 @@ impl Runner<'_> {
                 to,
                 kind,
                 len,
-            } => self.expect_segment(from, to, *kind, *len),
+                window,
+            } => self.expect_segment(
+                from,
+                to,
+                SegmentSpec {
+                    kind: *kind,
+                    len: *len,
+                    window: *window,
+                },
+            ),
             WireCall::Silence(wait) => {
                 self.catch_up();
                 let started = Instant::now();
@@ -207,30 +236,26 @@ impl Runner<'_> {
         }
     }
 
-    fn expect_segment(
-        &mut self,
-        from: &str,
-        to: &str,
-        kind: SegmentKind,
-        len: Option<usize>,
-    ) -> Result<(), StepError> {
+    fn expect_segment(&mut self, from: &str, to: &str, spec: SegmentSpec) -> Result<(), StepError> {
+        let SegmentSpec { kind, len, window } = spec;
         let source = self.address_of(from)?;
         let destination = self.address_of(to)?;
         let deadline = Instant::now() + self.timeout();
         loop {
             self.catch_up();
             let cursor = self.wire.cursor;
-            let found = self.wire.shown.iter_mut().find(|(segment, matched)| {
-                !*matched
-                    && cursor.is_none_or(|cursor| segment.at > cursor)
-                    && segment.from == source
-                    && segment.to == destination
-                    && kind_of(segment) == kind
-                    && len.is_none_or(|len| segment.payload.len() == len)
+            let found = self.wire.shown.iter_mut().find(|caught| {
+                !caught.matched
+                    && cursor.is_none_or(|cursor| caught.segment.at > cursor)
+                    && caught.segment.from == source
+                    && caught.segment.to == destination
+                    && kind_of(&caught.segment) == kind
+                    && len.is_none_or(|len| caught.segment.payload.len() == len)
+                    && window.is_none_or(|window| caught.window == Some(window))
             });
-            if let Some((segment, matched)) = found {
-                *matched = true;
-                self.wire.cursor = Some(segment.at);
+            if let Some(caught) = found {
+                caught.matched = true;
+                self.wire.cursor = Some(caught.segment.at);
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -238,24 +263,30 @@ impl Runner<'_> {
                     .wire
                     .shown
                     .iter()
-                    .filter(|(segment, _)| segment.from == source && segment.to == destination)
-                    .map(|(segment, matched)| {
+                    .filter(|caught| {
+                        caught.segment.from == source && caught.segment.to == destination
+                    })
+                    .map(|caught| {
                         format!(
-                            "  {}{} len={}",
-                            describe_kind(kind_of(segment)),
-                            if *matched {
+                            "  {} len={}{}{}",
+                            describe_kind(kind_of(&caught.segment)),
+                            caught.segment.payload.len(),
+                            caught
+                                .window
+                                .map_or(String::new(), |window| format!(" win={window}")),
+                            if caught.matched {
                                 " (matched by an earlier step)"
                             } else {
                                 ""
-                            },
-                            segment.payload.len()
+                            }
                         )
                     })
                     .collect();
                 return Err(format!(
-                    "expected a {} segment from {from} to {to}{} within {:?}; from {from} to {to} the wire carried:\n{}",
+                    "expected a {} segment from {from} to {to}{}{} within {:?}; from {from} to {to} the wire carried:\n{}",
                     describe_kind(kind),
                     len.map_or(String::new(), |len| format!(" with {len} bytes")),
+                    window.map_or(String::new(), |window| format!(" advertising a window of {window}")),
                     self.timeout(),
                     if seen.is_empty() {
                         "  (nothing)".to_string()
@@ -274,6 +305,13 @@ impl Runner<'_> {
             self.wire.pending.extend(caught);
         }
     }
+}
+
+/// What a `wire:` step asks of a segment besides its ends.
+struct SegmentSpec {
+    kind: SegmentKind,
+    len: Option<usize>,
+    window: Option<u64>,
 }
 
 fn kind_of(segment: &Segment) -> SegmentKind {
