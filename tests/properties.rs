@@ -237,8 +237,17 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
             .prop_map(|(pattern, framing)| ClientCall::RecvResponse { pattern, framing }),
         (1u64..10_000).prop_map(|ms| ClientCall::SetTimeout(Duration::from_millis(ms))),
         any::<bool>().prop_map(ClientCall::SetBlocking),
-        (sock_opt(), 0usize..1_000_000)
-            .prop_map(|(option, value)| ClientCall::SetSockOpt { option, value }),
+        (
+            sock_opt(),
+            0usize..1_000_000,
+            proptest::option::of(0usize..1_000_000)
+        )
+            .prop_map(|(option, value, expect)| ClientCall::SetSockOpt {
+                option,
+                value,
+                expect
+            }),
+        Just(ClientCall::IgnoreRest),
         bytes().prop_map(|data| ClientCall::Recv {
             size: data.len() + 3,
             expect: RecvOutcome::Data(data)

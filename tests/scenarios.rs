@@ -6,6 +6,11 @@
 //! that could have happened (`Transcript::check_causality`): no byte received before it was
 //! sent, no connection accepted before it was made.
 //!
+//! `tests/must-fail/` holds scenarios that must fail, one per verb and outcome form, each
+//! saying where and how (`# expect-failure at line 7: recv(1024): but got ...`): a runner that
+//! accepted any bytes, or a pattern that ignored its tail, would let every lesson pass, and
+//! these would then fail.
+//!
 //! A lesson that watches the wire (`wire:` steps) needs a packet socket, which needs a
 //! network namespace of its own, which needs a process with one thread: the test harness has
 //! many, so such a lesson runs as `socket-lab run --wire FILE` in a child process (which
@@ -43,8 +48,54 @@ fn main() {
                 Trial::test(name, move || run_file(&path))
             }
         })
+        .collect::<Vec<_>>();
+    let must_fail = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/must-fail");
+    let cases = scenario::discover(&must_fail)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", must_fail.display()));
+    assert!(
+        !cases.is_empty(),
+        "no must-fail cases in {}",
+        must_fail.display()
+    );
+    let trials = trials
+        .into_iter()
+        .chain(cases.into_iter().map(|path| {
+            let name = format!(
+                "must-fail/{}",
+                path.file_stem().unwrap_or_default().to_string_lossy()
+            );
+            Trial::test(name, move || must_fail_as_it_says(&path))
+        }))
         .collect();
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs a case that must fail, and checks it fails at the line and with the words its
+/// `# expect-failure at line N: TEXT` says.
+fn must_fail_as_it_says(path: &Path) -> Result<(), Failed> {
+    let shown = format!(
+        "tests/must-fail/{}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let (line, words) = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# expect-failure at line "))
+        .and_then(|rest| rest.split_once(": "))
+        .and_then(|(line, words)| Some((line.parse::<usize>().ok()?, words)))
+        .ok_or_else(|| format!("{shown}: no `# expect-failure at line N: TEXT` line"))?;
+    let scenario =
+        Scenario::parse(&text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
+    match scenario::run(&scenario, &shown, &Target::OwnServer, &mut |_| {}) {
+        Ok(transcript) => {
+            Err(format!("{shown}: passed, but it must fail at line {line}:\n{transcript}").into())
+        }
+        Err(failure) if failure.line == line && failure.message.contains(words) => Ok(()),
+        Err(failure) => Err(format!(
+            "{shown}: must fail at line {line} with {words:?}, but failed like this:\n{failure}"
+        )
+        .into()),
+    }
 }
 
 fn shown(path: &Path) -> String {

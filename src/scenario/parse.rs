@@ -432,8 +432,14 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
                 // The kernel caps buffer sizes itself (net.core.rmem_max); an int is the most
                 // setsockopt takes.
                 value: tokens.number(i32::MAX as usize)?,
+                expect: if tokens.eat(&Token::Equals) {
+                    Some(tokens.number(i32::MAX as usize)?)
+                } else {
+                    None
+                },
             }
         }
+        "ignore-rest" => ClientCall::IgnoreRest,
         "queued" => {
             let mut counts = QueueCounts::default();
             while !tokens.at_end() {

@@ -155,9 +155,18 @@ impl fmt::Display for ClientCall {
             ClientCall::Reset => write!(f, "reset"),
             ClientCall::SetTimeout(timeout) => write!(f, "settimeout {}", show_duration(*timeout)),
             ClientCall::SetBlocking(blocking) => write!(f, "setblocking {blocking}"),
-            ClientCall::SetSockOpt { option, value } => {
-                write!(f, "setsockopt {} {value}", option.name())
+            ClientCall::SetSockOpt {
+                option,
+                value,
+                expect,
+            } => {
+                write!(f, "setsockopt {} {value}", option.name())?;
+                match expect {
+                    Some(expect) => write!(f, " = {expect}"),
+                    None => Ok(()),
+                }
             }
+            ClientCall::IgnoreRest => write!(f, "ignore-rest"),
             ClientCall::Queued(counts) => {
                 write!(f, "queued")?;
                 for (key, count) in [

@@ -319,7 +319,13 @@ pub enum ClientCall {
     SetSockOpt {
         option: SockOpt,
         value: usize,
+        /// What `getsockopt` must then say, if the file says (`= 8192`: Linux doubles
+        /// buffer sizes).
+        expect: Option<usize>,
     },
+    /// The lesson does not care what this client leaves unread: the end-of-file check that
+    /// every byte sent to it was read is off for it.
+    IgnoreRest,
     /// Ask the kernel how many bytes wait in this socket's queues, and check the counts the
     /// file gives.
     Queued(QueueCounts),
@@ -555,8 +561,14 @@ pub const VERBS: &[Verb] = &[
     Verb {
         name: "setsockopt",
         actor: Actor::Client,
-        usage: "setsockopt SO_SNDBUF | SO_RCVBUF | TCP_NODELAY N",
-        does: "set a socket option, and show what the kernel made of it",
+        usage: "setsockopt SO_SNDBUF | SO_RCVBUF | TCP_NODELAY N [= N]",
+        does: "set a socket option, show what getsockopt then says, and check it if given",
+    },
+    Verb {
+        name: "ignore-rest",
+        actor: Actor::Client,
+        usage: "ignore-rest",
+        does: "the lesson does not read what is left for this client: no end-of-file check for unread bytes",
     },
     Verb {
         name: "queued",

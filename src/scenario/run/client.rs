@@ -52,7 +52,18 @@ impl Runner<'_> {
             ClientCall::Reset => self.reset(name),
             ClientCall::SetTimeout(timeout) => self.set_timeout(name, *timeout),
             ClientCall::SetBlocking(blocking) => self.set_blocking(name, *blocking),
-            ClientCall::SetSockOpt { option, value } => self.set_sock_opt(name, *option, *value),
+            ClientCall::SetSockOpt {
+                option,
+                value,
+                expect,
+            } => self.set_sock_opt(name, *option, *value, *expect),
+            ClientCall::IgnoreRest => {
+                self.client(name)?.ignores_rest = true;
+                self.record(line(format!(
+                    "{name}   (what is left for {name} to read is not checked at the end)"
+                )));
+                Ok(())
+            }
             ClientCall::Queued(expect) => self.queued(name, expect),
         }
     }
@@ -651,7 +662,13 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn set_sock_opt(&mut self, name: &str, option: SockOpt, value: usize) -> Result<(), StepError> {
+    fn set_sock_opt(
+        &mut self,
+        name: &str,
+        option: SockOpt,
+        value: usize,
+        expect: Option<usize>,
+    ) -> Result<(), StepError> {
         let stream = self.stream(name)?;
         let socket = socket2::SockRef::from(&*stream);
         let effective = match option {
@@ -679,7 +696,14 @@ impl Runner<'_> {
             "{name}   setsockopt({}, {value}){note}",
             option.name()
         )));
-        Ok(())
+        match expect {
+            Some(expected) if expected != effective => Err(StepError::Mismatch {
+                call: format!("getsockopt({})", option.name()),
+                expected: expected.to_string(),
+                got: effective.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn queued(&mut self, name: &str, expect: &QueueCounts) -> Result<(), StepError> {

@@ -32,6 +32,7 @@ use crate::backlog::PendingConnect;
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
 use crate::http::server::{HttpConfig, HttpEvent, HttpServer};
+use crate::kernel::Queues;
 use crate::server::{Event, RunningServer, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
 use crate::wire::{Capture, Segment};
@@ -91,6 +92,7 @@ pub fn run_with(
         log: LogBook::default(),
         external: matches!(target, Target::External(_)),
         stops: Vec::new(),
+        accepting: scenario.server.accept() == AcceptMode::On,
         wire: WireView {
             capture: views.wire,
             ..WireView::default()
@@ -116,6 +118,14 @@ pub fn run_with(
     // What the server did up to the end of the file belongs to the lesson; what it does while
     // being stopped afterwards does not.
     runner.catch_up();
+    if let Err(error) = runner.check_nothing_left() {
+        return Err(runner.fail(
+            file,
+            scenario.last_line,
+            "(the end of the file)".into(),
+            error,
+        ));
+    }
     if let Some(server) = runner.server.take() {
         server.stop().map_err(|e| {
             runner.fail(
@@ -146,6 +156,8 @@ struct Client {
     blocking: bool,
     /// Bytes read past the end of one HTTP response, kept for the next `recv-response`.
     unread: Vec<u8>,
+    /// `ignore-rest`: bytes left unread at the end of the file are not a failure.
+    ignores_rest: bool,
 }
 
 /// One line the server logged.
@@ -176,6 +188,8 @@ struct Runner<'a> {
     clients: HashMap<String, Client>,
     log: LogBook,
     external: bool,
+    /// The server calls accept (it was not started with `accept=paused`, or has resumed).
+    accepting: bool,
     /// When the server was being stopped (from, to): a connection that ends then was closed
     /// by the server itself, whatever its recv returned.
     stops: Vec<(Moment, Moment)>,
@@ -594,6 +608,7 @@ impl Runner<'_> {
             address,
             blocking: true,
             unread: Vec::new(),
+            ignores_rest: false,
         };
         self.clients.insert(name.to_string(), client);
     }
@@ -615,6 +630,115 @@ struct Caught {
 enum Shown {
     Event(Moment, ServerEvent),
     Segment(Segment),
+}
+
+impl Runner<'_> {
+    /// Bytes a client sent, and bytes the ack server's recvs have returned from it, by the
+    /// transcript's facts (the web server does not count request bytes: `None`).
+    fn sent_and_received(&self, name: &str) -> (usize, Option<usize>) {
+        let mut sent = 0;
+        let mut received = Some(0);
+        for fact in self
+            .transcript
+            .entries
+            .iter()
+            .filter_map(|entry| entry.fact.as_ref())
+        {
+            match fact {
+                Fact::ClientSend { client, len } if client == name => sent += len,
+                Fact::ServerRecv { client, len } if client == name => {
+                    received = received.zip(*len).map(|(total, len)| total + len);
+                }
+                _ => {}
+            }
+        }
+        (sent, received)
+    }
+
+    /// Waits, up to the step timeout, until the ack server (if it accepts) has received
+    /// everything the open clients have sent: the answers to the last sends may still be on their
+    /// way when the file ends, and the strict end must see them.
+    fn settle(&mut self, names: &[String]) {
+        if !self.accepting {
+            return;
+        }
+        let deadline = std::time::Instant::now() + self.timeout();
+        loop {
+            let behind = names.iter().any(|name| {
+                let client = &self.clients[name];
+                let open = matches!(client.socket, Some(ClientSocket::Stream(_)));
+                let (sent, received) = self.sent_and_received(name);
+                open && !client.ignores_rest && received.is_some_and(|received| received < sent)
+            });
+            if !behind {
+                return;
+            }
+            let events = self.timeline.wait_for_events(deadline);
+            if events.is_empty() {
+                return;
+            }
+            self.show_events(events);
+        }
+    }
+
+    /// The strict end of a lesson: every byte sent to a client that is still open was read
+    /// by a step, unless the file says `ignore-rest`. Without it an extra ack (a server that
+    /// answers twice) would pass whenever it arrived after the last `recv`. Two witnesses:
+    /// what the server reported sending against what the client's steps read (the server
+    /// reports a send before it makes it, so a late one counts too), and the kernel's count
+    /// of bytes waiting in the client's receive queue.
+    fn check_nothing_left(&mut self) -> Result<(), StepError> {
+        let mut names: Vec<String> = self.clients.keys().cloned().collect();
+        names.sort();
+        self.settle(&names);
+        for name in names {
+            let client = &self.clients[&name];
+            if client.ignores_rest {
+                continue;
+            }
+            let waiting = match &client.socket {
+                Some(ClientSocket::Stream(Stream::Tcp(stream))) => Queues::of(stream),
+                Some(ClientSocket::Stream(Stream::Unix(stream))) => Queues::of(stream),
+                Some(ClientSocket::Datagram(socket)) => Queues::of(socket),
+                // Closed: what it left unread went with the socket (maybe as an RST, which is
+                // a lesson of its own).
+                Some(ClientSocket::Connecting(_)) | None => continue,
+            }
+            .map(|queues| queues.recv)
+            .unwrap_or(0);
+            // A datagram socket's recv takes one whole datagram, whatever it reads of it
+            // (lesson 14): only the kernel's queue counts there.
+            let datagrams = matches!(client.socket, Some(ClientSocket::Datagram(_)));
+            let (sent, read) = if datagrams {
+                (0, 0)
+            } else {
+                self.transcript
+                    .entries
+                    .iter()
+                    .filter_map(|entry| entry.fact.as_ref())
+                    .fold((0, 0), |(sent, read), fact| match fact {
+                        Fact::ServerSend { client, len } if *client == name => (sent + len, read),
+                        Fact::ClientRecv { client, len } if *client == name => (sent, read + len),
+                        _ => (sent, read),
+                    })
+            };
+            let kept = client.unread.len();
+            let unread = sent.saturating_sub(read).max(waiting) + kept;
+            if unread > 0 {
+                return Err(StepError::Other(format!(
+                    "{name} has {unread} byte{} left unread at the end of the file{}: read {} with a recv step, or add `{name}: ignore-rest` if the lesson does not care",
+                    if unread == 1 { "" } else { "s" },
+                    if sent > read {
+                        format!(" (the server sent {sent}, {name}'s steps read {read})")
+                    } else {
+                        String::new()
+                    },
+                    if unread == 1 { "it" } else { "them" }
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A fresh directory under the system's temporary directory, removed on drop.

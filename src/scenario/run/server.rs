@@ -57,6 +57,7 @@ impl Runner<'_> {
                     .ok_or("the server is not running")?
                     .handle
                     .resume_accept();
+                self.accepting = true;
                 self.record_at(
                     started,
                     line("server calls accept again: the queued connections are served".into()),
