@@ -659,7 +659,8 @@ impl Runner<'_> {
     /// everything the open clients have sent: the answers to the last sends may still be on their
     /// way when the file ends, and the strict end must see them.
     fn settle(&mut self, names: &[String]) {
-        if !self.accepting {
+        // Another server reports nothing to wait for; a paused one will never catch up.
+        if self.external || !self.accepting {
             return;
         }
         let deadline = std::time::Instant::now() + self.timeout();
