@@ -503,7 +503,26 @@ fn every_error_message_is_one_line_of_words() {
     for error in all {
         let message = error.to_string();
         assert!(!message.is_empty() && !message.contains('\n'), "{error:?}");
-        assert!([400, 413, 414, 431, 501, 505].contains(&error.status()));
+    }
+}
+
+#[test]
+fn each_error_is_answered_with_the_status_rfc_9110_gives_it() {
+    // Written out one by one, so that a status changed in the parser fails here.
+    use ParseError::*;
+    let expected = |error: ParseError| match error {
+        RequestLineTooLong => 414, // URI Too Long, RFC 9110 section 15.5.15
+        HeadTooLarge | TooManyHeaders => 431, // Request Header Fields Too Large, RFC 6585
+        BodyTooLarge => 413,                  // Content Too Large, section 15.5.14
+        UnsupportedVersion => 505,            // HTTP Version Not Supported, section 15.6.6
+        UnsupportedTransferEncoding => 501,   // Not Implemented, RFC 9112 section 6.1
+        Method | Target | Version | BareCr | ObsFold | SpaceBeforeColon | HeaderName
+        | HeaderValue | MissingHost | DuplicateHost | HostValue | ContentLength
+        | ConflictingContentLength | LengthWithTransferEncoding | ChunkedNotLast
+        | TransferEncodingInHttp10 | Chunk => 400,
+    };
+    for error in ParseError::ALL {
+        assert_eq!(error.status(), expected(error), "{error:?}");
     }
 }
 

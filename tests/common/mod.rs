@@ -168,3 +168,52 @@ pub fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
     });
     rx
 }
+
+/// Splits what a server sent before closing into whole HTTP responses, framed by their
+/// `Content-Length`, and returns their status codes. A response cut short, or bytes that are
+/// not a response, are an error: "it starts with HTTP/1.1" would pass a truncated one.
+pub fn whole_responses(mut bytes: &[u8]) -> Result<Vec<u16>, String> {
+    let mut statuses = Vec::new();
+    while !bytes.is_empty() {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        let head = match response.parse(bytes) {
+            Ok(httparse::Status::Complete(head)) => head,
+            Ok(httparse::Status::Partial) => {
+                return Err(format!(
+                    "response {} is cut short in its head: {:?}",
+                    statuses.len() + 1,
+                    String::from_utf8_lossy(bytes)
+                ));
+            }
+            Err(e) => return Err(format!("response {}: {e}", statuses.len() + 1)),
+        };
+        let length: usize = response
+            .headers
+            .iter()
+            .find(|header| header.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|header| std::str::from_utf8(header.value).ok()?.trim().parse().ok())
+            .ok_or_else(|| format!("response {} has no Content-Length", statuses.len() + 1))?;
+        let end = head + length;
+        if bytes.len() < end {
+            return Err(format!(
+                "response {} is cut short: {} of its {length} body bytes",
+                statuses.len() + 1,
+                bytes.len() - head
+            ));
+        }
+        statuses.push(response.code.unwrap_or(0));
+        bytes = &bytes[end..];
+    }
+    Ok(statuses)
+}
+
+#[test]
+fn whole_responses_finds_a_truncated_one() {
+    let one = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    assert_eq!(whole_responses(one), Ok(vec![200]));
+    assert_eq!(whole_responses(&[&one[..], &one[..]].concat()), Ok(vec![200, 200]));
+    assert!(whole_responses(&one[..one.len() - 1]).is_err());
+    assert!(whole_responses(b"HTTP/1.1 200").is_err());
+    assert_eq!(whole_responses(b""), Ok(vec![]));
+}
