@@ -139,6 +139,16 @@ impl Client {
             .map_err(|e| Error::io(format!("cannot set TCP_NODELAY for {}", self.server), e))
     }
 
+    /// Whether `TCP_NODELAY` is on: what `getsockopt` says, not what was asked.
+    pub fn nodelay(&self) -> Result<bool, Error> {
+        match &self.stream {
+            Stream::Tcp(stream) => stream
+                .nodelay()
+                .map_err(|e| Error::io(format!("cannot read TCP_NODELAY for {}", self.server), e)),
+            Stream::Unix(_) => Ok(false),
+        }
+    }
+
     /// The send loop: each line of `input` is sent, each reply printed to `output` on a line
     /// of its own. `prompt`, when given, is written before each line is read (the binary
     /// passes stderr when stdin is a terminal).

@@ -364,6 +364,16 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     }
     let client = Client::connect(&args.target.endpoint(), args.ack.as_bytes())?;
     client.set_nodelay(args.nodelay)?;
+    // What the socket says, not what was asked: getsockopt reads it back.
+    let nodelay = if client.nodelay()? {
+        ", TCP_NODELAY on"
+    } else {
+        ""
+    };
+    eprintln!(
+        "connected to {}{nodelay}; type a line and press Enter to send it; q or Ctrl-D ends the session",
+        args.target.endpoint()
+    );
     client.run_session(stdin.lock(), io::stdout(), prompt)?;
     Ok(())
 }

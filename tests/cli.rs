@@ -215,8 +215,12 @@ fn the_client_reports_a_server_that_vanishes() {
     let output = wait_with_timeout(client);
     assert_eq!(output.status.code(), Some(7), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_default();
     assert!(
-        stderr.starts_with(&format!(
+        error.starts_with(&format!(
             "error: connection to 127.0.0.1:{} lost: ",
             server.port()
         )),
@@ -310,4 +314,24 @@ fn quiet_keeps_the_conversation_out_of_the_log() {
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(), Some(0));
     assert_eq!(server.remaining_lines(), Vec::<String>::new());
+}
+
+#[test]
+fn an_empty_line_is_never_sent_and_the_session_goes_on() {
+    // send(b"") puts nothing on the wire and no ack would come back: a client that sent it
+    // would wait forever. The client says so and reads the next line.
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("\nhello\n\n\nq\n")
+        .timeout(std::time::Duration::from_secs(10))
+        .assert()
+        .success()
+        .stdout(ACK_LINE)
+        .stderr(predicates::str::contains(
+            "(empty line not sent: a 0-byte send carries nothing over TCP)",
+        ));
+    let lines = server.wait_for_line(&format!("{} disconnected", peer_of(&server.next_line())));
+    assert_eq!(lines.len(), 1, "only `hello` was sent: {lines:?}");
+    assert!(lines[0].ends_with("send a message to server: hello"));
 }

@@ -105,11 +105,15 @@ fn a_malformed_file_names_the_line_and_the_valid_verbs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.txt");
     std::fs::write(&path, "# bad\nserver tcp\n\nalice: conect\n").unwrap();
-    socket_lab().args(["run", path.to_str().unwrap()]).assert().code(8).stderr(format!(
-        "error: {}:4: unknown verb `conect`; a client can: {}\n",
-        path.display(),
-        verb_names(Actor::Client)
-    ));
+    socket_lab()
+        .args(["run", path.to_str().unwrap()])
+        .assert()
+        .code(8)
+        .stderr(format!(
+            "error: {}:4: unknown verb `conect`; a client can: {}\n",
+            path.display(),
+            verb_names(Actor::Client)
+        ));
 }
 
 #[test]

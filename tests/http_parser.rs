@@ -513,13 +513,26 @@ fn each_error_is_answered_with_the_status_rfc_9110_gives_it() {
     let expected = |error: ParseError| match error {
         RequestLineTooLong => 414, // URI Too Long, RFC 9110 section 15.5.15
         HeadTooLarge | TooManyHeaders => 431, // Request Header Fields Too Large, RFC 6585
-        BodyTooLarge => 413,                  // Content Too Large, section 15.5.14
-        UnsupportedVersion => 505,            // HTTP Version Not Supported, section 15.6.6
-        UnsupportedTransferEncoding => 501,   // Not Implemented, RFC 9112 section 6.1
-        Method | Target | Version | BareCr | ObsFold | SpaceBeforeColon | HeaderName
-        | HeaderValue | MissingHost | DuplicateHost | HostValue | ContentLength
-        | ConflictingContentLength | LengthWithTransferEncoding | ChunkedNotLast
-        | TransferEncodingInHttp10 | Chunk => 400,
+        BodyTooLarge => 413,       // Content Too Large, section 15.5.14
+        UnsupportedVersion => 505, // HTTP Version Not Supported, section 15.6.6
+        UnsupportedTransferEncoding => 501, // Not Implemented, RFC 9112 section 6.1
+        Method
+        | Target
+        | Version
+        | BareCr
+        | ObsFold
+        | SpaceBeforeColon
+        | HeaderName
+        | HeaderValue
+        | MissingHost
+        | DuplicateHost
+        | HostValue
+        | ContentLength
+        | ConflictingContentLength
+        | LengthWithTransferEncoding
+        | ChunkedNotLast
+        | TransferEncodingInHttp10
+        | Chunk => 400,
     };
     for error in ParseError::ALL {
         assert_eq!(error.status(), expected(error), "{error:?}");
@@ -648,5 +661,43 @@ proptest! {
                 ),
             }
         }
+    }
+}
+
+#[test]
+fn a_chunked_body_of_exactly_the_limit_passes_and_one_byte_more_is_413() {
+    // small_limits() allows 8 body bytes, however they are chunked.
+    let at_limit =
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n3\r\n678\r\n0\r\n\r\n";
+    assert_eq!(complete_with(at_limit, &small_limits()).body, b"12345678");
+    let one_more =
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n4\r\n6789\r\n0\r\n\r\n";
+    assert_eq!(
+        Request::parse(one_more, &small_limits()),
+        Err(ParseError::BodyTooLarge)
+    );
+}
+
+#[test]
+fn connection_close_is_a_case_insensitive_token_in_a_list() {
+    for value in [
+        "close",
+        "Close",
+        "CLOSE",
+        "keep-alive, close",
+        "foo ,  close ",
+        "Upgrade,CLOSE",
+    ] {
+        let bytes = format!("GET / HTTP/1.1\r\nHost: a\r\nConnection: {value}\r\n\r\n");
+        let request = complete_with(bytes.as_bytes(), &Limits::default());
+        assert!(!request.head.keep_alive(), "Connection: {value} must close");
+    }
+    for value in ["keep-alive", "closed", "enclose", "clo se"] {
+        let bytes = format!("GET / HTTP/1.1\r\nHost: a\r\nConnection: {value}\r\n\r\n");
+        let request = complete_with(bytes.as_bytes(), &Limits::default());
+        assert!(
+            request.head.keep_alive(),
+            "Connection: {value} is not close"
+        );
     }
 }

@@ -332,7 +332,8 @@ fn a_connect_timeout_gives_up_on_a_full_backlog() {
 }
 
 #[test]
-fn cli_client_accepts_nodelay() {
+fn cli_client_nodelay_turns_nagle_off_on_its_socket() {
+    // The client reads TCP_NODELAY back with getsockopt and says what it found.
     let server = ServerProcess::start(&["--port", "0"]);
     Command::new(BINARY)
         .args(["client", "--nodelay", "--port", &server.port()])
@@ -340,7 +341,32 @@ fn cli_client_accepts_nodelay() {
         .timeout(STEP_TIMEOUT)
         .assert()
         .success()
-        .stdout("server recv success\n");
+        .stdout("server recv success\n")
+        .stderr(predicates::str::contains(", TCP_NODELAY on;"));
+    Command::new(BINARY)
+        .args(["client", "--port", &server.port()])
+        .write_stdin("hello\nq\n")
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .success()
+        .stderr(predicates::prelude::PredicateBooleanExt::not(
+            predicates::str::contains("TCP_NODELAY"),
+        ));
+}
+
+#[test]
+fn set_nodelay_is_what_getsockopt_then_says() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = Endpoint::tcp("127.0.0.1", listener.local_addr().expect("addr").port());
+    let client = socket_lab::client::Client::connect(&endpoint, b"ack").expect("connect");
+    assert!(
+        !client.nodelay().expect("getsockopt"),
+        "Nagle is on by default"
+    );
+    client.set_nodelay(true).expect("setsockopt");
+    assert!(client.nodelay().expect("getsockopt"));
+    client.set_nodelay(false).expect("setsockopt");
+    assert!(!client.nodelay().expect("getsockopt"));
 }
 
 // IPv6 and addresses: claim 3.

@@ -330,3 +330,31 @@ fn cli_udp_rejects_settings_that_only_streams_have() {
             .stderr(predicate::str::contains("cannot be used with"));
     }
 }
+
+#[test]
+fn each_datagram_gets_exactly_one_ack() {
+    let (server, events) = start_server(1024);
+    let client = client_for(&server);
+    for message in [&b"one"[..], b"two", b"three"] {
+        client.send(message).expect("send");
+    }
+    for _ in 0..3 {
+        assert!(matches!(next_event(&events), Event::Message { .. }));
+    }
+    // Three acks, each a whole datagram of its own...
+    for _ in 0..3 {
+        assert_eq!(client.recv_reply().expect("an ack"), ACK);
+    }
+    // ...and no fourth: the socket times out instead of returning another.
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let extra = client.recv(1024);
+    assert!(
+        extra
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "a fourth ack: {extra:?}"
+    );
+    server.stop().expect("stop");
+}

@@ -212,7 +212,10 @@ pub fn whole_responses(mut bytes: &[u8]) -> Result<Vec<u16>, String> {
 fn whole_responses_finds_a_truncated_one() {
     let one = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     assert_eq!(whole_responses(one), Ok(vec![200]));
-    assert_eq!(whole_responses(&[&one[..], &one[..]].concat()), Ok(vec![200, 200]));
+    assert_eq!(
+        whole_responses(&[&one[..], &one[..]].concat()),
+        Ok(vec![200, 200])
+    );
     assert!(whole_responses(&one[..one.len() - 1]).is_err());
     assert!(whole_responses(b"HTTP/1.1 200").is_err());
     assert_eq!(whole_responses(b""), Ok(vec![]));
