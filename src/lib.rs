@@ -20,6 +20,8 @@
 //! - [`namespace`]: a private user and network namespace, so an ordinary user may capture.
 //! - [`wire`]: every segment on loopback, from a packet socket: the wire's view of a lesson.
 //! - [`http`]: HTTP on the raw socket: request parser, response builder, web server.
+//! - [`check`]: `socket-lab check`, a report card for a learner's own server.
+//! - [`claims`]: the walkthrough's claims, read from `CLAIMS.md`.
 //! - [`scenario`]: lesson files in `scenarios/`: parsed, run against a real server, narrated.
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; tests use
@@ -27,6 +29,8 @@
 
 pub mod backlog;
 pub mod bench;
+pub mod check;
+pub mod claims;
 pub mod client;
 pub mod endpoint;
 pub mod error;

@@ -12,11 +12,13 @@ use socket_lab::client::Client;
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
 use socket_lab::namespace;
+use socket_lab::scenario::syntax::ServerKind;
 use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
 use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
 use socket_lab::udp::{self, DatagramClient, DatagramServer};
 use socket_lab::wire::Capture;
 use socket_lab::{Address, Endpoint, Error};
+use socket_lab::{check, claims};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -57,6 +59,33 @@ enum Command {
     /// Loads an ack server with many connections and reports msgs/s and p50/p99/max latency.
     #[command(after_help = EXIT_CODES)]
     Bench(BenchArgs),
+    /// Grades your own server: runs every lesson that applies to it and prints a report card,
+    /// one line per lesson and per walkthrough claim, with a hint for each failure.
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Your server: HOST:PORT (such as 127.0.0.1:10000 or [::1]:10000), or a Unix socket path.
+    #[arg(long)]
+    target: String,
+    /// What your server speaks: tcp (the walkthrough's server.py), udp, unix, unix-dgram, or
+    /// http. Default: tcp for HOST:PORT, unix for a path.
+    #[arg(long)]
+    kind: Option<String>,
+    /// The n in your server's recv(n) (the walkthrough's is 1024).
+    #[arg(long, default_value_t = server::RECV_SIZE)]
+    recv_size: usize,
+    /// What your server answers each message with.
+    #[arg(long, default_value = "server recv success")]
+    ack: String,
+    /// Print the report as JSON, for a grading script (the shape is in the README).
+    #[arg(long)]
+    json: bool,
+    /// Where the lessons are (default: ./scenarios, else the one in the source tree).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -229,6 +258,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_scenarios(args),
         Command::Lessons(args) => list_lessons(args),
         Command::Bench(args) => run_bench(args),
+        Command::Check(args) => run_check(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -425,6 +455,17 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
             .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
         let scenario = Scenario::parse(&text)
             .map_err(|e| Error::Scenario(format!("{shown}:{}: {}", e.line, e.message)))?;
+        if let ScenarioTarget::External(endpoint) = &target {
+            // Say what the lesson needs before it runs, not after a timeout.
+            if let Some(why) = check::own_server_only(&scenario) {
+                return Err(Error::Scenario(format!(
+                    "{shown}: this lesson cannot run against the server at {endpoint}: {why}"
+                )));
+            }
+            for expectation in check::expectations(&scenario) {
+                eprintln!("note: {expectation}");
+            }
+        }
         if index > 0 {
             println!();
         }
@@ -508,15 +549,86 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
-    let dir = args.dir.unwrap_or_else(|| {
+/// The lessons folder: the one given, else ./scenarios, else the one in the source tree.
+fn lessons_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
         let here = PathBuf::from("scenarios");
         if here.is_dir() {
             here
         } else {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
         }
+    })
+}
+
+fn run_check(args: CheckArgs) -> Result<(), Error> {
+    let endpoint = parse_target(&args.target)?;
+    let kind = match args.kind.as_deref() {
+        None if matches!(endpoint, Endpoint::Unix(_)) => ServerKind::Unix,
+        None => ServerKind::Tcp,
+        Some(name) => ServerKind::from_name(name)
+            .filter(|kind| *kind != ServerKind::None)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "--kind {name}: expected tcp, udp, unix, unix-dgram or http"
+                ))
+            })?,
+    };
+    if args.recv_size == 0 || args.recv_size > server::MAX_RECV_SIZE {
+        return Err(Error::Config(format!(
+            "--recv-size must be between 1 and {}, not {}",
+            server::MAX_RECV_SIZE,
+            args.recv_size
+        )));
+    }
+    let dir = lessons_dir(args.dir);
+    let lessons = scenario::discover(&dir)
+        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+    let claims_file = claims::locate(&dir);
+    let claims = std::fs::read_to_string(&claims_file)
+        .map(|text| claims::parse(&text))
+        .map_err(|e| Error::io(format!("cannot read {}", claims_file.display()), e))?;
+    let subject = check::Subject {
+        recv_size: args.recv_size,
+        ack: args.ack.into_bytes(),
+        ..check::Subject::new(endpoint, kind)
+    };
+    let mut stdout = io::stdout();
+    if !args.json {
+        let _ = writeln!(
+            stdout,
+            "socket-lab check: your {} server at {}\n\nlessons",
+            kind.name(),
+            subject.endpoint
+        );
+    }
+    let report = check::check(&lessons, &claims, &subject, &mut |result| {
+        if !args.json {
+            let _ = writeln!(stdout, "{}", check::lesson_line(result));
+        }
     });
+    if args.json {
+        let _ = writeln!(stdout, "{}", report.to_json());
+    } else {
+        let card = report.to_string();
+        // The lesson lines are printed as they finish; the rest of the card follows.
+        let rest = card.split_once("\nclaims").map_or("", |(_, rest)| rest);
+        let _ = writeln!(stdout, "\nclaims{rest}");
+    }
+    if report.all_passed() {
+        Ok(())
+    } else {
+        Err(Error::Scenario(format!(
+            "{} of the {} lessons that ran failed against {}",
+            report.failed,
+            report.passed + report.failed,
+            subject.endpoint
+        )))
+    }
+}
+
+fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
+    let dir = lessons_dir(args.dir);
     let files = scenario::discover(&dir)
         .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
     let mut first = None;

@@ -308,6 +308,7 @@ fn scenarios() -> impl Strategy<Value = Scenario> {
                 .map(|(index, action)| socket_lab::scenario::syntax::Step {
                     line: index + 3,
                     action,
+                    hint: None,
                 })
                 .collect();
             scenario

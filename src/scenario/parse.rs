@@ -47,6 +47,8 @@ impl Scenario {
         let mut steps = Vec::new();
         let mut built = 0;
         let mut last_line = 1;
+        let mut needs = Vec::new();
+        let mut hint: Option<String> = None;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             last_line = line;
@@ -63,6 +65,7 @@ impl Scenario {
                     steps.push(Step {
                         line,
                         action: Action::Narrate(narration.to_string()),
+                        hint: None,
                     });
                 }
                 continue;
@@ -90,9 +93,40 @@ impl Scenario {
                     timeout = tokens.duration().map_err(error)?;
                     tokens.end().map_err(error)?;
                 }
+                Some("needs") if tokens.peek_is_directive() => {
+                    tokens.next();
+                    let need = match tokens
+                        .word("what the lesson needs: two-clients-at-once")
+                        .map_err(error)?
+                        .as_str()
+                    {
+                        "two-clients-at-once" => Need::TwoClientsAtOnce,
+                        other => {
+                            return Err(error(format!(
+                                "unknown need `{other}`; a lesson can need: two-clients-at-once"
+                            )));
+                        }
+                    };
+                    tokens.end().map_err(error)?;
+                    needs.push(need);
+                }
+                Some("hint") if tokens.peek_is_directive() => {
+                    tokens.next();
+                    if hint.is_some() {
+                        return Err(error(
+                            "two `hint` lines in a row: a hint belongs to the step after it".into(),
+                        ));
+                    }
+                    hint = Some(tokens.text("the hint, as a string").map_err(error)?);
+                    tokens.end().map_err(error)?;
+                }
                 _ => {
                     let action = parse_step(&mut tokens).map_err(error)?;
-                    steps.push(Step { line, action });
+                    steps.push(Step {
+                        line,
+                        action,
+                        hint: hint.take(),
+                    });
                 }
             }
         }
@@ -107,12 +141,19 @@ impl Scenario {
                 ServerKind::NAMES
             ),
         })?;
+        if hint.is_some() {
+            return Err(ParseError {
+                line: last_line,
+                message: "a `hint` line with no step after it".into(),
+            });
+        }
         Ok(Scenario {
             title,
             server,
             timeout,
             steps,
             last_line,
+            needs,
         })
     }
 

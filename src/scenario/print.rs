@@ -27,7 +27,13 @@ impl fmt::Display for Scenario {
         }
         writeln!(f)?;
         writeln!(f, "timeout {}", show_duration(self.timeout))?;
+        for need in &self.needs {
+            writeln!(f, "needs {}", need.name())?;
+        }
         for step in &self.steps {
+            if let Some(hint) = &step.hint {
+                writeln!(f, "hint {}", literal(hint.as_bytes()))?;
+            }
             writeln!(f, "{}", step.action)?;
         }
         Ok(())

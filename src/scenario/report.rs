@@ -267,9 +267,54 @@ pub struct Failure {
     pub file: String,
     pub line: usize,
     /// The step as written (canonical form).
-    pub step: String,
+    pub step: Box<str>,
     pub message: String,
+    /// What the failure looked like from the client's side, for `socket-lab check`'s hints.
+    pub symptom: Symptom,
+    /// The file's own hint for this step (`hint "..."`), if it has one.
+    pub hint: Option<Box<str>>,
     pub transcript: Transcript,
+}
+
+/// What a failed step saw, in the terms a learner's server can be told about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Symptom {
+    /// The step waited and nothing (or not enough) came.
+    NothingArrived,
+    /// The server closed the connection (a recv returned 0 bytes).
+    Closed,
+    /// The connection was reset.
+    Reset,
+    /// Bytes came, but not the ones the lesson expects.
+    WrongBytes,
+    /// The server's log or anything else.
+    Other,
+}
+
+impl StepError {
+    /// How the failure looked from the client's side.
+    pub fn symptom(&self) -> Symptom {
+        let said = |text: &str| {
+            if text.contains("timed out")
+                || text.contains("nothing more arrived in time")
+                || text.contains("the step's timeout passed")
+            {
+                Some(Symptom::NothingArrived)
+            } else if text.contains("end of stream") || text.contains("the stream ended") {
+                Some(Symptom::Closed)
+            } else if text.contains("reset by peer") {
+                Some(Symptom::Reset)
+            } else {
+                None
+            }
+        };
+        match self {
+            StepError::Mismatch { got, .. } => said(got).unwrap_or(Symptom::WrongBytes),
+            StepError::Bytes { .. } => Symptom::WrongBytes,
+            StepError::Other(message) => said(message).unwrap_or(Symptom::Other),
+            _ => Symptom::Other,
+        }
+    }
 }
 
 impl fmt::Display for Failure {

@@ -24,6 +24,25 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// The file's last line, where a failure at the end of the run points.
     pub last_line: usize,
+    /// What the lesson needs of a server beyond its `server` line (`needs` lines), for
+    /// `socket-lab check` and `run --target`.
+    pub needs: Vec<Need>,
+}
+
+/// Something a lesson needs of the server it runs against that its `server` line cannot say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// `needs two-clients-at-once`: the server must serve a second client while the first
+    /// stays connected.
+    TwoClientsAtOnce,
+}
+
+impl Need {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Need::TwoClientsAtOnce => "two-clients-at-once",
+        }
+    }
 }
 
 /// The server a scenario starts, as its `server` line says: a kind and the settings that
@@ -146,6 +165,11 @@ impl ServerKind {
     ];
     pub(crate) const NAMES: &str = "tcp, udp, unix, unix-dgram, http, none";
 
+    /// The kind a file or a flag names (`tcp`, `unix-dgram`, ...).
+    pub fn from_name(name: &str) -> Option<ServerKind> {
+        ServerKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Tcp => "tcp",
@@ -207,6 +231,9 @@ pub struct Step {
     /// 1-based line number in the file, for error messages.
     pub line: usize,
     pub action: Action,
+    /// What it means when this step fails against a learner's server (`hint "..."` on the
+    /// line before): `socket-lab check` prints it.
+    pub hint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -108,7 +108,7 @@ impl Runner<'_> {
                 }),
             };
         }
-        if self.kind().is_datagram() && !self.external {
+        if self.kind().is_datagram() {
             let socket = DatagramClient::connect(&self.endpoint, self.timeout())
                 .map_err(|e| e.to_string())?;
             let address = socket.local_addr().ok();

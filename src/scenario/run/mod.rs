@@ -288,11 +288,19 @@ impl Runner<'_> {
 
     fn fail(&mut self, file: &str, line: usize, step: String, error: StepError) -> Failure {
         self.catch_up();
+        let hint = self
+            .scenario
+            .steps
+            .iter()
+            .find(|candidate| candidate.line == line)
+            .and_then(|failed| failed.hint.as_deref().map(Box::from));
         Failure {
             file: file.to_string(),
             line,
-            step,
+            step: step.into(),
             message: error.to_string(),
+            symptom: error.symptom(),
+            hint,
             transcript: self.transcript.clone(),
         }
     }
