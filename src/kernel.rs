@@ -145,6 +145,59 @@ fn ioctl_count(fd: RawFd, request: libc::Ioctl) -> io::Result<usize> {
     usize::try_from(count).map_err(|_| io::Error::other("the kernel reported a negative count"))
 }
 
+/// What the kernel knows of one TCP connection it is carrying (`getsockopt(TCP_INFO)`, the
+/// numbers `ss -ti` prints): its round-trip time, the retransmission timeout that follows
+/// from it, and how many segments are unacknowledged or were sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub rtt: Duration,
+    pub rto: Duration,
+    pub unacked: u32,
+    /// Segments sent again over the connection's life.
+    pub retransmitted: u32,
+}
+
+impl TcpInfo {
+    pub fn of(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
+        // SAFETY: tcp_info is plain old data; all zeroes is valid, and the kernel fills in as
+        // much of it as it knows (the length says how much).
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: the pointer and length describe `info`, which outlives the call.
+        let result = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                &mut info as *mut libc::tcp_info as *mut libc::c_void,
+                &mut length,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(TcpInfo {
+            rtt: Duration::from_micros(u64::from(info.tcpi_rtt)),
+            rto: Duration::from_micros(u64::from(info.tcpi_rto)),
+            unacked: info.tcpi_unacked,
+            retransmitted: info.tcpi_total_retrans,
+        })
+    }
+}
+
+impl std::fmt::Display for TcpInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rtt {:.3} ms, retransmission timeout {} ms, {} unacknowledged, {} sent again",
+            self.rtt.as_secs_f64() * 1000.0,
+            self.rto.as_millis(),
+            self.unacked,
+            self.retransmitted
+        )
+    }
+}
+
 /// A TCP state as the kernel names it (`include/net/tcp_states.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpState {
@@ -377,6 +430,18 @@ mod tests {
         let queues = Queues::of(&server).unwrap();
         assert_eq!(queues.recv, 5);
         assert_eq!(queues.unsent, Some(0));
+    }
+
+    #[test]
+    fn tcp_info_reads_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let info = TcpInfo::of(&client).unwrap();
+        assert_eq!(info.unacked, 0);
+        assert_eq!(info.retransmitted, 0);
+        // The RFC 6298 floor on Linux is 200 ms (TCP_RTO_MIN), however short the rtt.
+        assert!(info.rto >= Duration::from_millis(200), "{info}");
+        assert!(TcpInfo::of(&listener).is_ok());
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::Runner;
-use crate::kernel::{INITIAL_RTO, SynRetries, TcpSocket, TcpState, sysctl, tcp_sockets};
+use super::{ClientSocket, Runner};
+use crate::endpoint::Stream;
+use crate::kernel::{INITIAL_RTO, SynRetries, TcpInfo, TcpSocket, TcpState, sysctl, tcp_sockets};
 use crate::scenario::report::{Entry, EntryKind, StepError};
 use crate::scenario::syntax::{End, KernelCall};
 
@@ -167,8 +168,22 @@ impl Runner<'_> {
                             left.as_secs().max(1)
                         )
                     });
+                // For a socket the runner holds, what TCP_INFO says of the connection.
+                let held = match end {
+                    End::Client(name) => self
+                        .clients
+                        .get(name)
+                        .and_then(|client| client.socket.as_ref()),
+                    End::ServerOf(_) => None,
+                };
+                let info = match held {
+                    Some(ClientSocket::Stream(Stream::Tcp(stream))) => {
+                        TcpInfo::of(stream).map_or(String::new(), |info| format!("; {info}"))
+                    }
+                    _ => String::new(),
+                };
                 self.record(line(format!(
-                    "{shown}: {}{left}",
+                    "{shown}: {}{left}{info}",
                     state.map_or("gone: the kernel holds nothing for it", TcpState::name)
                 )));
                 return if state == Some(expected) {
