@@ -9,8 +9,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use socket_lab::scenario::Scenario;
 use socket_lab::scenario::syntax::{
-    Action, ClientCall, ConnectOutcome, Direction, Framing, RecvOutcome, SendOutcome, ServerCall,
-    SockOpt, StreamContent,
+    Action, BindOutcome, ClientCall, ConnectOutcome, Direction, Framing, KernelCall, RecvOutcome,
+    SendOutcome, ServerCall, SockOpt, StreamContent, WireCall,
 };
 use socket_lab::server::{ACK, Event, Server, ServerConfig, channel_log};
 use socket_lab::{Address, Endpoint};
@@ -84,10 +84,28 @@ fn every_byte_arrives_once_in_order(
     Ok(())
 }
 
+/// A recv size where the bugs live: tiny ones (1 to 16 bytes, a recv per byte or so), the
+/// powers of two and their neighbours, and anywhere up to 64 KiB. Drawn uniformly from
+/// 1..=65536, 48 cases would almost never try a size below 17.
+fn recv_sizes() -> impl Strategy<Value = usize> {
+    let edges: Vec<usize> = (4..=16)
+        .flat_map(|power| {
+            let size = 1usize << power;
+            [size - 1, size, size + 1]
+        })
+        .filter(|&size| size <= 65536)
+        .collect();
+    prop_oneof![
+        3 => 1usize..=16,
+        2 => proptest::sample::select(edges),
+        2 => 17usize..=65536,
+    ]
+}
+
 /// A recv size, and a message size drawn from the edges that matter and from anywhere up
 /// to 1 MiB (within MAX_RECVS recvs).
 fn sizes() -> impl Strategy<Value = (usize, usize)> {
-    (1usize..=65536).prop_flat_map(|recv_size| {
+    recv_sizes().prop_flat_map(|recv_size| {
         let most = (recv_size * MAX_RECVS).min(1 << 20);
         let edges = [
             0,
@@ -121,7 +139,7 @@ proptest! {
 
     #[test]
     fn any_chunking_of_one_payload_arrives_whole_and_in_order(
-        recv_size in 1usize..=4096,
+        recv_size in recv_sizes(),
         chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 1..12),
     ) {
         every_byte_arrives_once_in_order(recv_size, &chunks)?;
@@ -281,26 +299,93 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
     ]
 }
 
+fn client_name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{0,7}".prop_filter("`server`, `kernel` and `wire` are not clients", |name| {
+        !["server", "kernel", "wire"].contains(&name.as_str())
+    })
+}
+
+fn server_call() -> impl Strategy<Value = ServerCall> {
+    let bind = prop_oneof![
+        Just(BindOutcome::Bound),
+        text().prop_map(BindOutcome::Error)
+    ];
+    prop_oneof![
+        text().prop_map(ServerCall::Log),
+        text().prop_map(ServerCall::LogNext),
+        client_name().prop_map(|client| ServerCall::ReceivedAll { client }),
+        Just(ServerCall::Stop),
+        Just(ServerCall::ResumeAccept),
+        (any::<bool>(), bind.clone()).prop_map(|(reuse_address, expect)| ServerCall::BindAgain {
+            reuse_address,
+            expect
+        }),
+        (any::<bool>(), bind).prop_map(|(reuse_address, expect)| ServerCall::Restart {
+            reuse_address,
+            expect
+        }),
+    ]
+}
+
 fn action() -> impl Strategy<Value = Action> {
-    let name =
-        "[a-z][a-z0-9_-]{0,7}".prop_filter("`server` is the server", |name| name != "server");
     prop_oneof![
         "[a-zA-Z0-9,.()]([ a-zA-Z0-9,.()]{0,30}[a-zA-Z0-9,.()])?".prop_map(Action::Narrate),
-        (name, client_call()).prop_map(|(name, call)| Action::Client { name, call }),
-        text().prop_map(|pattern| Action::Server(ServerCall::Log(pattern))),
-        Just(Action::Server(ServerCall::Stop)),
-        Just(Action::Server(ServerCall::ResumeAccept)),
+        (client_name(), client_call()).prop_map(|(name, call)| Action::Client { name, call }),
+        server_call().prop_map(Action::Server),
+        Just(Action::Kernel(KernelCall::SynSchedule)),
+        (1usize..100).prop_map(|count| Action::Kernel(KernelCall::AcceptQueue(count))),
+        "[a-z]{1,8}(\\.[a-z_]{1,12}){0,3}"
+            .prop_map(|name| Action::Kernel(KernelCall::Sysctl(vec![name]))),
+        (1u64..10_000).prop_map(|ms| Action::Wire(WireCall::Silence(Duration::from_millis(ms)))),
     ]
+}
+
+/// A `server tcp` line with any of the settings a TCP server takes.
+fn server_line() -> impl Strategy<Value = String> {
+    (
+        proptest::option::of(1usize..100_000),
+        proptest::option::of("[a-z ]{1,12}"),
+        proptest::option::of(0i32..1000),
+        proptest::option::of(1usize..1000),
+        proptest::option::of(0u64..100_000),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(recv_size, ack, backlog, max_clients, idle, paused)| {
+            let mut line = "server tcp".to_string();
+            if let Some(size) = recv_size {
+                line.push_str(&format!(" recv-size={size}"));
+            }
+            if let Some(ack) = ack {
+                line.push_str(&format!(" ack=\"{ack}\""));
+            }
+            if let Some(backlog) = backlog {
+                line.push_str(&format!(" backlog={backlog}"));
+            }
+            if let Some(max) = max_clients {
+                line.push_str(&format!(" max-clients={max}"));
+            }
+            if let Some(idle) = idle {
+                line.push_str(&format!(" idle-timeout={idle}ms"));
+            }
+            if let Some(paused) = paused {
+                line.push_str(if paused {
+                    " accept=paused"
+                } else {
+                    " accept=on"
+                });
+            }
+            line
+        })
 }
 
 fn scenarios() -> impl Strategy<Value = Scenario> {
     (
         "[a-zA-Z0-9]([ a-zA-Z0-9]{0,20}[a-zA-Z0-9])?",
-        1usize..100_000,
+        server_line(),
         proptest::collection::vec(action(), 0..12),
     )
-        .prop_map(|(title, recv_size, actions)| {
-            let text = format!("# {title}\nserver tcp recv-size={recv_size}\n");
+        .prop_map(|(title, server, actions)| {
+            let text = format!("# {title}\n{server}\n");
             let mut scenario = Scenario::parse(&text).expect("the skeleton parses");
             scenario.steps = actions
                 .into_iter()
