@@ -636,8 +636,9 @@ fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // The file name, then the title on its own indented line: titles are long.
         println!(
-            "{name:<32} {}",
+            "{name}\n    {}",
             scenario::title_of(&text).unwrap_or("(no title)")
         );
         first.get_or_insert(path);

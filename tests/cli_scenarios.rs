@@ -21,7 +21,10 @@ fn lessons_lists_the_walkthrough_in_order_with_titles() {
     let (listing, closing) = stdout
         .split_once("\n\n")
         .expect("a blank line after the list");
+    // Each lesson is its file name, then its title indented on the next line.
     let lines: Vec<&str> = listing.lines().collect();
+    let names: Vec<&str> = lines.iter().step_by(2).copied().collect();
+    let titles: Vec<&str> = lines.iter().skip(1).step_by(2).copied().collect();
     let files = std::fs::read_dir(lesson(""))
         .unwrap()
         .filter(|entry| {
@@ -30,13 +33,18 @@ fn lessons_lists_the_walkthrough_in_order_with_titles() {
                 .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "txt"))
         })
         .count();
-    assert_eq!(lines.len(), files, "one line per lesson file:\n{stdout}");
+    assert_eq!(names.len(), files, "one entry per lesson file:\n{stdout}");
+    assert_eq!(titles.len(), files, "a title per lesson:\n{stdout}");
+    assert_eq!(names[0], "01-one-message.txt");
+    assert_eq!(titles[0], "    One message, one ack");
     assert!(
-        lines[0].starts_with("01-one-message.txt") && lines[0].ends_with("One message, one ack")
+        titles
+            .iter()
+            .all(|title| title.starts_with("    ") && title.len() > 8)
     );
-    let mut sorted = lines.clone();
+    let mut sorted = names.clone();
     sorted.sort();
-    assert_eq!(lines, sorted, "reading order is file order");
+    assert_eq!(names, sorted, "reading order is file order");
     assert!(closing.contains("Run one: socket-lab run "), "{closing}");
     assert!(closing.contains("01-one-message.txt (add --full to see every byte)"));
     assert!(closing.contains("CLAIMS.md"));

@@ -449,7 +449,8 @@ pub fn matches(pattern: &str, text: &str) -> bool {
 /// How a transcript is printed.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct View {
-    /// ANSI colour: titles bold, clients cyan, the server yellow, notes dim.
+    /// ANSI colour, readable on dark and light terminals alike: titles bold, clients cyan,
+    /// the server green, the kernel magenta, the wire blue, notes dim.
     pub colour: bool,
     /// Every byte of every payload, beneath the line that shows it cut short.
     pub full: bool,
@@ -473,7 +474,8 @@ pub fn render(entry: &Entry, view: View) -> String {
             EntryKind::Title => "1",
             EntryKind::Narration => "0",
             EntryKind::Client => "36",
-            EntryKind::Server => "33",
+            // Not yellow: it fades on a light background.
+            EntryKind::Server => "32",
             EntryKind::Kernel => "35",
             EntryKind::Wire => "34",
             EntryKind::Note => "2",
