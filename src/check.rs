@@ -143,6 +143,7 @@ pub fn own_server_only(scenario: &Scenario) -> Option<String> {
             Setting::Backlog(_) => "it sets the server's listen backlog",
             Setting::MaxClients(_) => "it sets how many clients the server serves at once",
             Setting::IdleTimeout(_) => "it sets the server's idle timeout",
+            Setting::Engine(_) => "it chooses how the lab's own server serves its clients",
             Setting::RecvSize(_) | Setting::Ack(_) | Setting::Host(_) => continue,
         };
         return Some(why.into());

@@ -201,6 +201,11 @@ struct ServerArgs {
     /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
     #[arg(long, conflicts_with = "udp")]
     pause_accept: bool,
+    /// How clients are served: `threads` (a worker thread each, up to --max-clients) or
+    /// `iterative` (the walkthrough's server.py: one client at a time; the next one's
+    /// connect completes, but its messages wait until the first client leaves).
+    #[arg(long, default_value = "threads", value_parser = ["threads", "iterative"], conflicts_with = "udp")]
+    engine: String,
     /// Log only problems (stderr), not every message: for benchmarks, where a log line per
     /// message would cost more than the message.
     #[arg(long)]
@@ -278,6 +283,7 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         backlog: args.backlog,
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        engine: server::Engine::from_name(&args.engine).unwrap_or_default(),
         ..ServerConfig::default()
     };
     if args.target.udp {

@@ -83,6 +83,35 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// `SO_REUSEADDR` on the listening socket: on by default, as in Rust's std.
     pub reuse_address: bool,
+    /// How connections are served: one at a time, or a worker thread each.
+    pub engine: Engine,
+}
+
+/// How a server serves its connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// A worker thread per connection, from a pool, at most `max_clients` at once.
+    #[default]
+    Threads,
+    /// The walkthrough's `server.py`: accept one client, serve it until it leaves, then
+    /// accept the next. A second client's connect still completes (the kernel does the
+    /// handshake and queues it); its messages wait until the first client is gone.
+    Iterative,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Threads => "threads",
+            Engine::Iterative => "iterative",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Engine> {
+        [Engine::Threads, Engine::Iterative]
+            .into_iter()
+            .find(|engine| engine.name() == name)
+    }
 }
 
 impl Default for ServerConfig {
@@ -95,6 +124,7 @@ impl Default for ServerConfig {
             max_clients: MAX_CLIENTS,
             idle_timeout: Some(IDLE_TIMEOUT),
             reuse_address: true,
+            engine: Engine::Threads,
         }
     }
 }
@@ -319,17 +349,20 @@ impl Server {
     /// Accepts and serves clients until [`ServerHandle::stop`] is called.
     pub fn run(self, log: EventLog) -> Result<(), Error> {
         let config = self.config;
+        let engine = config.engine;
         let worker_log = Arc::clone(&log);
-        self.acceptor.run(
-            move |notice| {
-                log(match notice {
-                    AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
-                    AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
-                    AcceptNotice::SetupFailed { peer, error } => Event::Refused { peer, error },
-                })
-            },
-            move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
-        )
+        let notify = move |notice| {
+            log(match notice {
+                AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
+                AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
+                AcceptNotice::SetupFailed { peer, error } => Event::Refused { peer, error },
+            })
+        };
+        let serve = move |stream, peer| serve_connection(stream, peer, &config, &worker_log);
+        match engine {
+            Engine::Threads => self.acceptor.run(notify, serve),
+            Engine::Iterative => self.acceptor.run_one_at_a_time(notify, serve),
+        }
     }
 }
 
@@ -412,31 +445,10 @@ impl Acceptor {
         let mut workers = WorkerPool::new(self.max_clients);
         let mut next_id: u64 = 0;
         while self.wait_for_free_slot(&notify) {
-            match wait_readable(self.listener.as_raw_fd(), self.wake_rx.as_raw_fd()) {
-                Ok(Ready::Listener) => {}
-                Ok(Ready::Wake) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("poll failed", e)),
-            }
-            let (stream, peer) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    // EMFILE and friends: the connection stays queued, so retrying at once
-                    // would spin at full CPU. Back off and let a worker free a descriptor.
-                    notify(AcceptNotice::AcceptFailed {
-                        error: crate::error::describe(&e),
-                    });
-                    thread::sleep(ACCEPT_BACKOFF);
-                    continue;
-                }
+            let (stream, peer) = match self.next_client(&notify)? {
+                Next::Client(stream, peer) => (stream, peer),
+                Next::Again => continue,
+                Next::Stop => break,
             };
             let id = next_id;
             next_id += 1;
@@ -481,6 +493,65 @@ impl Acceptor {
         Ok(())
     }
 
+    /// The walkthrough's `server.py`: accept one client, serve it on this thread until it
+    /// leaves, then accept the next. Meanwhile another client's connect still completes: the
+    /// kernel does the handshake and queues the connection, up to the backlog (lesson 34).
+    pub(crate) fn run_one_at_a_time(
+        self,
+        notify: impl Fn(AcceptNotice),
+        serve: impl Fn(Stream, Address),
+    ) -> Result<(), Error> {
+        let mut id: u64 = 0;
+        while self.wait_for_free_slot(&notify) {
+            let (stream, peer) = match self.next_client(&notify)? {
+                Next::Client(stream, peer) => (stream, peer),
+                Next::Again => continue,
+                Next::Stop => break,
+            };
+            if let Err(e) = self.register(id, &stream) {
+                notify(AcceptNotice::SetupFailed {
+                    peer,
+                    error: crate::error::describe(&e),
+                });
+                continue;
+            }
+            serve(stream, peer);
+            self.shared.clients().remove(&id);
+            id += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits for a client (or a stop) and accepts it.
+    fn next_client(&self, notify: &impl Fn(AcceptNotice)) -> Result<Next, Error> {
+        match wait_readable(self.listener.as_raw_fd(), self.wake_rx.as_raw_fd()) {
+            Ok(Ready::Listener) => {}
+            Ok(Ready::Wake) => return Ok(Next::Stop),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Next::Again),
+            Err(e) => return Err(Error::io("poll failed", e)),
+        }
+        match self.listener.accept() {
+            Ok((stream, peer)) => Ok(Next::Client(stream, peer)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(Next::Again)
+            }
+            Err(e) => {
+                // EMFILE and friends: the connection stays queued, so retrying at once would
+                // spin at full CPU. Back off and let a worker free a descriptor.
+                notify(AcceptNotice::AcceptFailed {
+                    error: crate::error::describe(&e),
+                });
+                thread::sleep(ACCEPT_BACKOFF);
+                Ok(Next::Again)
+            }
+        }
+    }
+
     /// Blocks while all client slots are taken or accepting is paused. Returns false once the
     /// server is stopping.
     fn wait_for_free_slot(&self, notify: &impl Fn(AcceptNotice)) -> bool {
@@ -514,6 +585,14 @@ impl Acceptor {
         self.shared.clients().insert(id, stream.try_clone()?);
         Ok(())
     }
+}
+
+/// What waiting for the next client came to.
+enum Next {
+    Client(Stream, Address),
+    /// Nothing to accept after all (another thread took it, a signal): wait again.
+    Again,
+    Stop,
 }
 
 /// One connection's work, handed to a worker thread.
@@ -652,8 +731,12 @@ impl ServerHandle {
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = (&self.shared.wake_tx).write(&[1]);
-        // Taking the lock orders this notify after any wait_for_free_slot check.
-        drop(self.shared.clients());
+        // Taking the lock orders this notify after any wait_for_free_slot check. Shutting
+        // the connections down here, not only in the accept loop, also stops a server that
+        // serves on its accept thread (the iterative engine), blocked in a client's recv.
+        for stream in self.shared.clients().values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         self.shared.slot_freed.notify_all();
     }
 

@@ -46,6 +46,10 @@ fn main() {
             socket_labs_own_servers_pass_every_lesson_that_applies,
         ),
         Trial::test(
+            "the_labs_own_iterative_server_fails_lesson_06_like_server_py",
+            the_labs_own_iterative_server_fails_lesson_06_like_server_py,
+        ),
+        Trial::test(
             "the_json_report_has_the_documented_shape",
             the_json_report_has_the_documented_shape,
         ),
@@ -248,6 +252,35 @@ fn socket_labs_own_servers_pass_every_lesson_that_applies() -> Result<(), Failed
     } else {
         Err(problems.join("\n\n").into())
     }
+}
+
+fn the_labs_own_iterative_server_fails_lesson_06_like_server_py() -> Result<(), Failed> {
+    let server = Server::bind(ServerConfig {
+        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        engine: socket_lab::server::Engine::Iterative,
+        ..ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn(std::sync::Arc::new(|_| {}));
+    let report = grade(&server, ServerKind::Tcp, 1024);
+    let _ = server.stop();
+    let failed: Vec<&str> = report
+        .lessons
+        .iter()
+        .filter(|lesson| matches!(lesson.verdict, Verdict::Failed { .. }))
+        .map(|lesson| lesson.lesson.as_str())
+        .collect();
+    let hint = report
+        .lessons
+        .iter()
+        .find_map(|lesson| match &lesson.verdict {
+            Verdict::Failed { hint, .. } if lesson.lesson == "06" => Some(hint.clone()),
+            _ => None,
+        });
+    if failed != ["06"] || !hint.is_some_and(|hint| hint.contains("serves one client at a time")) {
+        return Err(format!("expected only 06 to fail, with the hint:\n{report}").into());
+    }
+    Ok(())
 }
 
 fn the_json_report_has_the_documented_shape() -> Result<(), Failed> {

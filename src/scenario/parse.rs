@@ -262,6 +262,9 @@ fn setting(key: &str, value: &str) -> Result<Setting, String> {
         }
         "idle-timeout" => Setting::IdleTimeout(parse_duration(value)?),
         "host" => Setting::Host(value.to_string()),
+        "engine" => Setting::Engine(crate::server::Engine::from_name(value).ok_or_else(|| {
+            format!("engine={value}: expected `engine=threads` or `engine=iterative`")
+        })?),
         "accept" => Setting::Accept(match value {
             "on" => AcceptMode::On,
             "paused" => AcceptMode::Paused,
@@ -768,7 +771,7 @@ mod tests {
         );
         assert_eq!(
             parse_err("# t\nserver tcp colour=red"),
-            "line 2: unknown setting `colour`; a tcp server takes: recv-size, ack, backlog, max-clients, idle-timeout, host, accept"
+            "line 2: unknown setting `colour`; a tcp server takes: recv-size, ack, backlog, max-clients, idle-timeout, host, accept, engine"
         );
     }
 

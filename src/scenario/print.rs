@@ -23,6 +23,7 @@ impl fmt::Display for Scenario {
                 Setting::Host(host) => write!(f, "{}", literal(host.as_bytes()))?,
                 Setting::Accept(AcceptMode::On) => write!(f, "on")?,
                 Setting::Accept(AcceptMode::Paused) => write!(f, "paused")?,
+                Setting::Engine(engine) => write!(f, "{}", engine.name())?,
             }
         }
         writeln!(f)?;

@@ -73,6 +73,9 @@ pub enum Setting {
     /// `accept=paused`: the server listens but does not call `accept` until
     /// `server: resume-accept`.
     Accept(AcceptMode),
+    /// `engine=iterative`: one client at a time, as the walkthrough's server.py; `threads`
+    /// (the default) serves each connection on a worker thread.
+    Engine(crate::server::Engine),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +97,7 @@ impl Setting {
             Setting::IdleTimeout(_) => "idle-timeout",
             Setting::Host(_) => "host",
             Setting::Accept(_) => "accept",
+            Setting::Engine(_) => "engine",
         }
     }
 }
@@ -131,6 +135,7 @@ impl ServerSpec {
                 Setting::IdleTimeout(idle) => {
                     config.idle_timeout = (!idle.is_zero()).then_some(*idle);
                 }
+                Setting::Engine(engine) => config.engine = *engine,
                 Setting::Host(_) | Setting::Accept(_) => {}
             }
         }
@@ -199,6 +204,7 @@ impl ServerKind {
                 "idle-timeout",
                 "host",
                 "accept",
+                "engine",
             ],
             ServerKind::Unix => &[
                 "recv-size",
@@ -207,6 +213,7 @@ impl ServerKind {
                 "max-clients",
                 "idle-timeout",
                 "accept",
+                "engine",
             ],
             ServerKind::Udp => &["recv-size", "ack", "host"],
             ServerKind::UnixDgram => &["recv-size", "ack"],
