@@ -430,17 +430,12 @@ fn open_wire(args: &RunArgs) -> Result<Option<Capture>, Error> {
             "wire: {reason}; capturing on this machine's loopback instead (as root), where other programs' traffic shows too"
         );
     }
-    let mut capture = Capture::open_loopback().map_err(|e| {
+    let capture = Capture::open_loopback(args.pcap.as_deref()).map_err(|e| {
         Error::io(
-            "cannot open a packet socket on lo for --wire".to_string(),
+            "cannot open a packet socket on lo for --wire (or the --pcap file)".to_string(),
             e,
         )
     })?;
-    if let Some(path) = &args.pcap {
-        capture
-            .write_pcap(path)
-            .map_err(|e| Error::io(format!("cannot write the pcap file {}", path.display()), e))?;
-    }
     Ok(Some(capture))
 }
 

@@ -28,6 +28,9 @@ use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
@@ -211,8 +214,38 @@ impl Clock {
     }
 }
 
-/// A packet socket on `lo`, and where its frames go besides the transcript.
+/// A packet socket on `lo`, read on a thread of its own so that no frame is lost while a
+/// lesson's step is busy (a `sendall` of a megabyte makes frames faster than a step ends):
+/// the thread keeps each segment, stamped by the kernel, until the runner takes it.
 pub struct Capture {
+    shared: Arc<Caught>,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// What the reading thread has caught and the runner has not taken yet.
+#[derive(Default)]
+struct Caught {
+    state: Mutex<CaughtState>,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct CaughtState {
+    segments: Vec<Segment>,
+    /// Frames the kernel dropped because the socket's buffer was full.
+    dropped: u64,
+    error: Option<String>,
+}
+
+impl Caught {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CaughtState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The packet socket itself, owned by the reading thread.
+struct Reader {
     socket: Socket,
     clock: Clock,
     /// Unbuffered: a lesson makes few frames, and a file that is whole after every frame
@@ -221,10 +254,16 @@ pub struct Capture {
     buffer: Vec<u8>,
 }
 
+/// How long the reading thread waits for a frame before it looks whether it should stop.
+const READ_POLL: Duration = Duration::from_millis(50);
+/// The receive buffer asked for: room for several megabytes of lesson in flight.
+const CAPTURE_BUFFER: usize = 32 * 1024 * 1024;
+
 impl Capture {
-    /// Opens a packet socket on the loopback interface. Needs `CAP_NET_RAW` over this
-    /// network namespace: root, or any user inside [`crate::namespace::enter_private`].
-    pub fn open_loopback() -> io::Result<Capture> {
+    /// Opens a packet socket on the loopback interface, writing every frame also to a pcap
+    /// file at `pcap` if given, and starts reading. Needs `CAP_NET_RAW` over this network
+    /// namespace: root, or any user inside [`crate::namespace::enter_private`].
+    pub fn open_loopback(pcap: Option<&std::path::Path>) -> io::Result<Capture> {
         let protocol = SocketProtocol::from(i32::from(ETH_P_ALL.to_be()));
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(protocol))?;
         let index = loopback_index()?;
@@ -244,66 +283,120 @@ impl Capture {
         if bound < 0 {
             return Err(io::Error::last_os_error());
         }
+        // As much buffer as the kernel allows (net.core.rmem_max caps SO_RCVBUF; the forced
+        // form needs CAP_NET_ADMIN), so that a burst waits for the reader instead of being
+        // dropped. Drops are counted and reported all the same.
+        if force_receive_buffer(&socket, CAPTURE_BUFFER).is_err() {
+            socket.set_recv_buffer_size(CAPTURE_BUFFER)?;
+        }
         set_timestamps(&socket)?;
         socket.set_nonblocking(true)?;
-        let mut capture = Capture {
+        let mut reader = Reader {
             socket,
             clock: Clock::now(),
             pcap: None,
             buffer: vec![0; FRAME_MAX],
         };
-        capture.wait_for_stamps()?;
-        Ok(capture)
-    }
-
-    /// Also writes every frame caught from now on to a pcap file at `path`.
-    pub fn write_pcap(&mut self, path: &std::path::Path) -> io::Result<()> {
-        let file = File::create(path)?;
-        let header = PcapHeader {
-            snaplen: FRAME_MAX as u32,
-            ts_resolution: pcap_file::TsResolution::NanoSecond,
-            ..PcapHeader::default()
+        reader.wait_for_stamps()?;
+        if let Some(path) = pcap {
+            let file = File::create(path)?;
+            let header = PcapHeader {
+                snaplen: FRAME_MAX as u32,
+                ts_resolution: pcap_file::TsResolution::NanoSecond,
+                ..PcapHeader::default()
+            };
+            reader.pcap = Some(PcapWriter::with_header(file, header).map_err(io::Error::other)?);
+        }
+        reader.socket.set_nonblocking(false)?;
+        reader.socket.set_read_timeout(Some(READ_POLL))?;
+        let shared = Arc::new(Caught::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("capture".into())
+                .spawn(move || reader.run(&shared, &stop))?
         };
-        self.pcap = Some(PcapWriter::with_header(file, header).map_err(io::Error::other)?);
-        Ok(())
+        Ok(Capture {
+            shared,
+            stop,
+            reader: Some(thread),
+        })
     }
 
-    /// Every segment the kernel has queued for us so far, oldest first, without waiting.
+    /// Every segment caught so far, oldest first, without waiting.
     pub fn drain(&mut self) -> io::Result<Vec<Segment>> {
-        let mut segments = Vec::new();
-        loop {
-            match self.next_frame() {
-                Ok(Some(segment)) => segments.push(segment),
-                Ok(None) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let mut state = self.shared.lock();
+        if let Some(error) = state.error.take() {
+            return Err(io::Error::other(error));
         }
-        Ok(segments)
+        Ok(std::mem::take(&mut state.segments))
     }
 
-    /// Waits until a frame is queued or `deadline` passes; then [`Capture::drain`].
+    /// Waits until a segment is caught or `deadline` passes; then [`Capture::drain`].
     pub fn wait(&mut self, deadline: Instant) -> io::Result<Vec<Segment>> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut ready = [libc::pollfd {
-            fd: self.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let millis = left.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd that outlives the call.
-        if unsafe { libc::poll(ready.as_mut_ptr(), 1, millis) } < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
+        let mut state = self.shared.lock();
+        while state.segments.is_empty() && state.error.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            state = self
+                .shared
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
+        drop(state);
         self.drain()
     }
 
-    /// One frame: `Ok(None)` for a frame that is not kept (the incoming copy, or not a
-    /// segment).
+    /// Frames the kernel dropped since the last call, because the reader fell behind.
+    pub fn dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.shared.lock().dropped)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.reader.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Reader {
+    /// Reads frames until told to stop, keeping each segment for the runner.
+    fn run(mut self, shared: &Caught, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            match self.next_frame() {
+                Ok(Some(segment)) => {
+                    shared.lock().segments.push(segment);
+                    shared.arrived.notify_all();
+                }
+                Ok(None) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if let Ok(dropped) = packet_drops(&self.socket) {
+                        shared.lock().dropped += dropped;
+                    }
+                }
+                Err(e) => {
+                    shared.lock().error = Some(e.to_string());
+                    shared.arrived.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+
     fn next_frame(&mut self) -> io::Result<Option<Segment>> {
         let Some((whole, stamp)) = self.read_frame()? else {
             return Ok(None);
@@ -412,6 +505,49 @@ fn set_timestamps(socket: &Socket) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `SO_RCVBUFFORCE`: a receive buffer beyond `net.core.rmem_max`, for a process with
+/// `CAP_NET_ADMIN` (root, or the root of the lab's private namespace where the kernel allows).
+fn force_receive_buffer(socket: &Socket, size: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is one int, valid for the length given.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Frames dropped since the last call (`PACKET_STATISTICS`, which resets on each read).
+fn packet_drops(socket: &Socket) -> io::Result<u64> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut length = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `stats`, which outlives the call.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut stats as *mut libc::tpacket_stats as *mut libc::c_void,
+            &mut length,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from(stats.tp_drops))
 }
 
 /// The loopback interface's index (`if_nametoindex("lo")`).

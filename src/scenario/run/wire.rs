@@ -33,10 +33,20 @@ impl Runner<'_> {
         let Some(capture) = self.wire.capture.as_mut() else {
             return;
         };
+        let dropped = capture.dropped();
         match capture.drain() {
             Ok(segments) => {
                 self.wire.pending.extend(segments);
                 self.wire.pending.sort_by_key(|segment| segment.at);
+                if dropped > 0 {
+                    self.emit(Entry::new(
+                        EntryKind::Note,
+                        format!(
+                            "(the capture missed {dropped} frame{} here: its buffer was full, so the wire's view is incomplete)",
+                            if dropped == 1 { "" } else { "s" }
+                        ),
+                    ));
+                }
             }
             Err(error) => {
                 self.wire.capture = None;
