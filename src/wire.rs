@@ -240,7 +240,9 @@ struct CaughtState {
 
 impl Caught {
     fn lock(&self) -> std::sync::MutexGuard<'_, CaughtState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -381,7 +383,9 @@ impl Reader {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     if let Ok(dropped) = packet_drops(&self.socket) {

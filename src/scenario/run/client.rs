@@ -599,7 +599,16 @@ impl Runner<'_> {
     fn close(&mut self, name: &str) -> Result<(), StepError> {
         let started = self.timeline.now();
         let text = match self.socket(name)? {
-            ClientSocket::Stream(Stream::Tcp(_)) => format!("{name} ──close (FIN)──▶ server"),
+            // Closing with received bytes unread aborts the connection (RFC 1122 section
+            // 4.2.2.13, RFC 2525 section 2.17): the kernel sends RST, not FIN, and the peer's next recv fails.
+            ClientSocket::Stream(Stream::Tcp(stream)) => match Queues::of(stream) {
+                Ok(queues) if queues.recv > 0 => format!(
+                    "{name} ──close (RST)──▶ server   {} unread byte{} were waiting, so the kernel resets the connection instead of closing it",
+                    queues.recv,
+                    if queues.recv == 1 { "" } else { "s" }
+                ),
+                _ => format!("{name} ──close (FIN)──▶ server"),
+            },
             ClientSocket::Stream(Stream::Unix(_)) => format!(
                 "{name} ──close──▶ server   (no segment on a Unix socket: the server's recv returns 0)"
             ),
