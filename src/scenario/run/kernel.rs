@@ -93,11 +93,21 @@ impl Runner<'_> {
                     .into_iter()
                     .find(|socket| socket.local == server && socket.state == TcpState::Listen)
                     .ok_or("the server has no listening socket")?;
+                // The queue's limit: the backlog given to listen, lowered to somaxconn, and
+                // Linux lets one more than that wait (lesson 18).
+                let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn").ok();
+                let backlog = u64::try_from(self.config.backlog).unwrap_or(0);
+                let limit = match somaxconn {
+                    Some(cap) if cap < backlog => format!(
+                        "listen backlog {backlog}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
+                        cap + 1
+                    ),
+                    _ => format!("listen backlog {backlog}, so up to {} wait", backlog + 1),
+                };
                 self.record(line(format!(
-                    "server's listening socket: {} connection{} in the accept queue (listen backlog {})",
+                    "server's listening socket: {} connection{} in the accept queue ({limit})",
                     listener.rx_queue,
                     if listener.rx_queue == 1 { "" } else { "s" },
-                    self.config.backlog
                 )));
                 if listener.rx_queue == *expected {
                     Ok(())
