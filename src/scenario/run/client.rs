@@ -353,23 +353,28 @@ impl Runner<'_> {
         }
     }
 
-    fn recv_exactly(&mut self, name: &str, size: usize, expect: &[u8]) -> Result<(), StepError> {
-        let deadline = Instant::now() + self.timeout();
-        let stream = self.stream(name)?;
-        let mut got = Vec::with_capacity(size);
-        let outcome = read_until(stream, &mut got, Some(size), deadline);
+    /// The line for bytes a client's recvs returned in one step (`then` says what ended it).
+    fn record_received(&mut self, name: &str, got: &[u8], then: &str) {
         self.record(
             line(format!(
-                "{name} ◀──{} ({} B)── server",
-                show_bytes(&got).0,
+                "{name} ◀──{} ({} B){then}── server",
+                show_bytes(got).0,
                 got.len()
             ))
-            .with_bytes(&got)
+            .with_bytes(got)
             .with_fact(Fact::ClientRecv {
                 client: name.to_string(),
                 len: got.len(),
             }),
         );
+    }
+
+    fn recv_exactly(&mut self, name: &str, size: usize, expect: &[u8]) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.timeout();
+        let stream = self.stream(name)?;
+        let mut got = Vec::with_capacity(size);
+        let outcome = read_until(stream, &mut got, Some(size), deadline);
+        self.record_received(name, &got, "");
         match outcome {
             Ok(()) if got == expect => Ok(()),
             Ok(()) => Err(StepError::Bytes {
@@ -395,18 +400,7 @@ impl Runner<'_> {
         let stream = self.stream(name)?;
         let mut got = Vec::new();
         let outcome = read_until(stream, &mut got, None, deadline);
-        self.record(
-            line(format!(
-                "{name} ◀──{} ({} B) then end of stream── server",
-                show_bytes(&got).0,
-                got.len()
-            ))
-            .with_bytes(&got)
-            .with_fact(Fact::ClientRecv {
-                client: name.to_string(),
-                len: got.len(),
-            }),
-        );
+        self.record_received(name, &got, " then end of stream");
         outcome.map_err(|reason| format!("expected the stream to end, but {reason}"))?;
         let expected = match expect {
             StreamContent::Data(data) => data.clone(),

@@ -13,7 +13,7 @@ use super::Runner;
 use crate::error::Error;
 use crate::scenario::report::{Entry, EntryKind, StepError, matches};
 use crate::scenario::syntax::{AcceptMode, BindOutcome, ServerCall};
-use crate::server::{Server, ServerConfig};
+use crate::server::{RunningServer, Server, ServerConfig};
 
 fn line(text: String) -> Entry {
     Entry::new(EntryKind::Server, format!("      {text}"))
@@ -37,18 +37,7 @@ impl Runner<'_> {
             ServerCall::ReceivedAll { client } => self.expect_received_all(client),
             ServerCall::Stop => {
                 let server = self.server.take().ok_or("the server is not running")?;
-                let started = self.timeline.now();
-                server
-                    .stop()
-                    .map_err(|e| format!("the server failed: {e}"))?;
-                self.stops.push((started, self.timeline.now()));
-                self.record_at(
-                    started,
-                    line(
-                        "server stops: it closes the listening socket and every connection".into(),
-                    ),
-                );
-                Ok(())
+                self.stop_server(server)
             }
             ServerCall::ResumeAccept => {
                 let started = self.timeline.now();
@@ -85,18 +74,7 @@ impl Runner<'_> {
                 expect,
             } => {
                 if let Some(server) = self.server.take() {
-                    let started = self.timeline.now();
-                    server
-                        .stop()
-                        .map_err(|e| format!("the server failed: {e}"))?;
-                    self.stops.push((started, self.timeline.now()));
-                    self.record_at(
-                        started,
-                        line(
-                            "server stops: it closes the listening socket and every connection"
-                                .into(),
-                        ),
-                    );
+                    self.stop_server(server)?;
                 }
                 let what = format!(
                     "the server again on {} ({})",
@@ -110,6 +88,21 @@ impl Runner<'_> {
                 self.expect_bind(&what, result, expect)
             }
         }
+    }
+
+    /// Stops `server`, and shows it stopping; the connections it closes meanwhile are shown
+    /// as its own doing, whatever their recvs returned.
+    fn stop_server(&mut self, server: RunningServer) -> Result<(), StepError> {
+        let started = self.timeline.now();
+        server
+            .stop()
+            .map_err(|e| format!("the server failed: {e}"))?;
+        self.stops.push((started, self.timeline.now()));
+        self.record_at(
+            started,
+            line("server stops: it closes the listening socket and every connection".into()),
+        );
+        Ok(())
     }
 
     fn expect_bind(
