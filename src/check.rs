@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::claims::Claim;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Stream};
+use crate::error::Error;
 use crate::escape::escape;
 use crate::scenario::syntax::{
     Action, KernelCall, Need, Scenario, ServerCall, ServerKind, Setting,
@@ -265,12 +266,31 @@ fn hint_for(symptom: Symptom, scenario: &Scenario) -> String {
     match symptom {
         Symptom::NothingArrived if two_clients => "nothing came back while another client stayed connected: your server seems to serve one client at a time (the walkthrough's server.py does too); give each connection a thread of its own, or use selectors".into(),
         Symptom::NothingArrived => "nothing came back in time: does your server answer every recv that returns data? (the walkthrough's server answers each with `server recv success`)".into(),
-        Symptom::Closed => "your server closed the connection here: does it handle only one message per connection? Keep calling recv in a loop until it returns b'' (0 bytes), and close only then (lesson 02)".into(),
-        Symptom::Reset => "your server reset the connection: it closed while data it had not read was waiting, or the process ended (lesson 12)".into(),
+        Symptom::Closed => "your server closed the connection here: does it handle only one message per connection? To serve more, keep calling recv in a loop until it returns b'' (0 bytes), and close only then (lesson 02)".into(),
+        Symptom::Reset => "your server reset the connection: it closed its socket while a message was still unread (does it stop after one message? To serve more, keep calling recv in a loop until it returns b''), or the process ended (lessons 12 and 30)".into(),
         Symptom::WrongBytes => "your server sent other bytes than the lesson expects: `socket-lab run --target ADDR` on this lesson shows both side by side".into(),
+        Symptom::Refused => STOPPED.into(),
         Symptom::Other => "see the step and what happened above".into(),
     }
 }
+
+/// Why the lessons after a server stopped answering are skipped.
+const STOPPED: &str = "your server is not answering any more (connection refused): it stopped during an earlier lesson. Did an exception end it? A client that vanishes makes send or recv raise ConnectionResetError or BrokenPipeError: catch them for that client and go on to the next";
+
+/// Whether a stream server still listens: a connect that is refused says it does not (a
+/// datagram server cannot be asked without a protocol of its own).
+fn still_listening(subject: &Subject) -> bool {
+    if subject.kind.is_datagram() {
+        return true;
+    }
+    !matches!(
+        Stream::connect_timeout(&subject.endpoint, PROBE_TIMEOUT),
+        Err(Error::Connect { source, .. }) if source.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// How long the probe for a stopped server waits.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs every lesson in `lessons` that can run against `subject`, telling `progress` about
 /// each as it finishes, and grades the claims in `claims`.
@@ -281,8 +301,17 @@ pub fn check(
     progress: &mut dyn FnMut(&LessonResult),
 ) -> Report {
     let mut results = Vec::new();
+    let mut stopped = false;
     for path in lessons {
-        let result = check_lesson(path, subject);
+        let mut result = check_lesson(path, subject, stopped);
+        // A server that crashed fails every lesson after it, each for no reason of its own:
+        // say it once, and skip the rest.
+        if matches!(result.verdict, Verdict::Failed { .. }) && !still_listening(subject) {
+            stopped = true;
+            if let Verdict::Failed { hint, .. } = &mut result.verdict {
+                hint.push_str(". Then your server stopped answering (connection refused): did this lesson's client make it crash?");
+            }
+        }
         progress(&result);
         results.push(result);
     }
@@ -341,7 +370,7 @@ fn grade_claim(claim: &Claim, results: &[LessonResult]) -> ClaimResult {
     }
 }
 
-fn check_lesson(path: &Path, subject: &Subject) -> LessonResult {
+fn check_lesson(path: &Path, subject: &Subject, stopped: bool) -> LessonResult {
     let file = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -374,6 +403,12 @@ fn check_lesson(path: &Path, subject: &Subject) -> LessonResult {
     result.title = scenario.title.clone();
     if let Some(reason) = why_not(&scenario, subject) {
         result.verdict = Verdict::Skipped { reason };
+        return result;
+    }
+    if stopped {
+        result.verdict = Verdict::Skipped {
+            reason: STOPPED.into(),
+        };
         return result;
     }
     let shown = format!("scenarios/{file}");

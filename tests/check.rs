@@ -166,9 +166,10 @@ fn a_server_without_a_recv_loop_is_told_to_loop() -> Result<(), Failed> {
         .lines()
         .find(|line| line.starts_with("  ✘ 02 "))
         .ok_or_else(|| format!("lesson 02 should fail:\n{card}"))?;
+    // Its close may reach alice as an end of stream or, when her next message was already
+    // on its way, as a reset: either way the card tells her to loop.
     if output.status.code() != Some(8)
-        || !lesson_02.contains("Keep calling recv in a loop until it returns b''")
-        || !card.contains("but got end of stream (0 bytes)")
+        || !lesson_02.contains("To serve more, keep calling recv in a loop until it returns b''")
         || !card.contains("  ✔ 01  One message, one ack")
     {
         return Err(format!(

@@ -287,6 +287,8 @@ pub enum Symptom {
     Reset,
     /// Bytes came, but not the ones the lesson expects.
     WrongBytes,
+    /// Nobody listens at the server's address any more.
+    Refused,
     /// The server's log or anything else.
     Other,
 }
@@ -304,6 +306,8 @@ impl StepError {
                 Some(Symptom::Closed)
             } else if text.contains("reset by peer") {
                 Some(Symptom::Reset)
+            } else if text.contains("connection refused") {
+                Some(Symptom::Refused)
             } else {
                 None
             }

@@ -20,9 +20,14 @@ server.listen(5)
 print("listening on %s:%d" % server.getsockname(), file=sys.stderr, flush=True)
 while True:
     connection, address = server.accept()
-    while True:
-        data = connection.recv(1024)
-        if not data:
-            break
-        connection.send(ACK)
+    # One careful step beyond the walkthrough: a client that vanishes mid-conversation makes
+    # send or recv raise; that client is done, and the server goes on to the next.
+    try:
+        while True:
+            data = connection.recv(1024)
+            if not data:
+                break
+            connection.send(ACK)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
     connection.close()
