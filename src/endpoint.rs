@@ -34,6 +34,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::error::Error;
+use crate::escape;
 
 /// How long `connect` waits for the server's answer before giving up. Python waits for the
 /// kernel's own limit (about two minutes on Linux); a learner would rather hear sooner.
@@ -49,7 +50,7 @@ pub fn check_unix_path(path: &Path) -> Result<(), Error> {
     if len > MAX_UNIX_PATH {
         return Err(Error::Config(format!(
             "the Unix socket path {} is {len} bytes long, but Linux allows at most {MAX_UNIX_PATH} (sun_path is 108 bytes including the final NUL); choose a shorter path, such as one in /tmp",
-            path.display()
+            escape::path(path)
         )));
     }
     Ok(())
@@ -115,7 +116,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "[{host}]:{port}")
             }
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
-            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+            Endpoint::Unix(path) => f.write_str(&escape::path(path)),
         }
     }
 }
@@ -154,7 +155,12 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Tcp(addr) => write!(f, "{addr}"),
-            Address::Unix(Some(path)) => write!(f, "{}", path.display()),
+            // A client chooses the path it binds: escaped, and `]` too, since logs print the
+            // peer as `[peer]` (a path such as `/tmp/x] connected` must not end that field).
+            Address::Unix(Some(path)) => {
+                use std::os::unix::ffi::OsStrExt;
+                f.write_str(&escape::escape_in(path.as_os_str().as_bytes(), ']'))
+            }
             Address::Unix(None) => f.write_str("unnamed"),
         }
     }
@@ -194,7 +200,7 @@ impl Listener {
             Endpoint::Unix(path) => {
                 check_unix_path(path)?;
                 let bind_error = |source| Error::Bind {
-                    addr: path.display().to_string(),
+                    addr: escape::path(path),
                     source,
                 };
                 remove_stale_socket(path).map_err(bind_error)?;
@@ -361,7 +367,7 @@ impl Stream {
                 UnixStream::connect(path)
                     .map(Stream::Unix)
                     .map_err(|source| Error::Connect {
-                        addr: path.display().to_string(),
+                        addr: escape::path(path),
                         source,
                     })
             }

@@ -339,3 +339,105 @@ fn cli_unix_datagram_server_removes_its_socket_on_sigterm() {
     );
     assert!(!path.exists(), "the server removed its socket file");
 }
+
+// A client chooses the path it binds, so the path is peer-controlled text.
+
+/// A name a client can bind: a forged log line after a newline, a terminal title change
+/// (ESC ... BEL), a right-to-left override, a line separator and a `]` that would close the
+/// `[peer]` field.
+const FORGING_NAME: &str = "c\n[forged] connected\x1b]0;pwned\x07\u{202e}kcos.\u{2028}]";
+/// The same name as every log must show it: escaped, one line, nothing for a terminal to obey.
+const FORGING_NAME_SHOWN: &str = r"c\n[forged\] connected\x1b\]0;pwned\x07\u{202e}kcos.\u{2028}\]";
+
+#[test]
+fn a_client_path_cannot_forge_or_hide_a_log_line_in_any_server() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixDatagram;
+
+    let dir = socket_dir();
+    let client_path = dir.path().join(FORGING_NAME);
+    let peer = format!("[{}/{FORGING_NAME_SHOWN}]", dir.path().display());
+    let bind_client = |kind| {
+        let _ = std::fs::remove_file(&client_path);
+        let socket = socket2::Socket::new(socket2::Domain::UNIX, kind, None).expect("socket");
+        socket
+            .bind(&socket2::SockAddr::unix(&client_path).expect("a path that fits"))
+            .expect("bind the client's path");
+        socket
+    };
+
+    // The ack server over a Unix stream socket; the message hides a zero-width space, a
+    // bidi isolate and a byte-order mark.
+    let path = dir.path().join("stream.sock");
+    let server = ServerProcess::start(&["--unix", path.to_str().unwrap()]);
+    let client = bind_client(socket2::Type::STREAM);
+    client
+        .connect(&socket2::SockAddr::unix(&path).unwrap())
+        .expect("connect");
+    let mut client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
+    client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    client
+        .write_all("hi\u{200b}\u{2066}\u{feff}".as_bytes())
+        .unwrap();
+    let mut ack = [0; ACK.len()];
+    client.read_exact(&mut ack).expect("the ack");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    // The server closes its side after it logged the disconnect: the log is complete.
+    assert_eq!(client.read(&mut ack).expect("end of stream"), 0);
+    assert_eq!(
+        server.stop(),
+        format!(
+            "{peer} connected\n{peer} send a message to server: hi\\u{{200b}}\\u{{2066}}\\u{{feff}}\n{peer} disconnected\n"
+        )
+    );
+
+    // The ack server over Unix datagrams.
+    let path = dir.path().join("dgram.sock");
+    let server = ServerProcess::start(&["--unix", path.to_str().unwrap(), "--udp"]);
+    let client = UnixDatagram::from(std::os::fd::OwnedFd::from(bind_client(
+        socket2::Type::DGRAM,
+    )));
+    client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    client.send_to(b"hi\xe2\x80\xa9", &path).expect("send");
+    let mut ack = [0; 64];
+    client.recv(&mut ack).expect("the ack");
+    assert_eq!(
+        server.stop(),
+        format!("{peer} send a message to server: hi\\u{{2029}}\n")
+    );
+
+    // The web server: one request it answers, one it refuses; the refused request line, as
+    // logged, shows what the peer sent, escaped.
+    let path = dir.path().join("http.sock");
+    let server = ServerProcess::start_command("http", &["--unix", path.to_str().unwrap()]);
+    let mut statuses = Vec::new();
+    for request in [
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /\u{202e}gpj.exe HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let client = bind_client(socket2::Type::STREAM);
+        client
+            .connect(&socket2::SockAddr::unix(&path).unwrap())
+            .expect("connect");
+        let mut client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
+        client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        client.read_to_end(&mut response).expect("the response");
+        statuses.push((
+            String::from_utf8_lossy(&response[9..12]).into_owned(),
+            response.len(),
+        ));
+    }
+    let log = server.stop();
+    let [(ok, ok_len), (refused, refused_len)] = &statuses[..] else {
+        panic!("two responses");
+    };
+    assert_eq!((ok.as_str(), refused.as_str()), ("200", "400"));
+    assert_eq!(
+        log,
+        format!(
+            "{peer} \"GET / HTTP/1.1\" 200 {ok_len}\n{peer} \"GET /\\u{{202e}}gpj.exe HTTP/1.1\" 400 {refused_len}\n"
+        )
+    );
+}

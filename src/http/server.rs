@@ -62,7 +62,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
-use crate::escape::escape;
+use crate::escape::escape_in;
 use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle};
 
 use super::request::{Framing, Head, Limits, ParseError, Request, RequestReader, Status, Version};
@@ -429,11 +429,12 @@ fn waits_for_continue(head: &Head) -> bool {
             .is_some_and(|expect| expect.eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Peer bytes as they appear between the quotes of a log line: [`escape`]d (no control byte
-/// reaches the terminal), and `"` as `\"`, so a target like `/" 200 1 "` cannot end the quoted
-/// field early and make the line read as a different status (found by the fault suite).
+/// Peer bytes as they appear between the quotes of a log line: [`escape_in`] (no control,
+/// format or separator character reaches the terminal), and `"` as `\"`, so a target like
+/// `/" 200 1 "` cannot end the quoted field early and make the line read as a different
+/// status (found by the fault suite).
 fn log_text(bytes: &[u8]) -> String {
-    escape(bytes).replace('"', "\\\"")
+    escape_in(bytes, '"')
 }
 
 /// The first line of what a failed request sent, escaped and cut short, for the log.
