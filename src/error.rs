@@ -112,10 +112,16 @@ impl fmt::Display for Error {
                 write!(f, "cannot bind {addr}: {}", describe(source))?;
                 let is_unix_path = addr.parse::<std::net::SocketAddr>().is_err();
                 match source.kind() {
-                    io::ErrorKind::AddrInUse if is_unix_path => write!(
-                        f,
-                        " (a server is still listening on that path; stop it, or choose another path with --unix)"
-                    ),
+                    // The stale-socket check says why, when it knows more than "in use".
+                    io::ErrorKind::AddrInUse if is_unix_path => match source.get_ref() {
+                        Some(why) => {
+                            write!(f, " ({why}; stop it, or choose another path with --unix)")
+                        }
+                        None => write!(
+                            f,
+                            " (a server is still listening on that path; stop it, or choose another path with --unix)"
+                        ),
+                    },
                     io::ErrorKind::AddrInUse => write!(
                         f,
                         " (is another server still running? pick another port with --port, or --port 0 for any free one)"

@@ -441,3 +441,94 @@ fn a_client_path_cannot_forge_or_hide_a_log_line_in_any_server() {
         )
     );
 }
+
+// A listener that never accepts: its queue fills, and a blocking connect would wait forever.
+
+/// A Unix stream listener at `path` that never calls accept, its listen queue filled with
+/// connections (non-blocking connects, until the kernel answers EAGAIN). Keep both alive.
+fn full_listener(path: &Path) -> (socket2::Socket, Vec<socket2::Socket>) {
+    let addr = socket2::SockAddr::unix(path).unwrap();
+    let listener =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    listener.bind(&addr).unwrap();
+    listener.listen(0).unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..1000 {
+        let client =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        client.set_nonblocking(true).unwrap();
+        match client.connect(&addr) {
+            Ok(()) => queued.push(client),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (listener, queued),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    panic!("the listen queue never filled");
+}
+
+/// Runs `attempt` on a thread and waits at most [`STEP_TIMEOUT`] for it: a call that blocks
+/// forever fails the test instead of hanging it.
+fn within_step_timeout<T: Send + 'static>(attempt: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(attempt());
+    });
+    result
+        .recv_timeout(STEP_TIMEOUT)
+        .unwrap_or_else(|_| panic!("still blocked after {STEP_TIMEOUT:?}"))
+}
+
+#[test]
+fn a_listener_with_a_full_queue_is_reported_not_waited_on() {
+    let dir = socket_dir();
+    let path = dir.path().join("busy.sock");
+    let _busy = full_listener(&path);
+    let expected = format!(
+        "cannot bind {}: address already in use (someone is listening on that path but not accepting: its listen queue is full; stop it, or choose another path with --unix)",
+        path.display()
+    );
+
+    // Both kinds of server check the file before they replace it: the check must not wait.
+    for datagram in [false, true] {
+        let config = config_at(&path);
+        let error = within_step_timeout(move || {
+            if datagram {
+                DatagramServer::bind(config).err()
+            } else {
+                Server::bind(config).err()
+            }
+        })
+        .expect("the path is in use");
+        assert_eq!(error.to_string(), expected);
+        assert_eq!(error.exit_code(), 3);
+    }
+    assert!(path.exists(), "a live listener's file is never removed");
+
+    // A client's connect waits at most its timeout, then says nobody accepted.
+    let endpoint = Endpoint::Unix(path.clone());
+    let error = within_step_timeout(move || {
+        socket_lab::endpoint::Stream::connect_timeout(
+            &endpoint,
+            std::time::Duration::from_millis(200),
+        )
+        .err()
+    })
+    .expect("nobody accepts");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot connect to {}: timed out (nothing answered: the server may be too busy to accept, or the address is wrong)",
+            path.display()
+        )
+    );
+    assert_eq!(error.exit_code(), 6);
+
+    // The binary: a second `server --unix` on that path exits at once.
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    Command::new(BINARY)
+        .args(["server", "--unix", path_arg])
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .code(3)
+        .stderr(format!("error: {expected}\n"));
+}
