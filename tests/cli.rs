@@ -311,3 +311,66 @@ fn quiet_keeps_the_conversation_out_of_the_log() {
     assert_eq!(server.wait_exit(), Some(0));
     assert_eq!(server.remaining_lines(), Vec::<String>::new());
 }
+
+/// Every duration flag at its largest value: the servers serve and the client waits for its
+/// ack as usual (an `Instant` plus such a timeout used to overflow and panic on every
+/// request), and `bench --duration` refuses it in words.
+#[test]
+fn duration_flags_at_their_largest_never_panic() {
+    const MOST: &str = "18446744073709551615";
+    let http = ServerProcess::start(&[
+        "http",
+        "--port",
+        "0",
+        "--request-timeout",
+        MOST,
+        "--read-timeout",
+        MOST,
+    ]);
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&http.addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+            .write_all(b"GET /favicon.ico HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("a response");
+        assert!(
+            response.starts_with(b"HTTP/1.1 204 No Content\r\n"),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+    }
+
+    let server = ServerProcess::start(&["server", "--port", "0", "--idle-timeout", MOST]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("hi\n")
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+
+    let udp = ServerProcess::start(&["server", "--udp", "--port", "0"]);
+    socket_lab()
+        .args([
+            "client",
+            "--udp",
+            "--port",
+            &udp.port(),
+            "--reply-timeout-ms",
+            MOST,
+        ])
+        .write_stdin("hi\n")
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+
+    socket_lab()
+        .args(["bench", "--duration", MOST])
+        .timeout(WAIT)
+        .assert()
+        .code(2)
+        .stderr("error: --duration must be between 1 and 600 seconds\n");
+}

@@ -63,7 +63,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
 use crate::escape::escape_in;
-use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle};
+use crate::server::{
+    AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle, deadline_after,
+};
 
 use super::request::{Framing, Head, Limits, ParseError, Request, RequestReader, Status, Version};
 use super::response::Connection;
@@ -401,7 +403,7 @@ fn read_request(
             Ok(0) => return Err(NoRequest::Lost("the peer closed the connection".into())),
             Ok(n) => {
                 received.extend_from_slice(&recv_buffer[..n]);
-                deadline.get_or_insert_with(|| Instant::now() + config.request_timeout);
+                deadline.get_or_insert_with(|| deadline_after(config.request_timeout));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
