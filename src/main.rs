@@ -4,6 +4,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -28,7 +29,8 @@ Exit codes:
   5  cannot resolve the host name
   6  cannot connect (connection refused, timed out)
   7  the connection was lost mid-session
-  8  a scenario did not go as its file says (run)";
+  8  a scenario did not go as its file says (run)
+A closed stdout (`socket-lab lessons | head -2`) ends any subcommand quietly with 0.";
 
 /// A lab for learning how programs talk over sockets.
 #[derive(Parser)]
@@ -230,13 +232,65 @@ fn main() -> ExitCode {
         Command::Lessons(args) => list_lessons(args),
         Command::Bench(args) => run_bench(args),
     };
+    // Whoever read stdout has gone (`socket-lab lessons | head -2`): whatever happened after
+    // that is nobody's business. End quietly, with 0, as `head` expects of a writer.
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return ExitCode::SUCCESS;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            let _ = writeln!(io::stderr(), "error: {error}");
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
         }
     }
+}
+
+/// Set once a write to stdout failed with `EPIPE`: the reader closed its end.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Standard output for every subcommand. Rust ignores `SIGPIPE`, so a write to a closed pipe
+/// is an `EPIPE` error (and `println!` panics on it, exit 101 with a backtrace). Here the
+/// error is returned as usual and also noted in [`STDOUT_CLOSED`]: each subcommand stops
+/// at its next write (servers stop serving, cleanly) and `main` exits 0 without a word.
+struct Stdout;
+
+impl Stdout {
+    fn note<T>(result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Stdout::note(io::stdout().lock().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Stdout::note(io::stdout().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Stdout::note(io::stdout().lock().flush())
+    }
+
+    /// One `write!` is one write under one lock: servers log from many threads, and a line
+    /// written piece by piece could be interleaved with another's.
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> io::Result<()> {
+        self.write_all(args.to_string().as_bytes())
+    }
+}
+
+/// One line on stdout, whole, flushed so a pipe sees it as it happens.
+fn print_line(line: impl std::fmt::Display) -> Result<(), Error> {
+    let mut stdout = io::stdout().lock();
+    Stdout::note(writeln!(stdout, "{line}").and_then(|()| stdout.flush()))
+        .map_err(|e| Error::io("cannot write to stdout", e))
 }
 
 fn run_server(args: ServerArgs) -> Result<(), Error> {
@@ -254,7 +308,8 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         let server = DatagramServer::bind(config)?;
         server.handle().stop_on_signals()?;
         announce(server.local_addr(), &endpoint);
-        return server.run(event_printer(args.quiet));
+        let log = event_printer(args.quiet, server.handle());
+        return server.run(log);
     }
     let server = Server::bind(config)?;
     server.handle().stop_on_signals()?;
@@ -262,7 +317,8 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
     if args.pause_accept {
         pause_until_enter(server.handle());
     }
-    server.run(event_printer(args.quiet))
+    let log = event_printer(args.quiet, server.handle());
+    server.run(log)
 }
 
 /// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
@@ -290,8 +346,9 @@ fn pause_until_enter(handle: ServerHandle) {
     });
 }
 
-/// The server's log: every event, or with `--quiet` only the problems.
-fn event_printer(quiet: bool) -> server::EventLog {
+/// The server's log: every event, or with `--quiet` only the problems. Once stdout is
+/// closed the server stops, as any writer to a closed pipe would.
+fn event_printer(quiet: bool, handle: ServerHandle) -> server::EventLog {
     if quiet {
         Arc::new(|event: Event| {
             if event.is_problem() {
@@ -299,18 +356,22 @@ fn event_printer(quiet: bool) -> server::EventLog {
             }
         })
     } else {
-        Arc::new(print_event)
+        Arc::new(move |event: Event| {
+            if STDOUT_CLOSED.load(Ordering::SeqCst) {
+                // Stopping: what the stop itself causes is not news.
+            } else if event.is_problem() {
+                eprintln!("{event}");
+            } else {
+                print_event(event, &handle);
+            }
+        })
     }
 }
 
-fn print_event(event: Event) {
-    // Line-buffered stdout is flushed per line only on a terminal; flush so a pipe sees each
-    // log line as it happens.
-    if event.is_problem() {
-        eprintln!("{event}");
-    } else {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+/// One log line on stdout; a closed stdout stops the server.
+fn print_event(event: impl std::fmt::Display, handle: &ServerHandle) {
+    if print_line(event).is_err() && STDOUT_CLOSED.load(Ordering::SeqCst) {
+        handle.stop();
     }
 }
 
@@ -339,16 +400,16 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
             }
         }));
     }
-    server.run(Arc::new(print_http_event))
-}
-
-fn print_http_event(event: HttpEvent) {
-    if event.is_problem() {
-        eprintln!("{event}");
-    } else {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
-    }
+    let handle = server.handle();
+    server.run(Arc::new(move |event: HttpEvent| {
+        if STDOUT_CLOSED.load(Ordering::SeqCst) {
+            // Stopping: what the stop itself causes is not news.
+        } else if event.is_problem() {
+            eprintln!("{event}");
+        } else {
+            print_event(event, &handle);
+        }
+    }))
 }
 
 fn run_client(args: ClientArgs) -> Result<(), Error> {
@@ -359,12 +420,12 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     if args.target.udp {
         let reply_timeout = Duration::from_millis(args.reply_timeout_ms);
         let client = DatagramClient::connect(&args.target.endpoint(), reply_timeout)?;
-        client.run_session(stdin.lock(), io::stdout(), prompt)?;
+        client.run_session(stdin.lock(), Stdout, prompt)?;
         return Ok(());
     }
     let client = Client::connect(&args.target.endpoint(), args.ack.as_bytes())?;
     client.set_nodelay(args.nodelay)?;
-    client.run_session(stdin.lock(), io::stdout(), prompt)?;
+    client.run_session(stdin.lock(), Stdout, prompt)?;
     Ok(())
 }
 
@@ -416,9 +477,9 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         let scenario = Scenario::parse(&text)
             .map_err(|e| Error::Scenario(format!("{shown}:{}: {}", e.line, e.message)))?;
         if index > 0 {
-            println!();
+            print_line("")?;
         }
-        let mut stdout = io::stdout();
+        let mut stdout = Stdout;
         let mut in_narration = false;
         let views = scenario::Views {
             wire: capture.as_mut(),
@@ -431,9 +492,13 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
                 let _ = writeln!(stdout);
             }
             in_narration = narration;
+            // A closed stdout is noted by `Stdout`; the lesson ends, then the run stops.
             let _ = writeln!(stdout, "{}", scenario::render(entry, view));
-        })
-        .map_err(|failure| {
+        });
+        if STDOUT_CLOSED.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let transcript = transcript.map_err(|failure| {
             Error::Scenario(format!(
                 "{}:{}: {}\n    {}",
                 failure.file,
@@ -494,8 +559,7 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
         stream: args.stream,
     };
     let report = bench::run(&config)?;
-    println!("{report}");
-    Ok(())
+    print_line(report)
 }
 
 fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
@@ -514,18 +578,17 @@ fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        println!(
+        print_line(format_args!(
             "{name:<32} {}",
             scenario::title_of(&text).unwrap_or("(no title)")
-        );
+        ))?;
         first.get_or_insert(path);
     }
     if let Some(first) = first {
-        println!(
+        print_line(format_args!(
             "\nRun one: socket-lab run {} (add --full to see every byte)",
             first.display()
-        );
+        ))?;
     }
-    println!("Which claim of the walkthrough each lesson proves or corrects: CLAIMS.md");
-    Ok(())
+    print_line("Which claim of the walkthrough each lesson proves or corrects: CLAIMS.md")
 }

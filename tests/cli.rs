@@ -374,3 +374,110 @@ fn duration_flags_at_their_largest_never_panic() {
         .code(2)
         .stderr("error: --duration must be between 1 and 600 seconds\n");
 }
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE, as when
+/// `head` has read what it wanted and gone.
+fn closed_stdout() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// Waits (bounded by [`WAIT`]) for `child` to exit, and returns its exit code and stderr.
+fn exit_of(mut child: std::process::Child) -> (Option<i32>, String) {
+    let (done, exited) = mpsc::channel();
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = done.send((child.wait().map(|status| status.code()), text));
+    });
+    let (status, stderr) = exited
+        .recv_timeout(WAIT)
+        .expect("the process did not end after its stdout closed");
+    (status.expect("wait"), stderr)
+}
+
+/// `socket-lab lessons | head -2` and the like: a closed stdout ends every subcommand
+/// quietly with 0 (no panic, no backtrace, no error), and a server stops cleanly.
+#[test]
+fn a_closed_stdout_ends_every_subcommand_quietly() {
+    let lesson = |name: &str| format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    let port = server.port();
+    let one_shot: [&[&str]; 4] = [
+        &["lessons"],
+        &[
+            "run",
+            &lesson("01-one-message.txt"),
+            &lesson("02-q-and-close.txt"),
+        ],
+        &["bench", "--msgs", "10"],
+        &["client", "--port", &port],
+    ];
+    for args in one_shot {
+        let mut child = common::socket_lab_process()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hi\n")
+            .expect("stdin");
+        assert_eq!(exit_of(child), (Some(0), String::new()), "{args:?}");
+    }
+
+    // The servers stop at their first log line, as any writer to a closed pipe would; the
+    // ack server on a Unix socket removes its file on the way out.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    for (args, request) in [
+        (vec!["server", "--unix", path.to_str().unwrap()], &b"hi"[..]),
+        (
+            vec!["http", "--port", "0"],
+            &b"GET /favicon.ico HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        ),
+    ] {
+        let mut child = common::socket_lab_process()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut first).expect("stderr");
+        let addr = first
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{first:?}"))
+            .to_string();
+        child.stderr = None;
+        let mut client: Box<dyn ReadWrite> = if args[0] == "server" {
+            Box::new(std::os::unix::net::UnixStream::connect(&path).expect("connect"))
+        } else {
+            Box::new(TcpStream::connect(&addr).expect("connect"))
+        };
+        client.write_all(request).unwrap();
+        let (done, exited) = mpsc::channel();
+        thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            let _ = done.send((child.wait().map(|status| status.code()), rest));
+        });
+        let (status, rest) = exited
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{args:?} kept running with its stdout closed"));
+        assert_eq!((status.unwrap(), rest.as_str()), (Some(0), ""), "{args:?}");
+    }
+    assert!(!path.exists(), "the server removed its socket file");
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
