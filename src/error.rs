@@ -126,9 +126,17 @@ impl fmt::Display for Error {
                         f,
                         " (is another server still running? pick another port with --port, or --port 0 for any free one)"
                     ),
+                    io::ErrorKind::PermissionDenied if is_unix_path => write!(
+                        f,
+                        " (bind creates the socket file, which needs write permission in its directory; choose a path in a directory you can write, such as /tmp)"
+                    ),
                     io::ErrorKind::PermissionDenied => write!(
                         f,
                         " (ports below 1024 are reserved for root on Linux; use a port from 1024 up, such as the default 10000)"
+                    ),
+                    io::ErrorKind::NotFound if is_unix_path => write!(
+                        f,
+                        " (the directory for the socket file does not exist; create it, or choose a path in one that does, such as /tmp)"
                     ),
                     io::ErrorKind::AddrNotAvailable => write!(
                         f,

@@ -25,7 +25,8 @@ Exit codes:
   1  a socket call failed
   2  bad arguments
   3  cannot bind: address already in use (or not available)
-  4  cannot bind: permission denied (ports below 1024)
+  4  cannot bind: permission denied (a port below 1024, or a Unix socket path
+     in a directory you cannot write)
   5  cannot resolve the host name
   6  cannot connect (connection refused, timed out)
   7  the connection was lost mid-session

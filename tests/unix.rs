@@ -532,3 +532,50 @@ fn a_listener_with_a_full_queue_is_reported_not_waited_on() {
         .code(3)
         .stderr(format!("error: {expected}\n"));
 }
+
+/// `bind` on a Unix path creates a file: where that fails, the hint is about directories,
+/// not about ports below 1024 (which it used to be for permission denied).
+#[test]
+fn cli_unix_bind_errors_give_hints_about_paths_not_ports() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = socket_dir();
+    // The directory itself must be reachable for `nobody`; only the one inside is read-only.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let denied = read_only.join("s.sock");
+    let missing = dir.path().join("no-such-dir").join("s.sock");
+
+    for kind in [&[][..], &["--udp"][..]] {
+        let mut command = std::process::Command::new(BINARY);
+        command.arg("server").arg("--unix").arg(&denied).args(kind);
+        // Root may write anywhere, so the test drops to `nobody` as a learner's shell would be.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+        Command::from_std(command)
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(4)
+            .stderr(format!(
+                "error: cannot bind {}: permission denied (bind creates the socket file, which needs write permission in its directory; choose a path in a directory you can write, such as /tmp)\n",
+                denied.display()
+            ));
+
+        Command::new(BINARY)
+            .arg("server")
+            .arg("--unix")
+            .arg(&missing)
+            .args(kind)
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(3)
+            .stderr(format!(
+                "error: cannot bind {}: no such file or directory (the directory for the socket file does not exist; create it, or choose a path in one that does, such as /tmp)\n",
+                missing.display()
+            ));
+    }
+}
