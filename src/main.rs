@@ -31,6 +31,7 @@ Exit codes:
   6  cannot connect (connection refused, timed out)
   7  the connection was lost mid-session
   8  a scenario did not go as its file says (run)
+  9  an input file cannot be read or does not parse (run, lessons)
 A closed stdout (`socket-lab lessons | head -2`) ends any subcommand quietly with 0.";
 
 /// A lab for learning how programs talk over sockets.
@@ -474,9 +475,11 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
     for (index, path) in args.files.iter().enumerate() {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
-        let scenario = Scenario::parse(&text)
-            .map_err(|e| Error::Scenario(format!("{shown}:{}: {}", e.line, e.message)))?;
+            .map_err(|e| Error::input(format!("cannot read {shown}"), e))?;
+        let scenario = Scenario::parse(&text).map_err(|e| Error::Input {
+            what: format!("{shown}:{}: {}", e.line, e.message),
+            source: None,
+        })?;
         if index > 0 {
             print_line("")?;
         }
@@ -573,11 +576,11 @@ fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
         }
     });
     let files = scenario::discover(&dir)
-        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        .map_err(|e| Error::input(format!("cannot list {}", dir.display()), e))?;
     let mut first = None;
     for path in files {
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            .map_err(|e| Error::input(format!("cannot read {}", path.display()), e))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         print_line(format_args!(
             "{name:<32} {}",
