@@ -423,12 +423,8 @@ fn a_closed_stdout_ends_every_subcommand_quietly() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"hi\n")
-            .expect("stdin");
+        // Only the client reads it; the others may have exited already (EPIPE here).
+        let _ = child.stdin.take().unwrap().write_all(b"hi\n");
         assert_eq!(exit_of(child), (Some(0), String::new()), "{args:?}");
     }
 
