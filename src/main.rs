@@ -222,6 +222,9 @@ struct HttpArgs {
     /// Seconds a whole request may take from its first byte before it gets 408.
     #[arg(long, default_value_t = http_server::REQUEST_TIMEOUT.as_secs())]
     request_timeout: u64,
+    /// Seconds sending a whole response may take; a client that reads slower is cut off.
+    #[arg(long, default_value_t = http_server::WRITE_TIMEOUT.as_secs())]
+    write_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -391,6 +394,7 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
         limits: Limits::default(),
         read_timeout: Duration::from_secs(args.read_timeout),
         request_timeout: Duration::from_secs(args.request_timeout),
+        write_timeout: Duration::from_secs(args.write_timeout),
     };
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;

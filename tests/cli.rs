@@ -326,6 +326,8 @@ fn duration_flags_at_their_largest_never_panic() {
         MOST,
         "--read-timeout",
         MOST,
+        "--write-timeout",
+        MOST,
     ]);
     for _ in 0..2 {
         let mut stream = TcpStream::connect(&http.addr).expect("connect");
