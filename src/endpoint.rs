@@ -34,6 +34,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::error::Error;
+use crate::escape;
 
 /// How long `connect` waits for the server's answer before giving up. Python waits for the
 /// kernel's own limit (about two minutes on Linux); a learner would rather hear sooner.
@@ -49,7 +50,7 @@ pub fn check_unix_path(path: &Path) -> Result<(), Error> {
     if len > MAX_UNIX_PATH {
         return Err(Error::Config(format!(
             "the Unix socket path {} is {len} bytes long, but Linux allows at most {MAX_UNIX_PATH} (sun_path is 108 bytes including the final NUL); choose a shorter path, such as one in /tmp",
-            path.display()
+            escape::path(path)
         )));
     }
     Ok(())
@@ -115,7 +116,7 @@ impl fmt::Display for Endpoint {
                 write!(f, "[{host}]:{port}")
             }
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
-            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+            Endpoint::Unix(path) => f.write_str(&escape::path(path)),
         }
     }
 }
@@ -154,7 +155,12 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Address::Tcp(addr) => write!(f, "{addr}"),
-            Address::Unix(Some(path)) => write!(f, "{}", path.display()),
+            // A client chooses the path it binds: escaped, and `]` too, since logs print the
+            // peer as `[peer]` (a path such as `/tmp/x] connected` must not end that field).
+            Address::Unix(Some(path)) => {
+                use std::os::unix::ffi::OsStrExt;
+                f.write_str(&escape::escape_in(path.as_os_str().as_bytes(), ']'))
+            }
             Address::Unix(None) => f.write_str("unnamed"),
         }
     }
@@ -194,7 +200,7 @@ impl Listener {
             Endpoint::Unix(path) => {
                 check_unix_path(path)?;
                 let bind_error = |source| Error::Bind {
-                    addr: path.display().to_string(),
+                    addr: escape::path(path),
                     source,
                 };
                 remove_stale_socket(path).map_err(bind_error)?;
@@ -263,8 +269,11 @@ impl Drop for Listener {
 
 /// A file left at `path` by a server that crashed blocks `bind` with "address in use". Remove
 /// it only if nobody answers on it: a live server's socket is never taken over. The probe is a
-/// stream `connect`: a dead socket file refuses it, a live stream server accepts it, and a live
-/// datagram server answers "protocol wrong type" (`EPROTOTYPE`), which means someone is there.
+/// non-blocking stream `connect`, so it never waits: a dead socket file refuses it, a live
+/// stream server accepts it, a live server whose listen queue is full answers `EAGAIN` (a
+/// blocking connect would wait there until the server accepts, which may be never), and a live
+/// datagram server answers "protocol wrong type" (`EPROTOTYPE`). All but the first mean
+/// someone is there.
 pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(metadata) = std::fs::symlink_metadata(path) else {
@@ -276,14 +285,46 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
             "a file that is not a socket is in the way; choose another path",
         ));
     }
-    match UnixStream::connect(path) {
+    match connect_unix(path, Duration::ZERO) {
         Ok(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "someone is listening on that path but not accepting: its listen queue is full",
+        )),
         Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
             Err(io::Error::from(io::ErrorKind::AddrInUse))
         }
         Err(e) => Err(e),
     }
+}
+
+/// A Unix stream `connect` that waits at most `timeout` (not at all for zero). unix(7): a
+/// blocking connect to a listener whose queue is full waits until the server accepts, which
+/// may be never; the kernel bounds that wait by the socket's send timeout (`SO_SNDTIMEO`), and
+/// a non-blocking connect fails at once, both with `EAGAIN`. That is reported as `TimedOut`:
+/// someone is listening but not accepting. The returned stream is blocking, with no timeout.
+pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let addr = SockAddr::unix(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    if timeout.is_zero() {
+        socket.set_nonblocking(true)?;
+    } else {
+        socket.set_write_timeout(Some(timeout))?;
+    }
+    match socket.connect(&addr) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the listener is not accepting: its listen queue is full",
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    socket.set_nonblocking(false)?;
+    socket.set_write_timeout(None)?;
+    Ok(socket.into())
 }
 
 /// A bind error, told apart from the usual "another server is running" when nothing listens
@@ -351,17 +392,17 @@ impl Stream {
     }
 
     /// [`Stream::connect`] with a timeout of the caller's choosing for each address tried
-    /// (Python's `create_connection(address, timeout)`). A Unix `connect` never waits: the
-    /// kernel knows at once whether a listener is there.
+    /// (Python's `create_connection(address, timeout)`). A Unix `connect` is bounded too: it
+    /// waits only when the listener's queue is full ([`connect_unix`]).
     pub fn connect_timeout(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, Error> {
         match endpoint {
             Endpoint::Tcp { .. } => connect_first(&endpoint.resolve()?, timeout).map(Stream::Tcp),
             Endpoint::Unix(path) => {
                 check_unix_path(path)?;
-                UnixStream::connect(path)
+                connect_unix(path, timeout)
                     .map(Stream::Unix)
                     .map_err(|source| Error::Connect {
-                        addr: path.display().to_string(),
+                        addr: escape::path(path),
                         source,
                     })
             }

@@ -38,8 +38,14 @@ pub enum Error {
     ConnectionLost { addr: String, detail: String },
     /// A setting that cannot work, caught before any socket is made.
     Config(String),
-    /// A scenario file that does not parse, or a step that did not go as the file says.
+    /// A scenario step that did not go as the file says.
     Scenario(String),
+    /// An input file that cannot be read or does not parse: a scenario file, the lessons'
+    /// directory. Not a socket failure, nor a lesson that failed.
+    Input {
+        what: String,
+        source: Option<io::Error>,
+    },
     /// Any other socket call that failed: `what` names the call.
     Io { what: String, source: io::Error },
     /// A datagram client heard nothing back. UDP has no connection, so "nobody is there" only
@@ -67,7 +73,16 @@ impl Error {
             Error::Connect { .. } | Error::NoReply { .. } => 6,
             Error::ConnectionLost { .. } => 7,
             Error::Scenario(_) => 8,
+            Error::Input { .. } => 9,
             Error::Io { .. } | Error::DatagramTooLong { .. } => 1,
+        }
+    }
+
+    /// An input file that cannot be read: `what` says which, and what for.
+    pub fn input(what: impl Into<String>, source: io::Error) -> Error {
+        Error::Input {
+            what: what.into(),
+            source: Some(source),
         }
     }
 
@@ -112,17 +127,31 @@ impl fmt::Display for Error {
                 write!(f, "cannot bind {addr}: {}", describe(source))?;
                 let is_unix_path = addr.parse::<std::net::SocketAddr>().is_err();
                 match source.kind() {
-                    io::ErrorKind::AddrInUse if is_unix_path => write!(
-                        f,
-                        " (a server is still listening on that path; stop it, or choose another path with --unix)"
-                    ),
+                    // The stale-socket check says why, when it knows more than "in use".
+                    io::ErrorKind::AddrInUse if is_unix_path => match source.get_ref() {
+                        Some(why) => {
+                            write!(f, " ({why}; stop it, or choose another path with --unix)")
+                        }
+                        None => write!(
+                            f,
+                            " (a server is still listening on that path; stop it, or choose another path with --unix)"
+                        ),
+                    },
                     io::ErrorKind::AddrInUse => write!(
                         f,
                         " (is another server still running? pick another port with --port, or --port 0 for any free one)"
                     ),
+                    io::ErrorKind::PermissionDenied if is_unix_path => write!(
+                        f,
+                        " (bind creates the socket file, which needs write permission in its directory; choose a path in a directory you can write, such as /tmp)"
+                    ),
                     io::ErrorKind::PermissionDenied => write!(
                         f,
                         " (ports below 1024 are reserved for root on Linux; use a port from 1024 up, such as the default 10000)"
+                    ),
+                    io::ErrorKind::NotFound if is_unix_path => write!(
+                        f,
+                        " (the directory for the socket file does not exist; create it, or choose a path in one that does, such as /tmp)"
                     ),
                     io::ErrorKind::AddrNotAvailable => write!(
                         f,
@@ -150,7 +179,12 @@ impl fmt::Display for Error {
                 "connection to {addr} lost: {detail} (the server stopped or closed this connection; start it again and reconnect)"
             ),
             Error::Config(message) | Error::Scenario(message) => f.write_str(message),
-            Error::Io { what, source } => write!(f, "{what}: {}", describe(source)),
+            Error::Io { what, source }
+            | Error::Input {
+                what,
+                source: Some(source),
+            } => write!(f, "{what}: {}", describe(source)),
+            Error::Input { what, source: None } => f.write_str(what),
             Error::NoReply { addr, detail } => write!(
                 f,
                 "no reply from {addr}: {detail} (UDP has no connection, so nothing could fail earlier: is a datagram server running there? start one with `socket-lab server --udp`)"
@@ -170,6 +204,7 @@ impl std::error::Error for Error {
             | Error::Bind { source, .. }
             | Error::Connect { source, .. }
             | Error::Io { source, .. } => Some(source),
+            Error::Input { source, .. } => source.as_ref().map(|e| e as _),
             Error::ConnectionLost { .. }
             | Error::BindTimeWait { .. }
             | Error::Config(_)

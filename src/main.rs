@@ -4,6 +4,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -26,11 +27,14 @@ Exit codes:
   1  a socket call failed
   2  bad arguments
   3  cannot bind: address already in use (or not available)
-  4  cannot bind: permission denied (ports below 1024)
+  4  cannot bind: permission denied (a port below 1024, or a Unix socket path
+     in a directory you cannot write)
   5  cannot resolve the host name
   6  cannot connect (connection refused, timed out)
   7  the connection was lost mid-session
-  8  a scenario did not go as its file says (run)";
+  8  a scenario did not go as its file says (run)
+  9  an input file cannot be read or does not parse (run, lessons)
+A closed stdout (`socket-lab lessons | head -2`) ends any subcommand quietly with 0.";
 
 /// A lab for learning how programs talk over sockets.
 #[derive(Parser)]
@@ -252,6 +256,9 @@ struct HttpArgs {
     /// Seconds a whole request may take from its first byte before it gets 408.
     #[arg(long, default_value_t = http_server::REQUEST_TIMEOUT.as_secs())]
     request_timeout: u64,
+    /// Seconds sending a whole response may take; a client that reads slower is cut off.
+    #[arg(long, default_value_t = http_server::WRITE_TIMEOUT.as_secs())]
+    write_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -265,13 +272,65 @@ fn main() -> ExitCode {
         Command::Bench(args) => run_bench(args),
         Command::Check(args) => run_check(args),
     };
+    // Whoever read stdout has gone (`socket-lab lessons | head -2`): whatever happened after
+    // that is nobody's business. End quietly, with 0, as `head` expects of a writer.
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return ExitCode::SUCCESS;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            let _ = writeln!(io::stderr(), "error: {error}");
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
         }
     }
+}
+
+/// Set once a write to stdout failed with `EPIPE`: the reader closed its end.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Standard output for every subcommand. Rust ignores `SIGPIPE`, so a write to a closed pipe
+/// is an `EPIPE` error (and `println!` panics on it, exit 101 with a backtrace). Here the
+/// error is returned as usual and also noted in [`STDOUT_CLOSED`]: each subcommand stops
+/// at its next write (servers stop serving, cleanly) and `main` exits 0 without a word.
+struct Stdout;
+
+impl Stdout {
+    fn note<T>(result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Stdout::note(io::stdout().lock().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Stdout::note(io::stdout().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Stdout::note(io::stdout().lock().flush())
+    }
+
+    /// One `write!` is one write under one lock: servers log from many threads, and a line
+    /// written piece by piece could be interleaved with another's.
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> io::Result<()> {
+        self.write_all(args.to_string().as_bytes())
+    }
+}
+
+/// One line on stdout, whole, flushed so a pipe sees it as it happens.
+fn print_line(line: impl std::fmt::Display) -> Result<(), Error> {
+    let mut stdout = io::stdout().lock();
+    Stdout::note(writeln!(stdout, "{line}").and_then(|()| stdout.flush()))
+        .map_err(|e| Error::io("cannot write to stdout", e))
 }
 
 fn run_server(args: ServerArgs) -> Result<(), Error> {
@@ -290,7 +349,8 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         let server = DatagramServer::bind(config)?;
         server.handle().stop_on_signals()?;
         announce(server.local_addr(), &endpoint);
-        return server.run(event_printer(args.quiet));
+        let log = event_printer(args.quiet, server.handle());
+        return server.run(log);
     }
     let server = Server::bind(config)?;
     server.handle().stop_on_signals()?;
@@ -298,7 +358,8 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
     if args.pause_accept {
         pause_until_enter(server.handle());
     }
-    server.run(event_printer(args.quiet))
+    let log = event_printer(args.quiet, server.handle());
+    server.run(log)
 }
 
 /// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
@@ -326,8 +387,9 @@ fn pause_until_enter(handle: ServerHandle) {
     });
 }
 
-/// The server's log: every event, or with `--quiet` only the problems.
-fn event_printer(quiet: bool) -> server::EventLog {
+/// The server's log: every event, or with `--quiet` only the problems. Once stdout is
+/// closed the server stops, as any writer to a closed pipe would.
+fn event_printer(quiet: bool, handle: ServerHandle) -> server::EventLog {
     if quiet {
         Arc::new(|event: Event| {
             if event.is_problem() {
@@ -335,18 +397,22 @@ fn event_printer(quiet: bool) -> server::EventLog {
             }
         })
     } else {
-        Arc::new(print_event)
+        Arc::new(move |event: Event| {
+            if STDOUT_CLOSED.load(Ordering::SeqCst) {
+                // Stopping: what the stop itself causes is not news.
+            } else if event.is_problem() {
+                eprintln!("{event}");
+            } else {
+                print_event(event, &handle);
+            }
+        })
     }
 }
 
-fn print_event(event: Event) {
-    // Line-buffered stdout is flushed per line only on a terminal; flush so a pipe sees each
-    // log line as it happens.
-    if event.is_problem() {
-        eprintln!("{event}");
-    } else {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+/// One log line on stdout; a closed stdout stops the server.
+fn print_event(event: impl std::fmt::Display, handle: &ServerHandle) {
+    if print_line(event).is_err() && STDOUT_CLOSED.load(Ordering::SeqCst) {
+        handle.stop();
     }
 }
 
@@ -364,6 +430,7 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
         limits: Limits::default(),
         read_timeout: Duration::from_secs(args.read_timeout),
         request_timeout: Duration::from_secs(args.request_timeout),
+        write_timeout: Duration::from_secs(args.write_timeout),
     };
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;
@@ -375,16 +442,16 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
             }
         }));
     }
-    server.run(Arc::new(print_http_event))
-}
-
-fn print_http_event(event: HttpEvent) {
-    if event.is_problem() {
-        eprintln!("{event}");
-    } else {
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
-    }
+    let handle = server.handle();
+    server.run(Arc::new(move |event: HttpEvent| {
+        if STDOUT_CLOSED.load(Ordering::SeqCst) {
+            // Stopping: what the stop itself causes is not news.
+        } else if event.is_problem() {
+            eprintln!("{event}");
+        } else {
+            print_event(event, &handle);
+        }
+    }))
 }
 
 fn run_client(args: ClientArgs) -> Result<(), Error> {
@@ -395,7 +462,7 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     if args.target.udp {
         let reply_timeout = Duration::from_millis(args.reply_timeout_ms);
         let client = DatagramClient::connect(&args.target.endpoint(), reply_timeout)?;
-        client.run_session(stdin.lock(), io::stdout(), prompt)?;
+        client.run_session(stdin.lock(), Stdout, prompt)?;
         return Ok(());
     }
     let client = Client::connect(&args.target.endpoint(), args.ack.as_bytes())?;
@@ -410,7 +477,7 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
         "connected to {}{nodelay}; type a line and press Enter to send it; q or Ctrl-D ends the session",
         args.target.endpoint()
     );
-    client.run_session(stdin.lock(), io::stdout(), prompt)?;
+    client.run_session(stdin.lock(), Stdout, prompt)?;
     Ok(())
 }
 
@@ -453,9 +520,11 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
     for (index, path) in args.files.iter().enumerate() {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read {shown}"), e))?;
-        let scenario = Scenario::parse(&text)
-            .map_err(|e| Error::Scenario(format!("{shown}:{}: {}", e.line, e.message)))?;
+            .map_err(|e| Error::input(format!("cannot read {shown}"), e))?;
+        let scenario = Scenario::parse(&text).map_err(|e| Error::Input {
+            what: format!("{shown}:{}: {}", e.line, e.message),
+            source: None,
+        })?;
         if let ScenarioTarget::External(endpoint) = &target {
             // Say what the lesson needs before it runs, not after a timeout.
             if let Some(why) = check::own_server_only(&scenario) {
@@ -468,9 +537,9 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
             }
         }
         if index > 0 {
-            println!();
+            print_line("")?;
         }
-        let mut stdout = io::stdout();
+        let mut stdout = Stdout;
         let mut in_narration = false;
         let views = scenario::Views {
             wire: capture.as_mut(),
@@ -483,9 +552,13 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
                 let _ = writeln!(stdout);
             }
             in_narration = narration;
+            // A closed stdout is noted by `Stdout`; the lesson ends, then the run stops.
             let _ = writeln!(stdout, "{}", scenario::render(entry, view));
-        })
-        .map_err(|failure| {
+        });
+        if STDOUT_CLOSED.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let transcript = transcript.map_err(|failure| {
             Error::Scenario(format!(
                 "{}:{}: {}\n    {}",
                 failure.file,
@@ -546,8 +619,7 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
         stream: args.stream,
     };
     let report = bench::run(&config)?;
-    println!("{report}");
-    Ok(())
+    print_line(report)
 }
 
 /// The lessons folder: the one given, else ./scenarios, else the one in the source tree.
@@ -631,25 +703,24 @@ fn run_check(args: CheckArgs) -> Result<(), Error> {
 fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
     let dir = lessons_dir(args.dir);
     let files = scenario::discover(&dir)
-        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        .map_err(|e| Error::input(format!("cannot list {}", dir.display()), e))?;
     let mut first = None;
     for path in files {
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+            .map_err(|e| Error::input(format!("cannot read {}", path.display()), e))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         // The file name, then the title on its own indented line: titles are long.
-        println!(
+        print_line(format_args!(
             "{name}\n    {}",
             scenario::title_of(&text).unwrap_or("(no title)")
-        );
+        ))?;
         first.get_or_insert(path);
     }
     if let Some(first) = first {
-        println!(
+        print_line(format_args!(
             "\nRun one: socket-lab run {} (add --full to see every byte)",
             first.display()
-        );
+        ))?;
     }
-    println!("Which claim of the walkthrough each lesson proves or corrects: CLAIMS.md");
-    Ok(())
+    print_line("Which claim of the walkthrough each lesson proves or corrects: CLAIMS.md")
 }

@@ -42,7 +42,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::endpoint::{Address, Endpoint, Listener, Stream};
 use crate::error::Error;
@@ -67,6 +67,15 @@ pub const MAX_CLIENTS: usize = 64;
 pub const WORKER_STACK_SIZE: usize = 256 * 1024;
 /// A client silent this long is disconnected, so an idle peer cannot hold a worker forever.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `Instant::now() + timeout`, saturated: a timeout longer than the clock can count
+/// (`--request-timeout 18446744073709551615`) is a deadline a century away, which never
+/// comes, rather than an overflow panic on every connection.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    // The monotonic clock counts seconds since boot in an i64: a century more cannot overflow.
+    Instant::now() + timeout.min(CENTURY)
+}
 
 /// Everything `socket-lab server` can be told.
 #[derive(Clone, Debug)]

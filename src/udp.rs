@@ -102,7 +102,7 @@ impl DatagramSocket {
             Endpoint::Unix(path) => {
                 check_unix_path(path)?;
                 let bind_error = |source| Error::Bind {
-                    addr: path.display().to_string(),
+                    addr: crate::escape::path(path),
                     source,
                 };
                 remove_stale_socket(path).map_err(bind_error)?;
@@ -354,7 +354,7 @@ impl DatagramClient {
                             .map_err(|e| io_error("cannot make a Unix socket address", e))?,
                     )
                     .map_err(|source| Error::Connect {
-                        addr: path.display().to_string(),
+                        addr: crate::escape::path(path),
                         source,
                     })?;
                 let limit = "a Unix datagram must fit in the socket's send buffer (SO_SNDBUF)";
@@ -506,7 +506,7 @@ fn bind_client_path() -> Result<DatagramSocket, Error> {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some((path, e)),
             Err(source) => {
                 return Err(Error::Bind {
-                    addr: path.display().to_string(),
+                    addr: crate::escape::path(&path),
                     source,
                 });
             }
@@ -519,7 +519,7 @@ fn bind_client_path() -> Result<DatagramSocket, Error> {
         )
     });
     Err(Error::Bind {
-        addr: path.display().to_string(),
+        addr: crate::escape::path(&path),
         source,
     })
 }

@@ -337,3 +337,181 @@ fn an_empty_line_is_never_sent_and_the_session_goes_on() {
     assert_eq!(lines.len(), 1, "only `hello` was sent: {lines:?}");
     assert!(lines[0].ends_with("send a message to server: hello"));
 }
+
+/// Every duration flag at its largest value: the servers serve and the client waits for its
+/// ack as usual (an `Instant` plus such a timeout used to overflow and panic on every
+/// request), and `bench --duration` refuses it in words.
+#[test]
+fn duration_flags_at_their_largest_never_panic() {
+    const MOST: &str = "18446744073709551615";
+    let http = ServerProcess::start(&[
+        "http",
+        "--port",
+        "0",
+        "--request-timeout",
+        MOST,
+        "--read-timeout",
+        MOST,
+        "--write-timeout",
+        MOST,
+    ]);
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&http.addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+            .write_all(b"GET /favicon.ico HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("a response");
+        assert!(
+            response.starts_with(b"HTTP/1.1 204 No Content\r\n"),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+    }
+
+    let server = ServerProcess::start(&["server", "--port", "0", "--idle-timeout", MOST]);
+    socket_lab()
+        .args(["client", "--port", &server.port()])
+        .write_stdin("hi\n")
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+
+    let udp = ServerProcess::start(&["server", "--udp", "--port", "0"]);
+    socket_lab()
+        .args([
+            "client",
+            "--udp",
+            "--port",
+            &udp.port(),
+            "--reply-timeout-ms",
+            MOST,
+        ])
+        .write_stdin("hi\n")
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout(ACK_LINE);
+
+    socket_lab()
+        .args(["bench", "--duration", MOST])
+        .timeout(WAIT)
+        .assert()
+        .code(2)
+        .stderr("error: --duration must be between 1 and 600 seconds\n");
+}
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE, as when
+/// `head` has read what it wanted and gone.
+fn closed_stdout() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// Waits (bounded by [`WAIT`]) for `child` to exit, and returns its exit code and stderr.
+fn exit_of(mut child: std::process::Child) -> (Option<i32>, String) {
+    let (done, exited) = mpsc::channel();
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = done.send((child.wait().map(|status| status.code()), text));
+    });
+    let (status, stderr) = exited
+        .recv_timeout(WAIT)
+        .expect("the process did not end after its stdout closed");
+    (status.expect("wait"), stderr)
+}
+
+/// `socket-lab lessons | head -2` and the like: a closed stdout ends every subcommand
+/// quietly with 0 (no panic, no backtrace, no error), and a server stops cleanly.
+#[test]
+fn a_closed_stdout_ends_every_subcommand_quietly() {
+    let lesson = |name: &str| format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+    let server = ServerProcess::start(&["server", "--port", "0"]);
+    let port = server.port();
+    let one_shot: [&[&str]; 4] = [
+        &["lessons"],
+        &[
+            "run",
+            &lesson("01-one-message.txt"),
+            &lesson("02-q-and-close.txt"),
+        ],
+        &["bench", "--msgs", "10"],
+        &["client", "--port", &port],
+    ];
+    for args in one_shot {
+        let mut child = common::socket_lab_process()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Only the client reads it; the others may have exited already (EPIPE here).
+        let _ = child.stdin.take().unwrap().write_all(b"hi\n");
+        let (status, stderr) = exit_of(child);
+        // The client's greeting goes to stderr, which is still open; nothing else may.
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|line| !line.starts_with("connected to 127.0.0.1:"))
+            .collect();
+        assert_eq!(
+            (status, unexpected),
+            (Some(0), Vec::<&str>::new()),
+            "{args:?}"
+        );
+    }
+
+    // The servers stop at their first log line, as any writer to a closed pipe would; the
+    // ack server on a Unix socket removes its file on the way out.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    for (args, request) in [
+        (vec!["server", "--unix", path.to_str().unwrap()], &b"hi"[..]),
+        (
+            vec!["http", "--port", "0"],
+            &b"GET /favicon.ico HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        ),
+    ] {
+        let mut child = common::socket_lab_process()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut first).expect("stderr");
+        let addr = first
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{first:?}"))
+            .to_string();
+        child.stderr = None;
+        let mut client: Box<dyn ReadWrite> = if args[0] == "server" {
+            Box::new(std::os::unix::net::UnixStream::connect(&path).expect("connect"))
+        } else {
+            Box::new(TcpStream::connect(&addr).expect("connect"))
+        };
+        client.write_all(request).unwrap();
+        let (done, exited) = mpsc::channel();
+        thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            let _ = done.send((child.wait().map(|status| status.code()), rest));
+        });
+        let (status, rest) = exited
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{args:?} kept running with its stdout closed"));
+        assert_eq!((status.unwrap(), rest.as_str()), (Some(0), ""), "{args:?}");
+    }
+    assert!(!path.exists(), "the server removed its socket file");
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}

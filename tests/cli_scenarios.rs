@@ -116,7 +116,7 @@ fn a_malformed_file_names_the_line_and_the_valid_verbs() {
     socket_lab()
         .args(["run", path.to_str().unwrap()])
         .assert()
-        .code(8)
+        .code(9)
         .stderr(format!(
             "error: {}:4: unknown verb `conect`; a client can: {}\n",
             path.display(),
@@ -269,7 +269,7 @@ fn a_setting_the_server_kind_does_not_take_is_refused_with_file_and_line() {
     socket_lab()
         .args(["run", &path])
         .assert()
-        .code(8)
+        .code(9)
         .stderr(format!(
             "error: {path}:3: the http server does not take `accept`; it takes: host\n"
         ));
@@ -290,4 +290,37 @@ fn no_transcript_starts_with_an_empty_narration_line() {
         let after_title = block.lines().skip(1).find(|line| !line.is_empty());
         assert_ne!(after_title, Some("│"), "{stdout}");
     }
+}
+
+/// Input that cannot be read or does not parse has its own exit code, 9: not 1 ("a socket
+/// call failed", which a missing file used to get) nor 8 ("did not go as its file says",
+/// which a malformed file used to get).
+#[test]
+fn unreadable_or_malformed_input_exits_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.txt");
+    socket_lab()
+        .args(["run", missing.to_str().unwrap()])
+        .assert()
+        .code(9)
+        .stderr(format!(
+            "error: cannot read {}: no such file or directory\n",
+            missing.display()
+        ));
+    socket_lab()
+        .args(["lessons", "--dir", missing.to_str().unwrap()])
+        .assert()
+        .code(9)
+        .stderr(format!(
+            "error: cannot list {}: no such file or directory\n",
+            missing.display()
+        ));
+    let (_dir, malformed) = scenario_file("bad.txt", "# t\nserver tcp\nalice: send\n");
+    socket_lab()
+        .args(["run", &malformed])
+        .assert()
+        .code(9)
+        .stderr(predicate::str::starts_with(format!(
+            "error: {malformed}:3: "
+        )));
 }

@@ -514,6 +514,69 @@ fn a_client_that_never_reads_its_responses_does_not_hold_the_server() {
     drop(stuck);
 }
 
+/// A client that reads, but slowly: 2 KiB every 50 ms, about 40 KB/s, of a 4 MB response.
+/// Each `send` the server makes moves a few bytes, so a timeout per `send` (what the server
+/// had: the read timeout, 5 s here) never fires and the response would hold the only slot
+/// for minutes. `--write-timeout 1` bounds the whole response: at the deadline the
+/// connection is closed, and a fresh client waiting in the listen queue is served.
+#[test]
+fn a_slow_reader_is_cut_at_the_write_deadline_and_a_fresh_client_is_served() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = HttpChild::start(&[
+        "--max-clients",
+        "1",
+        "--read-timeout",
+        "5",
+        "--write-timeout",
+        "1",
+    ]);
+    let mut slow = connect_with_small_window(server.port);
+    // The form page shows the body twice, HTML-escaped: 500,000 `<` become about 4 MB.
+    let body = [&b"m="[..], &b"<".repeat(500_000)].concat();
+    let head = format!(
+        "POST /form HTTP/1.1\r\nHost: lab\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(&[head.as_bytes(), &body].concat())
+        .expect("send the request");
+    let asked = Instant::now();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = Arc::clone(&done);
+        let mut slow = slow.try_clone().expect("clone");
+        thread::spawn(move || {
+            let mut chunk = [0u8; 2048];
+            let mut total = 0;
+            while !done.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(50)); // the pace of the attack
+                match slow.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            total
+        })
+    };
+
+    // The fresh client waits in the listen queue behind the slow one, and is served once
+    // the write deadline has cut the slow one off: about 1 s, far from the minutes the
+    // slow reader would otherwise take.
+    assert_still_serves(server.port);
+    let waited = asked.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let read = reader.join().expect("the slow reader");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "the fresh client waited {waited:?}; the slow one had read {read} bytes"
+    );
+    assert!(read < 1_000_000, "the slow reader read {read} bytes");
+    // The slow request was answered (and logged) before its response was cut short.
+    let line = String::from_utf8(server.next_log_line()).unwrap();
+    assert!(line.contains("\"POST /form HTTP/1.1\" 200 "), "{line}");
+}
+
 /// How long the stuck client's own write may block (the server stops reading from it).
 const WAIT_FOR_WRITE: Duration = Duration::from_secs(2);
 

@@ -381,9 +381,95 @@ fn not_found_and_wrong_method_keep_the_connection() {
         html_head(
             "HTTP/1.1 405 Method Not Allowed",
             body.len(),
-            "Allow: GET, HEAD\r\n"
+            "Allow: GET, HEAD, OPTIONS\r\n"
         )
     );
+}
+
+/// RFC 9112 section 3.2.2: a server MUST accept a target in absolute-form (what clients
+/// send to a proxy), route it by its path, and take the host from it rather than from the
+/// Host field. It used to be a 404.
+#[test]
+fn absolute_form_is_routed_by_its_path_and_names_the_host() {
+    let server = TestServer::start();
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET http://example.test/about HTTP/1.1\r\nHost: other.test\r\n\r\n")
+        .expect("send");
+    let (head, body) = read_response(&mut stream);
+    assert_eq!(head, html_head("HTTP/1.1 200 OK", body.len(), ""));
+    assert_eq!(body, socket_lab::http::site::ABOUT_PAGE.as_bytes());
+
+    // No path is the root; the scheme is case-insensitive; the host is the target's.
+    stream
+        .write_all(b"GET HTTP://example.test:8080?x=1 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+        .expect("send");
+    let (head, body) = read_response(&mut stream);
+    assert_eq!(head, html_head("HTTP/1.1 200 OK", body.len(), ""));
+    let page = String::from_utf8(body).expect("UTF-8 page");
+    assert!(
+        page.contains("<tr><th>host</th><td><code>example.test:8080</code></td>"),
+        "{page}"
+    );
+
+    // Any other path is a 404 as usual, and the connection stays.
+    stream
+        .write_all(b"GET http://example.test/nope HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("send");
+    let (head, body) = read_response(&mut stream);
+    assert_eq!(head, html_head("HTTP/1.1 404 Not Found", body.len(), ""));
+
+    // Origin-form still takes the host from the Host field.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: lab.test\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let (_, body) = read_response(&mut stream);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("<tr><th>host</th><td><code>lab.test</code></td>")
+    );
+}
+
+/// RFC 9112 section 3.2.4: `OPTIONS *` asks about the server as a whole; the answer lists
+/// every method it supports. `*` with any other method is a 400. Both used to be 404s.
+#[test]
+fn options_asterisk_lists_every_method_and_asterisk_is_only_for_options() {
+    let server = TestServer::start();
+    let mut stream = server.connect();
+    stream
+        .write_all(b"OPTIONS * HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .expect("send");
+    let (head, body) = read_response(&mut stream);
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: [..]\r\nContent-Length: 0\r\nAllow: GET, HEAD, POST, OPTIONS\r\n\r\n"
+    );
+    assert!(body.is_empty());
+
+    // OPTIONS on one path: the methods that path takes.
+    stream
+        .write_all(b"OPTIONS /form HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .expect("send");
+    let (head, _) = read_response(&mut stream);
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: [..]\r\nContent-Length: 0\r\nAllow: POST, OPTIONS\r\n\r\n"
+    );
+
+    stream
+        .write_all(b"GET * HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .expect("send");
+    let (head, body) = read_response(&mut stream);
+    assert_eq!(
+        head,
+        html_head(
+            "HTTP/1.1 400 Bad Request",
+            body.len(),
+            "Connection: close\r\n"
+        )
+    );
+    assert_eq!(read_until_close(&mut stream), b"", "closed after the 400");
 }
 
 #[test]

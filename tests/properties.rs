@@ -399,3 +399,211 @@ fn scenarios() -> impl Strategy<Value = Scenario> {
             scenario
         })
 }
+
+// ---- One log entry is one line of visible text, whatever a peer sends or binds ----
+
+/// Bytes a peer might send or bind: any byte, any character, and above all the characters
+/// that drive a terminal or reorder what it shows.
+fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let special = proptest::sample::select(vec![
+        "\n",
+        "\r",
+        "\x1b",
+        "\x07",
+        "\0",
+        "\x7f",
+        "\\",
+        "\"",
+        "]",
+        "[",
+        "\u{85}",
+        "\u{9b}",
+        "\u{ad}",
+        "\u{61c}",
+        "\u{202a}",
+        "\u{202e}",
+        "\u{2066}",
+        "\u{2069}",
+        "\u{2028}",
+        "\u{2029}",
+        "\u{200b}",
+        "\u{200d}",
+        "\u{200f}",
+        "\u{feff}",
+        "\u{e0041}",
+        r"\u{202e}",
+        r"\x1b",
+        r"\]",
+        "é",
+        "你",
+    ]);
+    proptest::collection::vec(
+        prop_oneof![
+            any::<u8>().prop_map(|byte| vec![byte]),
+            any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            special.prop_map(|text| text.as_bytes().to_vec()),
+        ],
+        0..32,
+    )
+    .prop_map(|pieces| pieces.concat())
+}
+
+/// A file name a client can bind: bytes without `/` or NUL, not `.` or `..`.
+fn socket_name() -> impl Strategy<Value = Vec<u8>> {
+    hostile_bytes().prop_map(|bytes| {
+        let mut name: Vec<u8> = bytes
+            .into_iter()
+            .filter(|&byte| byte != b'/' && byte != 0)
+            .take(60)
+            .collect();
+        name.push(b'~');
+        name
+    })
+}
+
+/// A log entry must be exactly one line with nothing in it for a terminal to obey: no
+/// control character (`\n`, `\r`, ESC, BEL, C1), no format character (bidi overrides and
+/// isolates, zero-width characters, the BOM), no line or paragraph separator.
+fn assert_one_visible_line(entry: &str) -> Result<(), TestCaseError> {
+    let hidden: Vec<char> = entry
+        .chars()
+        .filter(|&c| socket_lab::escape::is_hidden(c))
+        .collect();
+    prop_assert!(hidden.is_empty(), "{entry:?} holds {hidden:?}");
+    Ok(())
+}
+
+/// The `[peer]` field at the start of an entry, read back to bytes: the field ends at the
+/// first `]` that is not escaped.
+fn peer_field(entry: &str) -> Result<(Vec<u8>, &str), TestCaseError> {
+    let inner = entry
+        .strip_prefix('[')
+        .ok_or_else(|| TestCaseError::fail(format!("no [peer] in {entry:?}")))?;
+    let mut chars = inner.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            ']' => {
+                let bytes = socket_lab::escape::unescape(&inner[..at])
+                    .map_err(|e| TestCaseError::fail(format!("{entry:?}: {e}")))?;
+                return Ok((bytes, &inner[at + 1..]));
+            }
+            _ => {}
+        }
+    }
+    Err(TestCaseError::fail(format!(
+        "the [peer] field never ends in {entry:?}"
+    )))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    #[test]
+    fn escape_then_unescape_gives_back_any_bytes(bytes in hostile_bytes()) {
+        use socket_lab::escape::{escape, escape_in, unescape};
+        prop_assert_eq!(unescape(&escape(&bytes)).unwrap(), bytes.clone());
+        prop_assert_eq!(unescape(&escape_in(&bytes, '"')).unwrap(), bytes.clone());
+        prop_assert_eq!(unescape(&escape_in(&bytes, ']')).unwrap(), bytes.clone());
+        assert_one_visible_line(&escape(&bytes))?;
+    }
+
+    /// Every event that names a Unix peer, for any path it bound and any bytes it sent: one
+    /// line of visible text, and both the path and the bytes read back exactly.
+    #[test]
+    fn any_unix_path_and_any_message_log_as_one_line_that_reads_back(
+        path in hostile_bytes(),
+        data in hostile_bytes(),
+    ) {
+        use std::os::unix::ffi::OsStringExt;
+        let peer = Address::Unix(Some(std::ffi::OsString::from_vec(path.clone()).into()));
+        let message = Event::Message { peer: peer.clone(), data: data.clone() }.to_string();
+        let entries = [
+            Event::Connected { peer: peer.clone() }.to_string(),
+            message.clone(),
+            Event::Disconnected { peer: peer.clone(), reason: None }.to_string(),
+            Event::Truncated { peer: peer.clone(), data: data.clone(), datagram_len: 9000 }
+                .to_string(),
+            Event::ReplyFailed { peer: peer.clone(), reason: "no".into() }.to_string(),
+        ];
+        for entry in &entries {
+            assert_one_visible_line(entry)?;
+            prop_assert_eq!(peer_field(entry)?.0, path.clone());
+        }
+        let (_, rest) = peer_field(&message)?;
+        let shown = rest
+            .strip_prefix(" send a message to server: ")
+            .ok_or_else(|| TestCaseError::fail(message.clone()))?;
+        prop_assert_eq!(socket_lab::escape::unescape(shown).unwrap(), data);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(24)))]
+
+    /// The same through real servers: a client binds a hostile path, connects to the ack
+    /// server and to the web server over Unix stream sockets, and sends hostile bytes; every
+    /// entry either server logs is one line of visible text naming that path exactly.
+    #[test]
+    fn real_servers_log_any_unix_client_as_one_visible_line(
+        name in socket_name(),
+        data in hostile_bytes(),
+    ) {
+        use socket_lab::http::server::{HttpConfig, HttpServer};
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::net::UnixStream;
+
+        let dir = tempfile::tempdir().unwrap();
+        let client_path = dir.path().join(std::ffi::OsStr::from_bytes(&name));
+        let client_path_bytes = client_path.as_os_str().as_bytes().to_vec();
+        let talk = |server: &std::path::Path, bytes: &[u8]| {
+            let _ = std::fs::remove_file(&client_path);
+            let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+                .unwrap();
+            socket.bind(&socket2::SockAddr::unix(&client_path).unwrap()).unwrap();
+            socket.connect(&socket2::SockAddr::unix(server).unwrap()).unwrap();
+            let mut stream = UnixStream::from(std::os::fd::OwnedFd::from(socket));
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            stream.write_all(bytes).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).unwrap();
+        };
+
+        let mut entries = Vec::new();
+        let ack_path = dir.path().join("ack.sock");
+        let (log, events) = channel_log();
+        let server = Server::bind(ServerConfig {
+            endpoint: Endpoint::Unix(ack_path.clone()),
+            ..ServerConfig::default()
+        })
+        .unwrap()
+        .spawn(log);
+        talk(&ack_path, &data);
+        server.stop().unwrap();
+        entries.extend(events.try_iter().map(|event| event.to_string()));
+
+        let http_path = dir.path().join("http.sock");
+        let (tx, http_events) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let server = HttpServer::bind(HttpConfig {
+            endpoint: Endpoint::Unix(http_path.clone()),
+            ..HttpConfig::default()
+        })
+        .unwrap()
+        .spawn(std::sync::Arc::new(move |event| {
+            let _ = tx.lock().unwrap().send(event);
+        }));
+        talk(&http_path, &[&data[..], b"\r\n\r\n"].concat());
+        server.stop().unwrap();
+        entries.extend(http_events.try_iter().map(|event| event.to_string()));
+
+        prop_assert!(entries.len() >= 3, "{entries:?}");
+        for entry in &entries {
+            assert_one_visible_line(entry)?;
+            prop_assert_eq!(peer_field(entry)?.0, client_path_bytes.clone());
+        }
+    }
+}

@@ -339,3 +339,243 @@ fn cli_unix_datagram_server_removes_its_socket_on_sigterm() {
     );
     assert!(!path.exists(), "the server removed its socket file");
 }
+
+// A client chooses the path it binds, so the path is peer-controlled text.
+
+/// A name a client can bind: a forged log line after a newline, a terminal title change
+/// (ESC ... BEL), a right-to-left override, a line separator and a `]` that would close the
+/// `[peer]` field.
+const FORGING_NAME: &str = "c\n[forged] connected\x1b]0;pwned\x07\u{202e}kcos.\u{2028}]";
+/// The same name as every log must show it: escaped, one line, nothing for a terminal to obey.
+const FORGING_NAME_SHOWN: &str = r"c\n[forged\] connected\x1b\]0;pwned\x07\u{202e}kcos.\u{2028}\]";
+
+#[test]
+fn a_client_path_cannot_forge_or_hide_a_log_line_in_any_server() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixDatagram;
+
+    let dir = socket_dir();
+    let client_path = dir.path().join(FORGING_NAME);
+    let peer = format!("[{}/{FORGING_NAME_SHOWN}]", dir.path().display());
+    let bind_client = |kind| {
+        let _ = std::fs::remove_file(&client_path);
+        let socket = socket2::Socket::new(socket2::Domain::UNIX, kind, None).expect("socket");
+        socket
+            .bind(&socket2::SockAddr::unix(&client_path).expect("a path that fits"))
+            .expect("bind the client's path");
+        socket
+    };
+
+    // The ack server over a Unix stream socket; the message hides a zero-width space, a
+    // bidi isolate and a byte-order mark.
+    let path = dir.path().join("stream.sock");
+    let server = ServerProcess::start(&["--unix", path.to_str().unwrap()]);
+    let client = bind_client(socket2::Type::STREAM);
+    client
+        .connect(&socket2::SockAddr::unix(&path).unwrap())
+        .expect("connect");
+    let mut client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
+    client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    client
+        .write_all("hi\u{200b}\u{2066}\u{feff}".as_bytes())
+        .unwrap();
+    let mut ack = [0; ACK.len()];
+    client.read_exact(&mut ack).expect("the ack");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    // The server closes its side after it logged the disconnect: the log is complete.
+    assert_eq!(client.read(&mut ack).expect("end of stream"), 0);
+    assert_eq!(
+        server.stop(),
+        format!(
+            "{peer} connected\n{peer} send a message to server: hi\\u{{200b}}\\u{{2066}}\\u{{feff}}\n{peer} disconnected\n"
+        )
+    );
+
+    // The ack server over Unix datagrams.
+    let path = dir.path().join("dgram.sock");
+    let server = ServerProcess::start(&["--unix", path.to_str().unwrap(), "--udp"]);
+    let client = UnixDatagram::from(std::os::fd::OwnedFd::from(bind_client(
+        socket2::Type::DGRAM,
+    )));
+    client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    client.send_to(b"hi\xe2\x80\xa9", &path).expect("send");
+    let mut ack = [0; 64];
+    client.recv(&mut ack).expect("the ack");
+    assert_eq!(
+        server.stop(),
+        format!("{peer} send a message to server: hi\\u{{2029}}\n")
+    );
+
+    // The web server: one request it answers, one it refuses; the refused request line, as
+    // logged, shows what the peer sent, escaped.
+    let path = dir.path().join("http.sock");
+    let server = ServerProcess::start_command("http", &["--unix", path.to_str().unwrap()]);
+    let mut statuses = Vec::new();
+    for request in [
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /\u{202e}gpj.exe HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let client = bind_client(socket2::Type::STREAM);
+        client
+            .connect(&socket2::SockAddr::unix(&path).unwrap())
+            .expect("connect");
+        let mut client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
+        client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        client.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        client.read_to_end(&mut response).expect("the response");
+        statuses.push((
+            String::from_utf8_lossy(&response[9..12]).into_owned(),
+            response.len(),
+        ));
+    }
+    let log = server.stop();
+    let [(ok, ok_len), (refused, refused_len)] = &statuses[..] else {
+        panic!("two responses");
+    };
+    assert_eq!((ok.as_str(), refused.as_str()), ("200", "400"));
+    assert_eq!(
+        log,
+        format!(
+            "{peer} \"GET / HTTP/1.1\" 200 {ok_len}\n{peer} \"GET /\\u{{202e}}gpj.exe HTTP/1.1\" 400 {refused_len}\n"
+        )
+    );
+}
+
+// A listener that never accepts: its queue fills, and a blocking connect would wait forever.
+
+/// A Unix stream listener at `path` that never calls accept, its listen queue filled with
+/// connections (non-blocking connects, until the kernel answers EAGAIN). Keep both alive.
+fn full_listener(path: &Path) -> (socket2::Socket, Vec<socket2::Socket>) {
+    let addr = socket2::SockAddr::unix(path).unwrap();
+    let listener =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    listener.bind(&addr).unwrap();
+    listener.listen(0).unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..1000 {
+        let client =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        client.set_nonblocking(true).unwrap();
+        match client.connect(&addr) {
+            Ok(()) => queued.push(client),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (listener, queued),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    panic!("the listen queue never filled");
+}
+
+/// Runs `attempt` on a thread and waits at most [`STEP_TIMEOUT`] for it: a call that blocks
+/// forever fails the test instead of hanging it.
+fn within_step_timeout<T: Send + 'static>(attempt: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(attempt());
+    });
+    result
+        .recv_timeout(STEP_TIMEOUT)
+        .unwrap_or_else(|_| panic!("still blocked after {STEP_TIMEOUT:?}"))
+}
+
+#[test]
+fn a_listener_with_a_full_queue_is_reported_not_waited_on() {
+    let dir = socket_dir();
+    let path = dir.path().join("busy.sock");
+    let _busy = full_listener(&path);
+    let expected = format!(
+        "cannot bind {}: address already in use (someone is listening on that path but not accepting: its listen queue is full; stop it, or choose another path with --unix)",
+        path.display()
+    );
+
+    // Both kinds of server check the file before they replace it: the check must not wait.
+    for datagram in [false, true] {
+        let config = config_at(&path);
+        let error = within_step_timeout(move || {
+            if datagram {
+                DatagramServer::bind(config).err()
+            } else {
+                Server::bind(config).err()
+            }
+        })
+        .expect("the path is in use");
+        assert_eq!(error.to_string(), expected);
+        assert_eq!(error.exit_code(), 3);
+    }
+    assert!(path.exists(), "a live listener's file is never removed");
+
+    // A client's connect waits at most its timeout, then says nobody accepted.
+    let endpoint = Endpoint::Unix(path.clone());
+    let error = within_step_timeout(move || {
+        socket_lab::endpoint::Stream::connect_timeout(
+            &endpoint,
+            std::time::Duration::from_millis(200),
+        )
+        .err()
+    })
+    .expect("nobody accepts");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "cannot connect to {}: timed out (nothing answered: the server may be too busy to accept, or the address is wrong)",
+            path.display()
+        )
+    );
+    assert_eq!(error.exit_code(), 6);
+
+    // The binary: a second `server --unix` on that path exits at once.
+    let path_arg = path.to_str().expect("a UTF-8 temp path");
+    Command::new(BINARY)
+        .args(["server", "--unix", path_arg])
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .code(3)
+        .stderr(format!("error: {expected}\n"));
+}
+
+/// `bind` on a Unix path creates a file: where that fails, the hint is about directories,
+/// not about ports below 1024 (which it used to be for permission denied).
+#[test]
+fn cli_unix_bind_errors_give_hints_about_paths_not_ports() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = socket_dir();
+    // The directory itself must be reachable for `nobody`; only the one inside is read-only.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let denied = read_only.join("s.sock");
+    let missing = dir.path().join("no-such-dir").join("s.sock");
+
+    for kind in [&[][..], &["--udp"][..]] {
+        let mut command = std::process::Command::new(BINARY);
+        command.arg("server").arg("--unix").arg(&denied).args(kind);
+        // Root may write anywhere, so the test drops to `nobody` as a learner's shell would be.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+        Command::from_std(command)
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(4)
+            .stderr(format!(
+                "error: cannot bind {}: permission denied (bind creates the socket file, which needs write permission in its directory; choose a path in a directory you can write, such as /tmp)\n",
+                denied.display()
+            ));
+
+        Command::new(BINARY)
+            .arg("server")
+            .arg("--unix")
+            .arg(&missing)
+            .args(kind)
+            .timeout(STEP_TIMEOUT)
+            .assert()
+            .code(3)
+            .stderr(format!(
+                "error: cannot bind {}: no such file or directory (the directory for the socket file does not exist; create it, or choose a path in one that does, such as /tmp)\n",
+                missing.display()
+            ));
+    }
+}

@@ -413,6 +413,83 @@ impl Head {
     pub fn request_line(&self) -> String {
         format!("{} {} {}", self.method, self.target, self.version)
     }
+
+    /// Which of RFC 9112's four forms the target has (section 3.2).
+    pub fn target_form(&self) -> Target<'_> {
+        Target::of(&self.target)
+    }
+
+    /// The host the client asked for. RFC 9112 section 3.2.2: with an absolute-form target,
+    /// the host is the target's authority and the Host field is ignored; otherwise it is the
+    /// Host field (absent only in HTTP/1.0).
+    pub fn host(&self) -> Option<&[u8]> {
+        match self.target_form() {
+            Target::Absolute { authority, .. } => Some(authority.as_bytes()),
+            _ => self.header("host"),
+        }
+    }
+}
+
+/// The four forms of request target (RFC 9112 section 3.2), and none of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `/path?query`, what browsers send to a server (section 3.2.1).
+    Origin(&'a str),
+    /// `http://host:port/path?query` (section 3.2.2): what a client sends to a proxy, and a
+    /// server MUST accept it too. `path` is the origin-form inside it: the path and query,
+    /// `/` when the URI has no path.
+    Absolute {
+        scheme: &'a str,
+        authority: &'a str,
+        path: String,
+    },
+    /// `host:port` (section 3.2.3), only for CONNECT.
+    Authority(&'a str),
+    /// `*` (section 3.2.4), only for a server-wide OPTIONS.
+    Asterisk,
+    /// Visible ASCII, but none of the above (`http://a b`, `a:b:c`): 400.
+    Invalid(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// Classifies a target the parser accepted (visible ASCII, no spaces).
+    pub fn of(target: &'a str) -> Target<'a> {
+        if target == "*" {
+            return Target::Asterisk;
+        }
+        if target.starts_with('/') {
+            return Target::Origin(target);
+        }
+        // absolute-URI = scheme ":" hier-part; HTTP's is "//" authority path-abempty.
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1).
+        if let Some((scheme, rest)) = target.split_once("://")
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"+-.".contains(&byte))
+        {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            // A fragment is never sent in a request target (RFC 9110 section 4.2.5).
+            if authority.is_empty() || !is_host_value(authority.as_bytes()) || path.contains('#') {
+                return Target::Invalid(target);
+            }
+            let path = if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("/{path}")
+            };
+            return Target::Absolute {
+                scheme,
+                authority,
+                path,
+            };
+        }
+        if is_host_value(target.as_bytes()) && target.contains(':') {
+            return Target::Authority(target);
+        }
+        Target::Invalid(target)
+    }
 }
 
 impl Request {
@@ -936,4 +1013,42 @@ fn hex_value(digit: u8) -> u64 {
 /// Bytes the parser has already checked are ASCII (tokens and targets).
 fn ascii(bytes: &[u8]) -> String {
     bytes.iter().map(|&byte| char::from(byte)).collect()
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::Target;
+
+    #[test]
+    fn each_form_of_target_is_told_apart() {
+        assert_eq!(Target::of("/a?b"), Target::Origin("/a?b"));
+        assert_eq!(Target::of("*"), Target::Asterisk);
+        assert_eq!(Target::of("a:443"), Target::Authority("a:443"));
+        assert_eq!(
+            Target::of("http://a:80/x?y"),
+            Target::Absolute {
+                scheme: "http",
+                authority: "a:80",
+                path: "/x?y".into()
+            }
+        );
+        assert_eq!(
+            Target::of("HTTP://a?q"),
+            Target::Absolute {
+                scheme: "HTTP",
+                authority: "a",
+                path: "/?q".into()
+            }
+        );
+        for invalid in [
+            "http://",
+            "http://a b",
+            "http://u@a/",
+            "http://a/#f",
+            "1http://a/",
+            "a",
+        ] {
+            assert_eq!(Target::of(invalid), Target::Invalid(invalid), "{invalid}");
+        }
+    }
 }

@@ -19,11 +19,14 @@
 //! knows where the next request would start. `404` and `405` are ordinary answers to a
 //! well-formed request, so the connection stays open after them.
 //!
-//! Slow and idle peers are bounded two ways: every `recv` waits at most `read_timeout` (an
-//! idle keep-alive connection is closed quietly then), and a request must arrive in full
-//! within `request_timeout` of its first byte, or it gets `408`; a peer dribbling one byte a
-//! second cannot hold a worker longer than that. Memory per connection is one request at most
-//! (the parser's [`Limits`]) plus one `recv` buffer.
+//! Slow and idle peers are bounded three ways: every `recv` waits at most `read_timeout` (an
+//! idle keep-alive connection is closed quietly then), a request must arrive in full
+//! within `request_timeout` of its first byte, or it gets `408`, and a response must be sent
+//! in full within `write_timeout`, or the connection is closed. A peer dribbling one byte a
+//! second, or reading one byte a second, cannot hold a worker longer than that: a timeout
+//! on each `send` would not do, since each `send` that moves a few bytes starts it afresh.
+//! Memory per connection is one request at most (the parser's [`Limits`]) plus one `recv`
+//! buffer.
 //!
 //! # One thread per connection, and why that is enough here
 //!
@@ -62,8 +65,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
-use crate::escape::escape;
-use crate::server::{AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle};
+use crate::escape::escape_in;
+use crate::server::{
+    AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle, deadline_after,
+};
 
 use super::request::{Framing, Head, Limits, ParseError, Request, RequestReader, Status, Version};
 use super::response::Connection;
@@ -80,6 +85,8 @@ pub const RECV_SIZE: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole request (head and body) may take from its first byte.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long writing a whole response may take, however slowly the peer reads.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After an error response, how long to keep reading (and discarding) before closing; see
 /// [`close_after_error`].
 const LINGER: Duration = Duration::from_secs(1);
@@ -95,6 +102,8 @@ pub struct HttpConfig {
     pub limits: Limits,
     pub read_timeout: Duration,
     pub request_timeout: Duration,
+    /// The deadline for sending one whole response (`100 Continue` included).
+    pub write_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -106,6 +115,7 @@ impl Default for HttpConfig {
             limits: Limits::default(),
             read_timeout: READ_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -124,9 +134,12 @@ impl HttpConfig {
                 self.backlog
             )));
         }
-        if self.read_timeout.is_zero() || self.request_timeout.is_zero() {
+        if self.read_timeout.is_zero()
+            || self.request_timeout.is_zero()
+            || self.write_timeout.is_zero()
+        {
             return Err(Error::Config(
-                "--read-timeout and --request-timeout must be at least 1 second: a zero timeout would close every connection at once".into(),
+                "--read-timeout, --request-timeout and --write-timeout must be at least 1 second: a zero timeout would close every connection at once".into(),
             ));
         }
         Ok(())
@@ -195,8 +208,8 @@ impl HttpServer {
     /// `socket`, `bind`, `listen(backlog)`.
     pub fn bind(config: HttpConfig) -> Result<HttpServer, Error> {
         config.validate()?;
-        // Timeouts are set per recv below; writes get the read timeout so a peer that never
-        // reads cannot block a worker in `send` forever either.
+        // Timeouts are set per recv and per send below (`write_timeout` bounds each whole
+        // response); until then the read timeout bounds both.
         let acceptor = Acceptor::bind(
             &config.endpoint,
             config.backlog,
@@ -290,15 +303,19 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
             status: answer.status,
             bytes: answer.bytes.len(),
         });
-        // One write for the whole response; see `Response::encode`.
-        if let Err(e) = stream.write_all(&answer.bytes) {
+        // One write for the whole response (see `Response::encode`), within the deadline.
+        if let Err(e) = send_within(&mut stream, &answer.bytes, config) {
+            let why = match e.get_ref() {
+                Some(timed_out) if e.kind() == io::ErrorKind::TimedOut => {
+                    format!("{timed_out}; connection closed")
+                }
+                _ => crate::error::describe(&e),
+            };
             log(HttpEvent::ConnectionFailed {
                 peer,
                 error: format!(
-                    "cannot send the {} response to \"{}\": {}",
-                    answer.status,
-                    answer.request_line,
-                    crate::error::describe(&e)
+                    "cannot send the {} response to \"{}\": {why}",
+                    answer.status, answer.request_line,
                 ),
             });
             return;
@@ -377,7 +394,7 @@ fn read_request(
                 // curl sends `Expect: 100-continue` before a large body and waits a second
                 // for this go-ahead; answering at once saves that second.
                 sent_continue = true;
-                if let Err(e) = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                if let Err(e) = send_within(stream, b"HTTP/1.1 100 Continue\r\n\r\n", config) {
                     return Err(NoRequest::Lost(crate::error::describe(&e)));
                 }
             }
@@ -401,7 +418,7 @@ fn read_request(
             Ok(0) => return Err(NoRequest::Lost("the peer closed the connection".into())),
             Ok(n) => {
                 received.extend_from_slice(&recv_buffer[..n]);
-                deadline.get_or_insert_with(|| Instant::now() + config.request_timeout);
+                deadline.get_or_insert_with(|| deadline_after(config.request_timeout));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
@@ -420,6 +437,56 @@ fn read_request(
     }
 }
 
+/// Sends every byte of `bytes` within the config's `write_timeout` in all, or fails with
+/// `TimedOut`. Each `send` waits at most what is left (`SO_SNDTIMEO`), so a peer that reads a
+/// little now and then cannot stretch one response past the deadline; and at most
+/// `read_timeout`, so a peer that reads nothing at all is let go as soon as an idle one is.
+fn send_within(stream: &mut Stream, bytes: &[u8], config: &HttpConfig) -> io::Result<()> {
+    let deadline = deadline_after(config.write_timeout);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the peer did not read it in full within {:?} (--write-timeout; {} of {} bytes unsent)",
+                    config.write_timeout,
+                    rest.len(),
+                    bytes.len()
+                ),
+            ));
+        }
+        let wait = left.min(config.read_timeout);
+        stream.set_write_timeout(Some(wait))?;
+        match stream.write(rest) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(sent) => rest = &rest[sent..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The send timeout fired with no byte taken: the deadline check above decides,
+            // unless the peer stalled for a whole read timeout first.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if wait < left {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the peer took no byte of it for {:?} (--read-timeout)",
+                            config.read_timeout
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Whether a complete head asks for `100 Continue` before its body.
 fn waits_for_continue(head: &Head) -> bool {
     head.version == Version::Http11
@@ -429,11 +496,12 @@ fn waits_for_continue(head: &Head) -> bool {
             .is_some_and(|expect| expect.eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Peer bytes as they appear between the quotes of a log line: [`escape`]d (no control byte
-/// reaches the terminal), and `"` as `\"`, so a target like `/" 200 1 "` cannot end the quoted
-/// field early and make the line read as a different status (found by the fault suite).
+/// Peer bytes as they appear between the quotes of a log line: [`escape_in`] (no control,
+/// format or separator character reaches the terminal), and `"` as `\"`, so a target like
+/// `/" 200 1 "` cannot end the quoted field early and make the line read as a different
+/// status (found by the fault suite).
 fn log_text(bytes: &[u8]) -> String {
-    escape(bytes).replace('"', "\\\"")
+    escape_in(bytes, '"')
 }
 
 /// The first line of what a failed request sent, escaped and cut short, for the log.

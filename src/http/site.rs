@@ -9,18 +9,27 @@
 //! | `GET /about` | a static page, `pages/about.html`, built into the binary with `include_str!` |
 //! | `GET /favicon.ico` | `204 No Content`: browsers ask for an icon on their own; there is none |
 //! | `POST /form` | the form on `/`, its body decoded from `application/x-www-form-urlencoded` |
+//! | `OPTIONS` on one of these paths | `200` with `Allow`: the methods that path takes |
+//! | `OPTIONS *` | `200` with `Allow`: every method the server supports (RFC 9112 section 3.2.4) |
 //! | any other path | `404` with an HTML page |
 //! | a method this server knows but the path does not take | `405` with `Allow` |
 //! | a method nobody registered | `501` |
+//! | `*` with a method other than `OPTIONS`, or a target of no form | `400` |
+//!
+//! A target in absolute-form (`GET http://host/about`, RFC 9112 section 3.2.2) is routed by
+//! its path, as a server MUST accept it, and its authority is the host the request is for
+//! (shown on `/`), whatever the Host field says.
 //!
 //! `HEAD` is `GET` without the body; the server drops the body when it encodes the response.
 //! Everything a peer sent is shown through [`html_escape`], so a header value like
 //! `<script>` is text on the page, never markup.
 
+use std::borrow::Cow;
+
 use crate::endpoint::Address;
 use crate::escape::escape;
 
-use super::request::Request;
+use super::request::{Request, Target};
 use super::response::Response;
 
 /// The static page, compiled into the binary: no file to find at run time.
@@ -32,26 +41,52 @@ const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// Every method some path of this site takes: what `OPTIONS *` answers.
+pub const SERVER_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+
 /// The response to a request that parsed. `raw` is the bytes it arrived as.
 pub fn respond(request: &Request, raw: &[u8], peer: &Address) -> Response {
     let method = request.head.method.as_str();
     if !KNOWN_METHODS.contains(&method) {
         return error_page(501, &format!("this server does not implement {method}"));
     }
-    let path = request
-        .head
-        .target
+    let target: Cow<'_, str> = match request.head.target_form() {
+        Target::Asterisk if method == "OPTIONS" => {
+            return Response::empty(200).with_header("Allow", SERVER_METHODS);
+        }
+        Target::Asterisk => {
+            return error_page(
+                400,
+                &format!("the target * is only for OPTIONS, not {method} (RFC 9112 section 3.2.4)"),
+            );
+        }
+        Target::Invalid(target) => {
+            return error_page(
+                400,
+                &format!(
+                    "{target} is not a request target: expected /path, http://host/path, host:port or *"
+                ),
+            );
+        }
+        Target::Absolute { path, .. } => Cow::Owned(path),
+        Target::Origin(target) | Target::Authority(target) => Cow::Borrowed(target),
+    };
+    let path = target
         .split_once('?')
-        .map_or(request.head.target.as_str(), |(path, _query)| path);
+        .map_or(&*target, |(path, _query)| path);
     let reading = method == "GET" || method == "HEAD";
+    let allow = match path {
+        "/" | "/about" | "/favicon.ico" => "GET, HEAD, OPTIONS",
+        "/form" => "POST, OPTIONS",
+        _ => return error_page(404, &format!("nothing here at {}", request.head.target)),
+    };
     match path {
+        _ if method == "OPTIONS" => Response::empty(200).with_header("Allow", allow),
         "/" if reading => Response::html(200, request_page(request, raw, peer)),
         "/about" if reading => Response::html(200, ABOUT_PAGE.to_string()),
         "/favicon.ico" if reading => Response::empty(204),
-        "/" | "/about" | "/favicon.ico" => method_not_allowed(method, "GET, HEAD"),
         "/form" if method == "POST" => Response::html(200, form_page(request)),
-        "/form" => method_not_allowed(method, "POST"),
-        _ => error_page(404, &format!("nothing here at {}", request.head.target)),
+        _ => method_not_allowed(method, allow),
     }
 }
 
@@ -104,6 +139,13 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
             "version",
             head.version.to_string(),
             "the protocol version; it sets whether the connection stays open by default",
+        ),
+        (
+            "host",
+            head.host().map_or("(none)".into(), |host| {
+                String::from_utf8_lossy(host).into_owned()
+            }),
+            "the site asked for: the target's authority when the target is a whole URL (absolute-form, RFC 9112 section 3.2.2), else the Host field",
         ),
     ] {
         body.push_str(&format!(

@@ -344,37 +344,12 @@ pub fn conformance_cases() -> Vec<Case> {
     cases
 }
 
-/// `"GET / HTTP/1.1\r\n"` → bytes: a quoted Rust-style string with `\r \n \t \0 \\ \" \xHH`.
+/// `"GET / HTTP/1.1\r\n"` → bytes: a quoted string in the escapes the server's log uses,
+/// read back by the one codec there is ([`socket_lab::escape::unescape`]).
 pub fn unescape(quoted: &str) -> Result<Vec<u8>, String> {
     let inner = quoted
         .strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .ok_or("the request must be in double quotes")?;
-    let mut bytes = Vec::new();
-    let mut chars = inner.bytes();
-    while let Some(byte) = chars.next() {
-        if byte != b'\\' {
-            bytes.push(byte);
-            continue;
-        }
-        match chars.next() {
-            Some(b'r') => bytes.push(b'\r'),
-            Some(b'n') => bytes.push(b'\n'),
-            Some(b't') => bytes.push(b'\t'),
-            Some(b'0') => bytes.push(0),
-            Some(b'\\') => bytes.push(b'\\'),
-            Some(b'"') => bytes.push(b'"'),
-            Some(b'x') => {
-                let high = chars.next().and_then(|d| char::from(d).to_digit(16));
-                let low = chars.next().and_then(|d| char::from(d).to_digit(16));
-                match (high, low) {
-                    // Two hex digits are at most 0xff.
-                    (Some(high), Some(low)) => bytes.push((high * 16 + low) as u8),
-                    _ => return Err("\\x needs two hex digits".into()),
-                }
-            }
-            other => return Err(format!("unknown escape \\{:?}", other.map(char::from))),
-        }
-    }
-    Ok(bytes)
+    socket_lab::escape::unescape(inner).map_err(|e| e.to_string())
 }

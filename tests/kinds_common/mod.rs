@@ -49,8 +49,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server with `args` and waits for its `listening on ADDR` line.
     pub fn start(args: &[&str]) -> ServerProcess {
+        ServerProcess::start_command("server", args)
+    }
+
+    /// [`ServerProcess::start`] for another subcommand that serves (`http`).
+    pub fn start_command(command: &str, args: &[&str]) -> ServerProcess {
         let mut child = Command::new(BINARY)
-            .arg("server")
+            .arg(command)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
