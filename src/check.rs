@@ -86,16 +86,21 @@ pub struct LessonResult {
     pub title: String,
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// What the lesson needs of a server beyond its claims (`needs` lines): its failure is
+    /// about that, and does not count against the claims it cites.
+    pub needs: Vec<&'static str>,
 }
 
-/// How a claim of the walkthrough fared on this server.
+/// How the lessons of a claim fared on this server. Not whether the claim is true: the
+/// lessons of a claim Linux corrects pass when the server behaves as Linux does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClaimVerdict {
     /// Every lesson of the claim that ran passed.
-    Holds,
-    /// A lesson of the claim failed.
-    Fails,
+    Passed,
+    /// A lesson of the claim failed (one that needs more than the claim, such as two
+    /// clients at once, does not count against it).
+    Failed,
     /// None of its lessons could run against this server.
     Unchecked,
 }
@@ -105,8 +110,10 @@ pub struct ClaimResult {
     pub claim: u32,
     pub title: String,
     pub result: ClaimVerdict,
-    /// The lesson numbers that ran for it, and those that failed.
+    /// The lesson numbers that ran for it, those that passed, and those whose failure counts
+    /// against it.
     pub ran: Vec<String>,
+    pub passed: Vec<String>,
     pub failed: Vec<String>,
 }
 
@@ -351,21 +358,29 @@ fn grade_claim(claim: &Claim, results: &[LessonResult]) -> ClaimResult {
         .collect();
     let failed: Vec<String> = mine
         .iter()
-        .filter(|result| matches!(result.verdict, Verdict::Failed { .. }))
+        .filter(|result| {
+            matches!(result.verdict, Verdict::Failed { .. }) && result.needs.is_empty()
+        })
+        .map(|result| result.lesson.clone())
+        .collect();
+    let passed: Vec<String> = mine
+        .iter()
+        .filter(|result| matches!(result.verdict, Verdict::Passed))
         .map(|result| result.lesson.clone())
         .collect();
     let result = if !failed.is_empty() {
-        ClaimVerdict::Fails
+        ClaimVerdict::Failed
     } else if ran.is_empty() {
         ClaimVerdict::Unchecked
     } else {
-        ClaimVerdict::Holds
+        ClaimVerdict::Passed
     };
     ClaimResult {
         claim: claim.number,
         title: claim.title.clone(),
         result,
         ran,
+        passed,
         failed,
     }
 }
@@ -381,6 +396,7 @@ fn check_lesson(path: &Path, subject: &Subject, stopped: bool) -> LessonResult {
         file: file.clone(),
         title: String::new(),
         verdict: Verdict::Passed,
+        needs: Vec::new(),
     };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -401,6 +417,7 @@ fn check_lesson(path: &Path, subject: &Subject, stopped: bool) -> LessonResult {
         }
     };
     result.title = scenario.title.clone();
+    result.needs = scenario.needs.iter().map(Need::name).collect();
     if let Some(reason) = why_not(&scenario, subject) {
         result.verdict = Verdict::Skipped { reason };
         return result;
@@ -442,11 +459,17 @@ impl fmt::Display for Report {
         for result in &self.lessons {
             writeln!(f, "{}", lesson_line(result))?;
         }
-        writeln!(f, "\nclaims of the walkthrough")?;
+        writeln!(
+            f,
+            "\nclaims of the walkthrough: ✔ says the lessons that prove or correct a claim passed on your server, not that the claim is true (CLAIMS.md says which ones Linux corrects)"
+        )?;
         for claim in &self.claims {
             let (mark, note) = match claim.result {
-                ClaimVerdict::Holds => ("✔", format!("lessons {}", claim.ran.join(", "))),
-                ClaimVerdict::Fails => {
+                ClaimVerdict::Passed => (
+                    "✔",
+                    format!("its lessons passed: {}", claim.passed.join(", ")),
+                ),
+                ClaimVerdict::Failed => {
                     ("✘", format!("failed in lesson {}", claim.failed.join(", ")))
                 }
                 ClaimVerdict::Unchecked => (

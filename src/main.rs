@@ -544,6 +544,7 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         let views = scenario::Views {
             wire: capture.as_mut(),
             kernel: args.kernel,
+            private_network: namespace::entered(),
         };
         let transcript = scenario::run_with(&scenario, &shown, &target, views, &mut |entry| {
             // A blank line before each block of narration separates the lesson's phases.
@@ -686,7 +687,7 @@ fn run_check(args: CheckArgs) -> Result<(), Error> {
         let card = report.to_string();
         // The lesson lines are printed as they finish; the rest of the card follows.
         let rest = card.split_once("\nclaims").map_or("", |(_, rest)| rest);
-        let _ = writeln!(stdout, "\nclaims{rest}");
+        print_line(format_args!("\nclaims{rest}"))?;
     }
     if report.all_passed() {
         Ok(())

@@ -86,7 +86,16 @@ pub fn enter_private() -> Result<(), NamespaceError> {
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("0 {uid} 1"))?;
     write("/proc/self/gid_map", format!("0 {gid} 1"))?;
-    loopback_up().map_err(NamespaceError::LoopbackUp)
+    loopback_up().map_err(NamespaceError::LoopbackUp)?;
+    ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process moved into a private network namespace with [`enter_private`].
+pub fn entered() -> bool {
+    ENTERED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The threads of this process, from `/proc/self/status` (1 if it cannot be read: then

@@ -124,15 +124,17 @@ fn a_one_client_at_a_time_server_fails_lesson_06_with_the_concurrency_hint() -> 
         .lines()
         .filter(|line| line.starts_with("  ✘ "))
         .collect();
+    // Lesson 06 fails for serving one client at a time; that is not claim 7's fault (its
+    // `needs two-clients-at-once` keeps it off the claim), so claim 7 passes on lesson 01.
     if output.status.code() != Some(8)
-        || failed.len() != 2
+        || failed.len() != 1
         || !failed[0].starts_with("  ✘ 06  Two clients at once")
         || !failed[0].contains("your server serves one client at a time")
-        || !failed[1].starts_with("  ✘ claim 7 ")
+        || !card.contains("  ✔ claim 7 ")
         || !card.contains("  ✔ 01  One message, one ack")
     {
         return Err(format!(
-            "expected ✘ 06 (one at a time), ✘ claim 7, exit 8; got {}:\n{card}",
+            "expected only ✘ 06 (one at a time), ✔ claim 7, exit 8; got {}:\n{card}",
             output.status
         )
         .into());
@@ -333,7 +335,7 @@ fn the_json_report_has_the_documented_shape() -> Result<(), Failed> {
         (
             claims.iter().any(|claim| {
                 claim["claim"].as_u64().is_none()
-                    || !["holds", "fails", "unchecked"]
+                    || !["passed", "failed", "unchecked"]
                         .contains(&claim["result"].as_str().unwrap_or_default())
             }),
             "claims[].claim, result",
@@ -352,7 +354,7 @@ fn the_json_report_has_the_documented_shape() -> Result<(), Failed> {
         return Err(format!("wrong: {wrong:?}\n{}", stdout(&output)).into());
     }
     // The shape the README documents, in Rust's terms too.
-    let _ = (Verdict::Passed, ClaimVerdict::Holds);
+    let _ = (Verdict::Passed, ClaimVerdict::Passed);
     Ok(())
 }
 

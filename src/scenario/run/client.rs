@@ -597,7 +597,7 @@ impl Runner<'_> {
             // 4.2.2.13, RFC 2525 section 2.17): the kernel sends RST, not FIN, and the peer's next recv fails.
             ClientSocket::Stream(Stream::Tcp(stream)) => match Queues::of(stream) {
                 Ok(queues) if queues.recv > 0 => format!(
-                    "{name} ──close (RST)──▶ server   {} unread byte{} were waiting, so the kernel resets the connection instead of closing it",
+                    "{name} ──close (RST)──▶ server   {} unread byte{} were waiting, so the kernel sends RST instead of FIN (RFC 1122 4.2.2.13)",
                     queues.recv,
                     if queues.recv == 1 { "" } else { "s" }
                 ),

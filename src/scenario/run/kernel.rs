@@ -36,7 +36,7 @@ const MEANINGS: &[(&str, &str)] = &[
     ),
     (
         "net.ipv4.tcp_abort_on_overflow",
-        "with 0, a handshake that finds the accept queue full is ignored and the client retries; with 1, it is answered with RST",
+        "when a handshake's last ACK finds the accept queue full: with 0 it is ignored and the server resends its SYN-ACK later; with 1 it is answered with RST. A SYN that finds the queue full is dropped either way",
     ),
     (
         "net.ipv4.tcp_max_syn_backlog",
@@ -70,6 +70,15 @@ fn line(text: String) -> Entry {
 
 impl Runner<'_> {
     pub(super) fn kernel_call(&mut self, call: &KernelCall) -> Result<(), StepError> {
+        if self.private_network
+            && matches!(call, KernelCall::Sysctl(_) | KernelCall::SynSchedule)
+            && !self.said_private
+        {
+            self.said_private = true;
+            self.record(line(
+                "(read inside the lab's private network namespace, where the lesson's sockets live: many network sysctls there start from the kernel's defaults rather than the machine's settings, so `sysctl` outside it may print other values)".into(),
+            ));
+        }
         match call {
             KernelCall::Sysctl(names) => {
                 for name in names {
@@ -239,8 +248,11 @@ impl Runner<'_> {
         for (&(local, remote), &state) in &now {
             let was = before.get(&(local, remote)).copied();
             if was != Some(state) {
+                // Read after each step, not as it happens: states in between can pass unseen.
                 let what = match was {
-                    Some(was) => format!("{} → {}", was.name(), state.name()),
+                    Some(was) => {
+                        format!("{} (after the step before: {})", state.name(), was.name())
+                    }
                     None => state.name().to_string(),
                 };
                 changes.push((self.socket_name(local, remote), what));
@@ -250,7 +262,7 @@ impl Runner<'_> {
             if !now.contains_key(&(local, remote)) {
                 changes.push((
                     self.socket_name(local, remote),
-                    format!("{} → gone", was.name()),
+                    format!("gone (after the step before: {})", was.name()),
                 ));
             }
         }

@@ -70,6 +70,10 @@ pub struct Views<'a> {
     /// The kernel's view: after every step, a line for each of the scenario's TCP sockets
     /// whose state changed (ESTABLISHED, FIN_WAIT2, TIME_WAIT, ...).
     pub kernel: bool,
+    /// The run is in the lab's private network namespace (`run --wire`): its per-network
+    /// sysctls start from the kernel's defaults, not the machine's settings, and the
+    /// lesson's `kernel: sysctl` lines say so.
+    pub private_network: bool,
 }
 
 /// [`run`], with the wire's and the kernel's views.
@@ -98,6 +102,8 @@ pub fn run_with(
             ..WireView::default()
         },
         kernel_view: views.kernel.then(HashMap::new),
+        private_network: views.private_network,
+        said_private: false,
         _socket_dir: None,
     };
     runner.record(Entry::new(EntryKind::Title, scenario.title.clone()));
@@ -196,6 +202,10 @@ struct Runner<'a> {
     wire: WireView<'a>,
     /// With `--kernel`: the scenario's sockets as last shown.
     kernel_view: Option<kernel::Snapshot>,
+    /// See [`Views::private_network`].
+    private_network: bool,
+    /// The note about the private network's sysctls was printed.
+    said_private: bool,
     /// A Unix socket's directory, removed when the runner is dropped.
     _socket_dir: Option<TempDir>,
 }
@@ -214,6 +224,9 @@ struct WireView<'a> {
     /// Each direction's first sequence number and window scale, for relative numbers.
     first_seq: HashMap<(SocketAddr, SocketAddr), u32>,
     scale: HashMap<(SocketAddr, SocketAddr), u8>,
+    /// Each direction's highest relative sequence number sent so far (the end of its
+    /// data, counting SYN and FIN), to tell a retransmission from new data.
+    sent_up_to: HashMap<(SocketAddr, SocketAddr), u32>,
 }
 
 /// A log callback for a server: stamps each event on `timeline` on the server's own thread.
@@ -411,7 +424,19 @@ impl Runner<'_> {
     fn play(&mut self, action: &Action) -> Result<(), StepError> {
         match action {
             Action::Narrate(text) => {
-                self.record(Entry::new(EntryKind::Narration, text.clone()));
+                let entry = Entry::new(EntryKind::Narration, text.clone());
+                // A paragraph of narration is one thing said at one moment: the server's
+                // events go before it or after it, never between its lines.
+                if self
+                    .transcript
+                    .entries
+                    .last()
+                    .is_some_and(|last| last.kind == EntryKind::Narration)
+                {
+                    self.emit(entry);
+                } else {
+                    self.record(entry);
+                }
                 Ok(())
             }
             Action::Client { name, call } => self.client_call(name, call),
@@ -477,7 +502,7 @@ impl Runner<'_> {
                     .any(|(from, to)| (*from..=*to).contains(&moment)) =>
             {
                 vec![server(format!(
-                    "server shutdown() and close() of its connection with {}: it is stopping",
+                    "server has shut down and closed its connection with {} (it is stopping)",
                     shown(peer)
                 ))]
             }
@@ -499,7 +524,7 @@ impl Runner<'_> {
                 bytes,
             }) => {
                 let received = server(format!(
-                    "server recv → a whole request from {}: \"{request_line}\"",
+                    "server has a whole request from {} (from its recvs): \"{request_line}\"",
                     shown(peer)
                 ));
                 let sent = server(format!(

@@ -49,7 +49,7 @@ impl Runner<'_> {
                 self.accepting = true;
                 self.record_at(
                     started,
-                    line("server calls accept again: the queued connections are served".into()),
+                    line("server starts calling accept: the queued connections are taken, oldest first".into()),
                 );
                 Ok(())
             }

@@ -161,6 +161,27 @@ impl Runner<'_> {
                 };
                 let window = u64::from(window) << scale;
                 fields.push_str(&format!(" win={window}"));
+                // Sequence space this segment covers: its payload, and one each for SYN and
+                // FIN. Covering nothing new means it was sent before.
+                let start = seq.wrapping_sub(first);
+                let covers =
+                    segment.payload.len() as u32 + u32::from(flags.syn) + u32::from(flags.fin);
+                let end = start.wrapping_add(covers);
+                let sent = self.wire.sent_up_to.get(&direction).copied();
+                let again = if covers > 0 && sent.is_some_and(|sent| end <= sent) {
+                    "   retransmission: sent before, not acknowledged in time"
+                } else if covers == 0
+                    && !flags.rst
+                    && sent.is_some_and(|sent| start.wrapping_add(1) == sent)
+                {
+                    "   probe: one below the next byte, to ask the receiver for its window"
+                } else {
+                    ""
+                };
+                if covers > 0 {
+                    let highest = sent.map_or(end, |sent| sent.max(end));
+                    self.wire.sent_up_to.insert(direction, highest);
+                }
                 if !segment.payload.is_empty() {
                     fields.push_str(&format!(
                         " len={} {}",
@@ -170,7 +191,7 @@ impl Runner<'_> {
                 }
                 (
                     format!(
-                        "   wire   {from} → {to}   {:<9} {fields}{gap}",
+                        "   wire   {from} → {to}   {:<9} {fields}{again}{gap}",
                         flags.to_string()
                     ),
                     Some(window),
