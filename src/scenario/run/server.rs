@@ -177,9 +177,12 @@ impl Runner<'_> {
                     None => None,
                 },
             };
-            if let Some(line) = found {
-                line.matched = true;
-                self.log.cursor = Some(line.moment);
+            if let Some(found) = found {
+                found.matched = true;
+                self.log.cursor = Some(found.moment);
+                // The line itself, as the server printed it: what the lesson says it logs.
+                let text = format!("server log: {}", found.text);
+                self.record(line(text));
                 return Ok(());
             }
             let events = self.timeline.wait_for_events(deadline);
