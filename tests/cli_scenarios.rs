@@ -202,9 +202,14 @@ fn the_udp_truncation_lesson_shows_the_discarded_bytes() {
         .args(["run", &lesson("14-udp-truncation.txt")])
         .assert()
         .success()
-        .stdout(predicate::str::contains(
-            "      server recv(8) from alice → \"hello, w\" (the datagram had 20 bytes, recv read 8, the other 12 were discarded)\n      server ──\"server recv success\" (19 B)──▶ alice\nalice ◀──\"server recv success\" (19 B)── server   recv(1024)\n",
-        ));
+        .stdout(
+            predicate::str::contains(
+                "      server recv(8) from alice → \"hello, w\" (the datagram had 20 bytes, recv read 8, the other 12 were discarded)\n      server ──\"server recv success\" (19 B)──▶ alice\n",
+            )
+            .and(predicate::str::contains(
+                "send a message to server: hello, w (truncated: the datagram had 20 bytes, recv read 8, the other 12 were discarded)\nalice ◀──\"server recv success\" (19 B)── server   recv(1024)\n",
+            )),
+        );
 }
 
 #[test]
