@@ -277,6 +277,11 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
             Ok(request) => {
                 let answer = answer(&request, &received[..request.len], &peer);
                 received.drain(..request.len);
+                // A large request grew the buffer; an idle keep-alive connection should not
+                // keep that memory (the limits table in the README states the bound).
+                if received.capacity() > IDLE_BUFFER && received.len() <= IDLE_BUFFER {
+                    received.shrink_to(IDLE_BUFFER);
+                }
                 answer
             }
             Err(NoRequest::Quiet) => return,
@@ -370,6 +375,9 @@ fn refuse(status: u16, detail: &str, received: &[u8]) -> Answer {
         connection: Connection::Close,
     }
 }
+
+/// What a connection's receive buffer shrinks back to between requests.
+const IDLE_BUFFER: usize = 16 * 1024;
 
 /// Receives until `received` starts with a complete request.
 fn read_request(

@@ -171,11 +171,13 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
          <code>\\r\\n</code> shown. The empty line at the end of the head is how the server knows \
          the head is over.</p>\n<pre>",
     );
-    for line in raw.split_inclusive(|&byte| byte == b'\n') {
+    let (shown, hidden) = capped(raw);
+    for line in shown.split_inclusive(|&byte| byte == b'\n') {
         body.push_str(&html_escape(&escape(line)));
         body.push('\n');
     }
     body.push_str("</pre>\n");
+    body.push_str(&more_bytes(hidden));
 
     body.push_str(
         "<h2>Send a POST</h2>\n\
@@ -216,6 +218,26 @@ fn explain_header(name: &str) -> &'static str {
     }
 }
 
+/// The most bytes of a request a page echoes. Escaped for HTML a byte can become up to 13
+/// characters (`\xff` → `\\xff` → `&#92;xff`), so echoing a whole 1 MiB body made a page of
+/// several megabytes per request, and a few dozen clients that never read it held gigabytes.
+/// The page shows the first part and says how much it left out.
+pub const ECHO_LIMIT: usize = 4096;
+
+/// The first [`ECHO_LIMIT`] bytes of `bytes`, and how many more there are.
+fn capped(bytes: &[u8]) -> (&[u8], usize) {
+    let shown = &bytes[..bytes.len().min(ECHO_LIMIT)];
+    (shown, bytes.len() - shown.len())
+}
+
+/// The note under an echo that was cut.
+fn more_bytes(hidden: usize) -> String {
+    if hidden == 0 {
+        return String::new();
+    }
+    format!("<p>… {hidden} more bytes, not shown: this page echoes the first {ECHO_LIMIT}.</p>\n")
+}
+
 /// The result of the form on `/`: the body as it arrived, and decoded.
 fn form_page(request: &Request) -> String {
     let mut body = String::from(
@@ -223,9 +245,13 @@ fn form_page(request: &Request) -> String {
          <code>name=value</code> pairs joined by <code>&amp;</code>, spaces as <code>+</code>, \
          bytes other than letters, digits and <code>*-._</code> as <code>%XX</code>.</p>\n<h2>Body as received</h2>\n<pre>",
     );
-    body.push_str(&html_escape(&escape(&request.body)));
-    body.push_str("</pre>\n<h2>Decoded</h2>\n<table>\n");
-    for (name, value) in decode_form(&request.body) {
+    let (shown, hidden) = capped(&request.body);
+    body.push_str(&html_escape(&escape(shown)));
+    body.push_str("</pre>\n");
+    body.push_str(&more_bytes(hidden));
+    body.push_str("<h2>Decoded</h2>\n<table>\n");
+    // Decoded from what the page shows, so the table is bounded the same way.
+    for (name, value) in decode_form(shown) {
         body.push_str(&format!(
             "<tr><th>{}</th><td><code>{}</code></td></tr>\n",
             html_escape(&name),

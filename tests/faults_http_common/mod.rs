@@ -123,6 +123,11 @@ impl HttpChild {
         self.proc_entries("task")
     }
 
+    /// The server's process id, for `/proc/<pid>`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory in KiB (`VmHWM` in `/proc/<pid>/status`).
     pub fn peak_memory_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
