@@ -398,7 +398,7 @@ fn check_lesson(path: &Path, subject: &Subject, stopped: bool) -> LessonResult {
         verdict: Verdict::Passed,
         needs: Vec::new(),
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match scenario::read_lesson(path) {
         Ok(text) => text,
         Err(e) => {
             result.verdict = Verdict::Skipped {

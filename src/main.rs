@@ -519,7 +519,7 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
     };
     for (index, path) in args.files.iter().enumerate() {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        let text = scenario::read_lesson(path)
             .map_err(|e| Error::input(format!("cannot read {shown}"), e))?;
         let scenario = Scenario::parse(&text).map_err(|e| Error::Input {
             what: format!("{shown}:{}: {}", e.line, e.message),
@@ -707,7 +707,7 @@ fn list_lessons(args: LessonsArgs) -> Result<(), Error> {
         .map_err(|e| Error::input(format!("cannot list {}", dir.display()), e))?;
     let mut first = None;
     for path in files {
-        let text = std::fs::read_to_string(&path)
+        let text = scenario::read_lesson(&path)
             .map_err(|e| Error::input(format!("cannot read {}", path.display()), e))?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         // The file name, then the title on its own indented line: titles are long.

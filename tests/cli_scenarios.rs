@@ -328,4 +328,22 @@ fn unreadable_or_malformed_input_exits_9() {
         .stderr(predicate::str::starts_with(format!(
             "error: {malformed}:3: "
         )));
+    // Not a file, or a file without end: refused at once, never read until memory runs out.
+    socket_lab()
+        .args(["run", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(10))
+        .assert()
+        .code(9)
+        .stderr("error: cannot read /dev/zero: not a regular file: a lesson is a text file such as scenarios/01-one-message.txt\n");
+    let (_dir, huge) = scenario_file(
+        "huge.txt",
+        &format!("# t\nserver tcp\n{}", "# x\n".repeat(300_000)),
+    );
+    socket_lab()
+        .args(["run", &huge])
+        .assert()
+        .code(9)
+        .stderr(predicate::str::contains(
+            "longer than 1048576 bytes, the most a lesson file may be",
+        ));
 }

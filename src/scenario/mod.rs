@@ -69,6 +69,32 @@ pub use syntax::Scenario;
 
 use std::path::{Path, PathBuf};
 
+/// The largest lesson file read: the longest lesson is a few KiB, and a file is read whole.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// Reads a lesson file: a regular file of at most [`MAX_FILE`] bytes, as UTF-8 text.
+/// `socket-lab run /dev/zero` is an error at once, not a run until memory is gone.
+pub fn read_lesson(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file: a lesson is a text file such as scenarios/01-one-message.txt",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("longer than {MAX_FILE} bytes, the most a lesson file may be"),
+        ));
+    }
+    Ok(text)
+}
+
 /// The lesson files in `dir`, in reading order (their names start with the lesson number).
 pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
