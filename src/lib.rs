@@ -22,6 +22,7 @@
 //! - [`http`]: HTTP on the raw socket: request parser, response builder, web server.
 //! - [`check`]: `socket-lab check`, a report card for a learner's own server.
 //! - [`claims`]: the walkthrough's claims, read from `CLAIMS.md`.
+//! - [`proxy`]: a hostile network between a client and a server: split, delay, merge, cut.
 //! - [`scenario`]: lesson files in `scenarios/`: parsed, run against a real server, narrated.
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; tests use
@@ -39,6 +40,7 @@ pub mod http;
 pub mod kernel;
 pub mod namespace;
 pub mod options;
+pub mod proxy;
 pub mod scenario;
 pub mod send;
 pub mod server;

@@ -13,6 +13,7 @@ use socket_lab::client::Client;
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
 use socket_lab::namespace;
+use socket_lab::proxy::{Network, Proxy};
 use socket_lab::scenario::syntax::ServerKind;
 use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
 use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
@@ -67,6 +68,36 @@ enum Command {
     /// one line per lesson and per walkthrough claim, with a hint for each failure.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
+    /// A hostile network between a client and a server: forwards in pieces (each read before
+    /// the next leaves), late, merged, or cut short, and logs what it did to which bytes.
+    #[command(after_help = EXIT_CODES)]
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Where clients connect: HOST:PORT (port 0 for any free one) or a Unix socket path.
+    #[arg(long)]
+    listen: String,
+    /// The server: HOST:PORT or a Unix socket path.
+    #[arg(long)]
+    to: String,
+    /// Forward in pieces of N bytes; each leaves only once the receiver has read the one
+    /// before (its receive queue in /proc/net/tcp is empty).
+    #[arg(long, value_name = "N")]
+    split: Option<usize>,
+    /// Hold each piece this long before it leaves, such as 20ms.
+    #[arg(long, value_name = "MS")]
+    delay: Option<String>,
+    /// After bytes arrive, keep collecting this long and forward all at once, such as 20ms.
+    #[arg(long, value_name = "MS")]
+    merge: Option<String>,
+    /// End both connections (FIN) after this many bytes have crossed, either way.
+    #[arg(long, value_name = "BYTES")]
+    close_after: Option<u64>,
+    /// Reset both connections (RST) after this many bytes have crossed, either way.
+    #[arg(long, value_name = "BYTES")]
+    reset_after: Option<u64>,
 }
 
 #[derive(Args)]
@@ -271,6 +302,7 @@ fn main() -> ExitCode {
         Command::Lessons(args) => list_lessons(args),
         Command::Bench(args) => run_bench(args),
         Command::Check(args) => run_check(args),
+        Command::Proxy(args) => run_proxy(args),
     };
     // Whoever read stdout has gone (`socket-lab lessons | head -2`): whatever happened after
     // that is nobody's business. End quietly, with 0, as `head` expects of a writer.
@@ -698,6 +730,51 @@ fn run_check(args: CheckArgs) -> Result<(), Error> {
             report.passed + report.failed,
             subject.endpoint
         )))
+    }
+}
+
+fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
+    let mut words = Vec::new();
+    if let Some(split) = args.split {
+        words.push(format!("split={split}"));
+    }
+    if let Some(delay) = &args.delay {
+        words.push(format!("delay={}", with_ms(delay)));
+    }
+    if let Some(merge) = &args.merge {
+        words.push(format!("merge={}", with_ms(merge)));
+    }
+    if let Some(after) = args.close_after {
+        words.push(format!("close-after={after}"));
+    }
+    if let Some(after) = args.reset_after {
+        words.push(format!("reset-after={after}"));
+    }
+    let network = Network::parse(&words.join(" ")).map_err(Error::Config)?;
+    let listen = parse_target(&args.listen)?;
+    let to = parse_target(&args.to)?;
+    let proxy = Proxy::bind(&listen, to.clone(), network)?;
+    proxy.acceptor_handle().stop_on_signals()?;
+    eprintln!("listening on {}", proxy.local_addr());
+    eprintln!(
+        "relaying to {to} ({})",
+        if words.is_empty() {
+            "as it is".to_string()
+        } else {
+            network.to_string()
+        }
+    );
+    proxy.run(Arc::new(|event| {
+        let _ = print_line(event);
+    }))
+}
+
+/// `20` or `20ms`: the flags take milliseconds either way.
+fn with_ms(value: &str) -> String {
+    if value.ends_with("ms") {
+        value.to_string()
+    } else {
+        format!("{value}ms")
     }
 }
 

@@ -1,0 +1,160 @@
+//! The hostile network (`socket-lab proxy`), mode by mode, between a real client and the
+//! lab's ack server over loopback: what the server's recvs return is the proof.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socket_lab::proxy::{Network, Proxy, ProxyEvent};
+use socket_lab::server::{ACK, Event, RunningServer, Server, ServerConfig, channel_log};
+use socket_lab::{Address, Endpoint};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An ack server, a proxy in front of it, and what each of them reported.
+struct Setup {
+    server: RunningServer,
+    proxy: RunningServer,
+    events: Receiver<Event>,
+    proxy_events: Receiver<ProxyEvent>,
+}
+
+impl Setup {
+    fn start(network: &str) -> Setup {
+        let (log, events) = channel_log();
+        let server = Server::bind(ServerConfig {
+            endpoint: Endpoint::tcp("127.0.0.1", 0),
+            ..ServerConfig::default()
+        })
+        .expect("bind the server")
+        .spawn(log);
+        let (tx, proxy_events) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let proxy = Proxy::bind(
+            &Endpoint::tcp("127.0.0.1", 0),
+            server.addr.endpoint(),
+            Network::parse(network).expect("network settings"),
+        )
+        .expect("bind the proxy")
+        .spawn(Arc::new(move |event| {
+            let _ = tx.lock().map(|tx| tx.send(event));
+        }));
+        Setup {
+            server,
+            proxy,
+            events,
+            proxy_events,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let Address::Tcp(addr) = self.proxy.addr else {
+            panic!("a TCP proxy")
+        };
+        let stream = TcpStream::connect(addr).expect("connect to the proxy");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream
+    }
+
+    /// What the server's recvs returned, until it logs the connection's end.
+    fn recvs_until_disconnected(&self) -> Vec<Vec<u8>> {
+        let mut recvs = Vec::new();
+        loop {
+            match self.events.recv_timeout(WAIT).expect("the server reports") {
+                Event::Message { data, .. } => recvs.push(data),
+                Event::Disconnected { .. } => return recvs,
+                _ => {}
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.proxy.stop().expect("stop the proxy");
+        self.server.stop().expect("stop the server");
+    }
+}
+
+#[test]
+fn split_hands_the_server_one_piece_per_recv_every_time() {
+    let setup = Setup::start("split=1");
+    let mut client = setup.connect();
+    client.write_all(b"hello").expect("send");
+    let mut acks = vec![0; 5 * ACK.len()];
+    client.read_exact(&mut acks).expect("five acks");
+    client.shutdown(Shutdown::Write).expect("half-close");
+    let recvs = setup.recvs_until_disconnected();
+    assert_eq!(
+        recvs,
+        [b"h", b"e", b"l", b"l", b"o"].map(|piece| piece.to_vec())
+    );
+    let forwarded = setup
+        .proxy_events
+        .iter()
+        .map(|event| event.to_string())
+        .find(|line| line.contains("→ server"))
+        .expect("the proxy says what it forwarded");
+    assert!(
+        forwarded.ends_with("→ server: bytes 0..5 as 5 writes"),
+        "{forwarded}"
+    );
+    setup.stop();
+}
+
+#[test]
+fn merge_makes_two_sends_one_recv() {
+    let setup = Setup::start("merge=200ms");
+    let mut client = setup.connect();
+    client.set_nodelay(true).expect("nodelay");
+    client.write_all(b"first ").expect("send");
+    client.write_all(b"second").expect("send");
+    let mut ack = vec![0; ACK.len()];
+    client.read_exact(&mut ack).expect("one ack");
+    client.shutdown(Shutdown::Write).expect("half-close");
+    assert_eq!(setup.recvs_until_disconnected(), [b"first second".to_vec()]);
+    setup.stop();
+}
+
+#[test]
+fn delay_holds_each_piece_back() {
+    let setup = Setup::start("delay=100ms");
+    let mut client = setup.connect();
+    let sent = Instant::now();
+    client.write_all(b"late").expect("send");
+    let mut ack = vec![0; ACK.len()];
+    client.read_exact(&mut ack).expect("the ack");
+    // The duration is the subject: at least the delay, each way held once.
+    assert!(
+        sent.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        sent.elapsed()
+    );
+    setup.stop();
+}
+
+#[test]
+fn close_after_cuts_a_message_and_the_client_sees_the_end() {
+    let setup = Setup::start("close-after=3");
+    let mut client = setup.connect();
+    client.write_all(b"hello").expect("send");
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).expect("an orderly end");
+    // Only "hel" reached the server; what came back, if anything, is less than an ack.
+    assert!(got.len() < ACK.len(), "{got:?}");
+    assert_eq!(setup.recvs_until_disconnected(), [b"hel".to_vec()]);
+    setup.stop();
+}
+
+#[test]
+fn reset_after_cuts_with_rst() {
+    let setup = Setup::start("reset-after=3");
+    let mut client = setup.connect();
+    client.write_all(b"hello").expect("send");
+    let mut got = Vec::new();
+    let error = client
+        .read_to_end(&mut got)
+        .expect_err("a reset, not an end");
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset);
+    setup.stop();
+}
