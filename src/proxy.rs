@@ -333,10 +333,7 @@ fn pump(
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut offset: u64 = 0;
-    loop {
-        let Ok(n) = read_retrying(&mut from, &mut buffer) else {
-            break;
-        };
+    while let Ok(n) = read_retrying(&mut from, &mut buffer) {
         if n == 0 {
             break;
         }
