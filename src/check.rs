@@ -45,6 +45,9 @@ pub struct Subject {
     pub recv_size: usize,
     /// What it answers each recv with: the walkthrough's `server recv success` unless told.
     pub ack: Vec<u8>,
+    /// A hostile network to put between the lessons' clients and the server
+    /// (`--network split=1`), to find framing bugs a quiet loopback hides.
+    pub network: Option<crate::proxy::Network>,
 }
 
 impl Subject {
@@ -54,6 +57,7 @@ impl Subject {
             kind,
             recv_size: RECV_SIZE,
             ack: ACK.to_vec(),
+            network: None,
         }
     }
 }
@@ -430,6 +434,17 @@ fn check_lesson(path: &Path, subject: &Subject, stopped: bool) -> LessonResult {
     }
     let shown = format!("scenarios/{file}");
     let target = Target::External(subject.endpoint.clone());
+    let mut scenario = scenario;
+    if let Some(network) = subject.network {
+        if subject.kind.is_datagram() {
+            result.verdict = Verdict::Skipped {
+                reason: "the network's proxy relays connections, and a datagram server has none"
+                    .into(),
+            };
+            return result;
+        }
+        scenario.network = Some(network);
+    }
     if let Err(failure) = scenario::run(&scenario, &shown, &target, &mut |_| {}) {
         // "expected X" and "but got Y": the first two lines say it.
         let what = failure
@@ -443,10 +458,16 @@ fn check_lesson(path: &Path, subject: &Subject, stopped: bool) -> LessonResult {
             step: format!("{}:{}: {}", failure.file, failure.line, failure.step),
             line: failure.line,
             what,
-            hint: failure
-                .hint
-                .as_deref()
-                .map_or_else(|| hint_for(failure.symptom, &scenario), str::to_string),
+            hint: match (subject.network, failure.symptom) {
+                // Under a hostile network the usual failure is framing, whatever the step.
+                (Some(network), Symptom::WrongBytes | Symptom::NothingArrived) => format!(
+                    "through a network that does this ({network}) the bytes arrived in other pieces than they were sent: a program that takes one recv for one message breaks here. Frame the messages (a length in front, or a line end) and read until a whole one is in (lessons 33 and 35)"
+                ),
+                _ => failure
+                    .hint
+                    .as_deref()
+                    .map_or_else(|| hint_for(failure.symptom, &scenario), str::to_string),
+            },
         };
     }
     result

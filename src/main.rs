@@ -115,6 +115,10 @@ struct CheckArgs {
     /// What your server answers each message with.
     #[arg(long, default_value = "server recv success")]
     ack: String,
+    /// Put a hostile network between the lessons and your server, such as `split=1` (pieces
+    /// of one byte) or `merge=20ms`: framing bugs then fail every run.
+    #[arg(long, value_name = "SETTINGS")]
+    network: Option<String>,
     /// Print the report as JSON, for a grading script (the shape is in the README).
     #[arg(long)]
     json: bool,
@@ -694,9 +698,16 @@ fn run_check(args: CheckArgs) -> Result<(), Error> {
     let claims = std::fs::read_to_string(&claims_file)
         .map(|text| claims::parse(&text))
         .map_err(|e| Error::io(format!("cannot read {}", claims_file.display()), e))?;
+    let network = args
+        .network
+        .as_deref()
+        .map(Network::parse)
+        .transpose()
+        .map_err(|e| Error::Config(format!("--network: {e}")))?;
     let subject = check::Subject {
         recv_size: args.recv_size,
         ack: args.ack.into_bytes(),
+        network,
         ..check::Subject::new(endpoint, kind)
     };
     let mut stdout = io::stdout();

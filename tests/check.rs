@@ -50,6 +50,10 @@ fn main() {
             the_labs_own_iterative_server_fails_lesson_06_like_server_py,
         ),
         Trial::test(
+            "a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hint",
+            a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hint,
+        ),
+        Trial::test(
             "the_json_report_has_the_documented_shape",
             the_json_report_has_the_documented_shape,
         ),
@@ -282,6 +286,33 @@ fn the_labs_own_iterative_server_fails_lesson_06_like_server_py() -> Result<(), 
         });
     if failed != ["06"] || !hint.is_some_and(|hint| hint.contains("serves one client at a time")) {
         return Err(format!("expected only 06 to fail, with the hint:\n{report}").into());
+    }
+    Ok(())
+}
+
+fn a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hint()
+-> Result<(), Failed> {
+    // The walkthrough's protocol (one ack per recv) has no framing: through a network that
+    // passes bytes on one at a time, even the lab's own server fails lesson 01, and the card
+    // says why.
+    let server = Server::bind(ServerConfig {
+        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        ..ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn(std::sync::Arc::new(|_| {}));
+    let output = check_cli(&["--target", &server.addr.to_string(), "--network", "split=1"]);
+    let _ = server.stop();
+    let card = stdout(&output);
+    let lesson_01 = card
+        .lines()
+        .find(|line| line.starts_with("  ✘ 01 "))
+        .ok_or_else(|| format!("lesson 01 should fail through split=1:\n{card}"))?;
+    if output.status.code() != Some(8)
+        || !lesson_01.contains("through a network that does this (split=1)")
+        || !lesson_01.contains("Frame the messages")
+    {
+        return Err(format!("expected ✘ 01 with the framing hint; got:\n{card}").into());
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ impl Scenario {
         let mut built = 0;
         let mut last_line = 1;
         let mut needs = Vec::new();
+        let mut network = None;
         let mut hint: Option<String> = None;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -93,6 +94,18 @@ impl Scenario {
                     timeout = tokens.duration().map_err(error)?;
                     tokens.end().map_err(error)?;
                 }
+                Some("network") if tokens.peek_is_directive() => {
+                    if network.is_some() {
+                        return Err(error("a second `network` line: say it all on one".into()));
+                    }
+                    let words = trimmed
+                        .strip_prefix("network")
+                        .unwrap_or_default()
+                        .split('#')
+                        .next()
+                        .unwrap_or_default();
+                    network = Some(crate::proxy::Network::parse(words).map_err(error)?);
+                }
                 Some("needs") if tokens.peek_is_directive() => {
                     tokens.next();
                     let need = match tokens
@@ -134,6 +147,15 @@ impl Scenario {
             line: 1,
             message: "a scenario opens with a `# title` line".into(),
         })?;
+        if network.is_some()
+            && let Some(spec) = &server
+            && (spec.kind.is_datagram() || spec.kind == ServerKind::None)
+        {
+            return Err(ParseError {
+                line: 1,
+                message: "a `network` line needs a stream server (tcp, unix or http): the proxy relays connections".into(),
+            });
+        }
         let server = server.ok_or(ParseError {
             line: 1,
             message: format!(
@@ -154,6 +176,7 @@ impl Scenario {
             steps,
             last_line,
             needs,
+            network,
         })
     }
 

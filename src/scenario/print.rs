@@ -28,6 +28,9 @@ impl fmt::Display for Scenario {
         }
         writeln!(f)?;
         writeln!(f, "timeout {}", show_duration(self.timeout))?;
+        if let Some(network) = &self.network {
+            writeln!(f, "network {network}")?;
+        }
         for need in &self.needs {
             writeln!(f, "needs {}", need.name())?;
         }

@@ -27,6 +27,9 @@ pub struct Scenario {
     /// What the lesson needs of a server beyond its `server` line (`needs` lines), for
     /// `socket-lab check` and `run --target`.
     pub needs: Vec<Need>,
+    /// A hostile network between the clients and the server (`network split=1`): the
+    /// runner puts [`crate::proxy`] in front of the server.
+    pub network: Option<crate::proxy::Network>,
 }
 
 /// Something a lesson needs of the server it runs against that its `server` line cannot say.

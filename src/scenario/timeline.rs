@@ -45,6 +45,14 @@ pub enum ServerEvent {
     Ack(Event),
     /// The web server.
     Http(HttpEvent),
+    /// The hostile network between the clients and the server (`network ...`).
+    Network(crate::proxy::ProxyEvent),
+}
+
+impl From<crate::proxy::ProxyEvent> for ServerEvent {
+    fn from(event: crate::proxy::ProxyEvent) -> ServerEvent {
+        ServerEvent::Network(event)
+    }
 }
 
 impl From<Event> for ServerEvent {
@@ -65,6 +73,7 @@ impl ServerEvent {
         match self {
             ServerEvent::Ack(event) => event.to_string(),
             ServerEvent::Http(event) => event.to_string(),
+            ServerEvent::Network(event) => format!("network: {event}"),
         }
     }
 }

@@ -80,7 +80,7 @@ impl Runner<'_> {
     fn connect(&mut self, name: &str, expect: ConnectOutcome) -> Result<(), StepError> {
         if let ConnectOutcome::Pending(wait) = expect {
             let addr = *self
-                .endpoint
+                .client_endpoint()
                 .resolve()
                 .map_err(|e| e.to_string())?
                 .first()
@@ -120,7 +120,7 @@ impl Runner<'_> {
             return Ok(());
         }
         let started = self.timeline.now();
-        let result = Stream::connect_timeout(&self.endpoint, self.timeout());
+        let result = Stream::connect_timeout(&self.client_endpoint(), self.timeout());
         let fact = Fact::Connect {
             client: name.to_string(),
         };
@@ -133,7 +133,7 @@ impl Runner<'_> {
                     Stream::Tcp(_) => " (SYN, SYN-ACK, ACK)",
                     Stream::Unix(_) => "",
                 };
-                self.add_client(name, ClientSocket::Stream(stream), address);
+                self.add_client(name, ClientSocket::Stream(stream), address.clone());
                 self.record_at(
                     started,
                     line(format!(
@@ -141,6 +141,9 @@ impl Runner<'_> {
                     ))
                     .with_fact(fact),
                 );
+                if let Some(address) = address {
+                    self.await_relay(&address)?;
+                }
                 Ok(())
             }
             (Err(Error::Connect { source, .. }), ConnectOutcome::Refused)
@@ -165,6 +168,23 @@ impl Runner<'_> {
                 got: e.to_string(),
             }),
         }
+    }
+
+    /// Through the network's proxy, waits until it has connected on to the server for the
+    /// client at `address`, so the server's events can be told to be that client's.
+    fn await_relay(&mut self, address: &Address) -> Result<(), StepError> {
+        if self.proxy.is_none() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.timeout();
+        while !self.aliases.values().any(|client| client == address) {
+            let events = self.timeline.wait_for_events(deadline);
+            if events.is_empty() {
+                return Err("the network's proxy did not connect on to the server in time".into());
+            }
+            self.show_events(events);
+        }
+        Ok(())
     }
 
     fn finish_connect(&mut self, name: &str) -> Result<(), StepError> {

@@ -33,6 +33,7 @@ use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::Error;
 use crate::http::server::{HttpConfig, HttpEvent, HttpServer};
 use crate::kernel::Queues;
+use crate::proxy::{Proxy, ProxyEvent, Way};
 use crate::server::{Event, RunningServer, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
 use crate::wire::{Capture, Segment};
@@ -97,6 +98,8 @@ pub fn run_with(
         external: matches!(target, Target::External(_)),
         stops: Vec::new(),
         accepting: scenario.server.accept() == AcceptMode::On,
+        proxy: None,
+        aliases: HashMap::new(),
         wire: WireView {
             capture: views.wire,
             ..WireView::default()
@@ -131,6 +134,9 @@ pub fn run_with(
             "(the end of the file)".into(),
             error,
         ));
+    }
+    if let Some(proxy) = runner.proxy.take() {
+        let _ = proxy.stop();
     }
     if let Some(server) = runner.server.take() {
         server.stop().map_err(|e| {
@@ -196,6 +202,10 @@ struct Runner<'a> {
     external: bool,
     /// The server calls accept (it was not started with `accept=paused`, or has resumed).
     accepting: bool,
+    /// The hostile network in front of the server (`network ...`), and the address the
+    /// server sees for each client through it: upstream address → client address.
+    proxy: Option<RunningServer>,
+    aliases: HashMap<Address, Address>,
     /// When the server was being stopped (from, to): a connection that ends then was closed
     /// by the server itself, whatever its recv returned.
     stops: Vec<(Moment, Moment)>,
@@ -334,7 +344,7 @@ impl Runner<'_> {
                 EntryKind::Note,
                 format!("(client side only, against the server at {endpoint})"),
             ));
-            return Ok(());
+            return self.start_network();
         }
         let host = self.scenario.server.host().unwrap_or("127.0.0.1");
         self.endpoint = match self.kind() {
@@ -390,7 +400,37 @@ impl Runner<'_> {
                 "      server does not call accept: connections wait in the listen queue",
             ));
         }
+        self.start_network()
+    }
+
+    /// With `network ...`: a proxy in front of the server, which the clients connect to.
+    fn start_network(&mut self) -> Result<(), StepError> {
+        let Some(network) = self.scenario.network else {
+            return Ok(());
+        };
+        let listen = match &self.endpoint {
+            Endpoint::Tcp { .. } => Endpoint::tcp("127.0.0.1", 0),
+            Endpoint::Unix(path) => Endpoint::Unix(path.with_extension("network.sock")),
+        };
+        let proxy = Proxy::bind(&listen, self.endpoint.clone(), network)
+            .map_err(|e| format!("cannot start the network's proxy: {e}"))?
+            .spawn(forward(&self.timeline));
+        self.record(Entry::new(
+            EntryKind::Wire,
+            format!(
+                "   network  between the clients and the server, at {}: {network}",
+                proxy.addr
+            ),
+        ));
+        self.proxy = Some(proxy);
         Ok(())
+    }
+
+    /// Where clients connect: the network's proxy if there is one, else the server.
+    fn client_endpoint(&self) -> Endpoint {
+        self.proxy
+            .as_ref()
+            .map_or_else(|| self.endpoint.clone(), |proxy| proxy.addr.endpoint())
     }
 
     /// Binds the scenario's server at `self.endpoint` and starts it on a thread. Afterwards
@@ -455,6 +495,9 @@ impl Runner<'_> {
 
     /// Puts one server event in the transcript and the log book.
     fn show(&mut self, moment: Moment, event: ServerEvent) {
+        if let ServerEvent::Network(ProxyEvent::Relaying { client, upstream }) = &event {
+            self.aliases.insert(upstream.clone(), client.clone());
+        }
         let text = event.log_line();
         for entry in self.describe(moment, &event) {
             self.emit(entry);
@@ -545,9 +588,50 @@ impl Runner<'_> {
                     None => vec![received, sent],
                 }
             }
+            ServerEvent::Network(event) => vec![self.describe_network(event)],
             // Busy, accept failures, refusals, replies that failed: the server's own words.
             other => vec![server(format!("server log: {}", other.log_line()))],
         }
+    }
+
+    /// What the hostile network did, named by client.
+    fn describe_network(&self, event: &ProxyEvent) -> Entry {
+        let who = |client: &Address| self.name_of(client).unwrap_or_else(|| client.to_string());
+        let text = match event {
+            ProxyEvent::Relaying { client, upstream } => {
+                format!(
+                    "{}'s connection goes on to the server from {upstream}",
+                    who(client)
+                )
+            }
+            ProxyEvent::Forwarded {
+                client,
+                way,
+                from,
+                to,
+                pieces,
+            } => {
+                let (source, sink) = match way {
+                    Way::ToServer => (who(client), "server".to_string()),
+                    Way::ToClient => ("server".to_string(), who(client)),
+                };
+                format!(
+                    "{source} → {sink}: bytes {from}..{to} passed on as {pieces} piece{}",
+                    if *pieces == 1 { "" } else { "s" }
+                )
+            }
+            ProxyEvent::Cut {
+                client,
+                after,
+                reset,
+            } => format!(
+                "cuts {}'s connection after {after} bytes, both ways, with {}",
+                who(client),
+                if *reset { "RST" } else { "FIN" }
+            ),
+            ProxyEvent::Failed { client, error } => format!("{}: {error}", who(client)),
+        };
+        Entry::new(EntryKind::Wire, format!("   network  {text}"))
     }
 
     /// A recv that returned data, and the ack the server sends for it.
@@ -596,6 +680,8 @@ impl Runner<'_> {
     /// The client with this address, if exactly one has it (Unix clients that never bound a
     /// path all share the address `unnamed`).
     fn name_of(&self, address: &Address) -> Option<String> {
+        // Through the network's proxy the server sees the proxy's address for a client.
+        let address = self.aliases.get(address).unwrap_or(address);
         let mut named = self
             .clients
             .iter()

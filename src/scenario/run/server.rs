@@ -150,7 +150,14 @@ impl Runner<'_> {
         let mut expanded = pattern.to_string();
         for (name, client) in &self.clients {
             if let Some(address) = &client.address {
-                expanded = expanded.replace(&format!("[{name}]"), &format!("[{address}]"));
+                // Through the network's proxy, the server knows the client by the proxy's
+                // address for it.
+                let seen = self
+                    .aliases
+                    .iter()
+                    .find(|(_, client)| *client == address)
+                    .map_or(address, |(upstream, _)| upstream);
+                expanded = expanded.replace(&format!("[{name}]"), &format!("[{seen}]"));
             }
         }
         expanded
