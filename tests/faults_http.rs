@@ -923,8 +923,10 @@ fn a_hundred_maximum_requests_that_are_never_read_stay_within_the_stated_bound()
         first < baseline + 64 * 1024,
         "{first} KiB resident after the clients left (baseline {baseline} KiB)"
     );
+    // The allocator keeps some freed memory for reuse, and how much varies with how the
+    // threads ran; a leak, or memory held per request, would add the round's 100 MiB again.
     assert!(
-        second < first + 8 * 1024,
+        second < first + 32 * 1024,
         "resident memory grew from {first} KiB to {second} KiB over a second round"
     );
     assert_still_serves(server.port);
