@@ -150,6 +150,8 @@ fn ioctl_count(fd: RawFd, request: libc::Ioctl) -> io::Result<usize> {
 /// from it, and how many segments are unacknowledged or were sent again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpInfo {
+    /// The connection's state; `None` for a code this module does not know.
+    pub state: Option<TcpState>,
     pub rtt: Duration,
     pub rto: Duration,
     pub unacked: u32,
@@ -177,6 +179,7 @@ impl TcpInfo {
             return Err(io::Error::last_os_error());
         }
         Ok(TcpInfo {
+            state: TcpState::from_code(info.tcpi_state),
             rtt: Duration::from_micros(u64::from(info.tcpi_rtt)),
             rto: Duration::from_micros(u64::from(info.tcpi_rto)),
             unacked: info.tcpi_unacked,

@@ -816,6 +816,14 @@ impl Runner<'_> {
             if client.ignores_rest {
                 continue;
             }
+            // A connection that was reset is gone: nothing more can be read from it, and
+            // what the server sent after the reset was lost, not left unread.
+            if let Some(ClientSocket::Stream(Stream::Tcp(stream))) = &client.socket
+                && crate::kernel::TcpInfo::of(stream)
+                    .is_ok_and(|info| info.state == Some(crate::kernel::TcpState::Close))
+            {
+                continue;
+            }
             let waiting = match &client.socket {
                 Some(ClientSocket::Stream(Stream::Tcp(stream))) => Queues::of(stream),
                 Some(ClientSocket::Stream(Stream::Unix(stream))) => Queues::of(stream),
