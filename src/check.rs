@@ -48,6 +48,8 @@ pub struct Subject {
     /// A hostile network to put between the lessons' clients and the server
     /// (`--network split=1`), to find framing bugs a quiet loopback hides.
     pub network: Option<crate::proxy::Network>,
+    /// The server serves socket-lab's own pages (see [`serves_the_labs_pages`]).
+    pub labs_pages: bool,
 }
 
 impl Subject {
@@ -58,6 +60,7 @@ impl Subject {
             recv_size: RECV_SIZE,
             ack: ACK.to_vec(),
             network: None,
+            labs_pages: false,
         }
     }
 }
@@ -212,6 +215,11 @@ pub fn why_not(scenario: &Scenario, subject: &Subject) -> Option<String> {
             escape(&subject.ack)
         ));
     }
+    if scenario.needs.contains(&Need::TheLabsPages) && !subject.labs_pages {
+        return Some(
+            "it checks what socket-lab's own web pages say (the page at / that shows the request); yours are your own".into(),
+        );
+    }
     if let (Some(host), Endpoint::Tcp { host: theirs, .. }) =
         (scenario.server.host(), &subject.endpoint)
     {
@@ -247,6 +255,9 @@ pub fn expectations(scenario: &Scenario) -> Vec<String> {
         match need {
             Need::TwoClientsAtOnce => said.push(
                 "this lesson needs a server that serves a second client while the first stays connected".into(),
+            ),
+            Need::TheLabsPages => said.push(
+                "this lesson checks what socket-lab's own web pages say; another web server's pages differ".into(),
             ),
         }
     }
@@ -284,6 +295,29 @@ fn hint_for(symptom: Symptom, scenario: &Scenario) -> String {
         Symptom::Other => "see the step and what happened above".into(),
     }
 }
+
+/// Whether a web server serves socket-lab's own pages: its `/about` page names the lab's
+/// source file for it. One request, asked once before the lessons.
+pub fn serves_the_labs_pages(endpoint: &Endpoint) -> bool {
+    let Ok(mut stream) = Stream::connect_timeout(endpoint, PROBE_TIMEOUT) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
+    use std::io::{Read, Write};
+    if stream
+        .write_all(b"GET /about HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut page = Vec::new();
+    let _ = stream.take(1 << 20).read_to_end(&mut page);
+    page.windows(LABS_MARK.len())
+        .any(|window| window == LABS_MARK)
+}
+
+/// What socket-lab's `/about` page says of itself (`src/http/pages/about.html`).
+const LABS_MARK: &[u8] = b"<code>socket-lab</code> binary with <code>include_str!</code>";
 
 /// Why the lessons after a server stopped answering are skipped.
 const STOPPED: &str = "your server is not answering any more (connection refused): it stopped during an earlier lesson. Did an exception end it? A client that vanishes makes send or recv raise ConnectionResetError or BrokenPipeError: catch them for that client and go on to the next";

@@ -708,7 +708,8 @@ fn run_check(args: CheckArgs) -> Result<(), Error> {
         recv_size: args.recv_size,
         ack: args.ack.into_bytes(),
         network,
-        ..check::Subject::new(endpoint, kind)
+        labs_pages: kind == ServerKind::Http && check::serves_the_labs_pages(&endpoint),
+        ..check::Subject::new(endpoint.clone(), kind)
     };
     let mut stdout = io::stdout();
     if !args.json {

@@ -25,6 +25,13 @@ fn main() {
     if !python {
         eprintln!("the Python servers are ignored: python3 is not installed (.ci/run installs it)");
     }
+    let nginx = Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !nginx {
+        eprintln!("the nginx case is ignored: nginx is not installed (.ci/run installs it)");
+    }
     let trials = vec![
         Trial::test(
             "a_one_client_at_a_time_server_fails_lesson_06_with_the_concurrency_hint",
@@ -53,6 +60,11 @@ fn main() {
             "a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hint",
             a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hint,
         ),
+        Trial::test(
+            "nginx_serving_a_page_passes_the_http_lessons_that_are_not_about_the_labs_pages",
+            nginx_serving_a_page_passes_the_http_lessons_that_are_not_about_the_labs_pages,
+        )
+        .with_ignored_flag(!nginx),
         Trial::test(
             "the_json_report_has_the_documented_shape",
             the_json_report_has_the_documented_shape,
@@ -197,7 +209,8 @@ fn grade(server: &RunningServer, kind: ServerKind, recv_size: usize) -> check::R
     };
     let subject = Subject {
         recv_size,
-        ..Subject::new(endpoint, kind)
+        labs_pages: kind == ServerKind::Http && check::serves_the_labs_pages(&endpoint),
+        ..Subject::new(endpoint.clone(), kind)
     };
     check::check(&lessons, &claims, &subject, &mut |_| {})
 }
@@ -313,6 +326,90 @@ fn a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hin
         || !lesson_01.contains("Frame the messages")
     {
         return Err(format!("expected ✘ 01 with the framing hint; got:\n{card}").into());
+    }
+    Ok(())
+}
+
+/// nginx in the foreground, serving one page from a directory of its own on a free port.
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a directory");
+        let root = dir.path();
+        // Its workers may run as nobody: the page must be readable by anyone.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::create_dir(root.join("www")).expect("www");
+        std::fs::write(root.join("www/index.html"), "<h1>hello from nginx</h1>\n").expect("page");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let path = |name: &str| root.join(name).display().to_string();
+        let conf = format!(
+            "daemon off;\npid {};\nerror_log {};\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {};\n proxy_temp_path {};\n fastcgi_temp_path {};\n uwsgi_temp_path {};\n scgi_temp_path {};\n server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+            path("nginx.pid"),
+            path("error.log"),
+            path("body"),
+            path("proxy"),
+            path("fastcgi"),
+            path("uwsgi"),
+            path("scgi"),
+            path("www"),
+        );
+        std::fs::write(root.join("nginx.conf"), conf).expect("conf");
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(root.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        // Ready when it accepts a connection; bounded.
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "nginx did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Nginx {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_serving_a_page_passes_the_http_lessons_that_are_not_about_the_labs_pages()
+-> Result<(), Failed> {
+    let nginx = Nginx::start();
+    let output = check_cli(&[
+        "--kind",
+        "http",
+        "--target",
+        &format!("127.0.0.1:{}", nginx.port),
+    ]);
+    let card = stdout(&output);
+    if !output.status.success()
+        || !card.contains("  ✔ 24  Keep-alive and pipelining")
+        || !card.contains("  ✔ 25  A malformed request gets 400")
+        || !card.contains("  – 23  An HTTP request and a hand-built response, byte by byte — skipped: it checks what socket-lab's own web pages say")
+    {
+        return Err(format!("expected ✔ 24, ✔ 25, 23 skipped; got {}:\n{card}", output.status).into());
     }
     Ok(())
 }

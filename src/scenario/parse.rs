@@ -109,14 +109,15 @@ impl Scenario {
                 Some("needs") if tokens.peek_is_directive() => {
                     tokens.next();
                     let need = match tokens
-                        .word("what the lesson needs: two-clients-at-once")
+                        .word("what the lesson needs: two-clients-at-once or the-labs-pages")
                         .map_err(error)?
                         .as_str()
                     {
                         "two-clients-at-once" => Need::TwoClientsAtOnce,
+                        "the-labs-pages" => Need::TheLabsPages,
                         other => {
                             return Err(error(format!(
-                                "unknown need `{other}`; a lesson can need: two-clients-at-once"
+                                "unknown need `{other}`; a lesson can need: two-clients-at-once, the-labs-pages"
                             )));
                         }
                     };

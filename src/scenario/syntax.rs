@@ -38,12 +38,16 @@ pub enum Need {
     /// `needs two-clients-at-once`: the server must serve a second client while the first
     /// stays connected.
     TwoClientsAtOnce,
+    /// `needs the-labs-pages`: the lesson checks what the lab's own web server's pages say
+    /// (the page at `/` that shows the request), so another web server cannot pass it.
+    TheLabsPages,
 }
 
 impl Need {
     pub fn name(&self) -> &'static str {
         match self {
             Need::TwoClientsAtOnce => "two-clients-at-once",
+            Need::TheLabsPages => "the-labs-pages",
         }
     }
 }
