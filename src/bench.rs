@@ -211,8 +211,12 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "bench: {} {}, {} connections, {}-byte messages ({mode})",
-            self.transport, self.server, self.conns, self.size
+            "bench: {} {}, {} connection{}, {}-byte messages ({mode})",
+            self.transport,
+            self.server,
+            self.conns,
+            if self.conns == 1 { "" } else { "s" },
+            self.size
         )?;
         writeln!(
             f,

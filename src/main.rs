@@ -471,6 +471,17 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
+    if let Address::Tcp(addr) = server.local_addr() {
+        // What a learner does next; the first line stays `listening on ADDR` for scripts.
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        eprintln!("open http://{host}:{}/ in a browser", addr.port());
+    }
     if args.quiet {
         return server.run(Arc::new(|event: HttpEvent| {
             if event.is_problem() {
