@@ -666,6 +666,19 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
         ack: args.ack.into_bytes(),
         stream: args.stream,
     };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build, several times slower than a release one: its numbers are not representative (cargo run --release -- bench ...)"
+        );
+    }
+    // Said at once: a run can take as long as --duration.
+    eprintln!(
+        "bench: {} connection{}, up to {} messages each or {} s, whichever ends first...",
+        config.conns,
+        if config.conns == 1 { "" } else { "s" },
+        config.msgs,
+        config.duration.as_secs()
+    );
     let report = bench::run(&config)?;
     print_line(report)
 }
