@@ -124,7 +124,7 @@ impl Default for BenchConfig {
 }
 
 impl BenchConfig {
-    fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.conns == 0 || self.conns > MAX_CONNS {
             return Err(Error::Config(format!(
                 "--conns must be between 1 and {MAX_CONNS}, not {}",

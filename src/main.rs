@@ -666,6 +666,8 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
         ack: args.ack.into_bytes(),
         stream: args.stream,
     };
+    // Bad settings first, before anything is said about a run that will not happen.
+    config.validate()?;
     if cfg!(debug_assertions) {
         eprintln!(
             "warning: this is a debug build, several times slower than a release one: its numbers are not representative (cargo run --release -- bench ...)"
