@@ -163,6 +163,9 @@ pub fn own_server_only(scenario: &Scenario) -> Option<String> {
         };
         return Some(why.into());
     }
+    if scenario.second.is_some() {
+        return Some("it runs two of the lab's own servers side by side".into());
+    }
     if scenario.server.kind == ServerKind::None {
         return Some("it is about a port where nobody listens, not about a server".into());
     }

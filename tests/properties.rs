@@ -233,6 +233,7 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
             expect: ConnectOutcome::Pending(Duration::from_millis(ms))
         }),
         Just(ClientCall::FinishConnect),
+        "[a-z][a-z0-9_-]{0,7}".prop_map(ClientCall::ConnectTo),
         (bytes(), proptest::option::of(send_outcome()))
             .prop_map(|(data, expect)| ClientCall::Send { data, expect }),
         bytes().prop_map(|data| ClientCall::SendAll { data }),

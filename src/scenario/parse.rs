@@ -49,6 +49,7 @@ impl Scenario {
         let mut last_line = 1;
         let mut needs = Vec::new();
         let mut network = None;
+        let mut second = None;
         let mut hint: Option<String> = None;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -75,9 +76,29 @@ impl Scenario {
             match tokens.peek_word() {
                 Some("server") if tokens.peek_is_directive() => {
                     if server.is_some() {
-                        return Err(error(
-                            "a second `server` line: a scenario starts one server".into(),
-                        ));
+                        if second.is_some() {
+                            return Err(error(
+                                "a third `server` line: a scenario starts at most two servers"
+                                    .into(),
+                            ));
+                        }
+                        let (spec, name) = parse_server(&mut tokens).map_err(error)?;
+                        let name = name.ok_or_else(|| {
+                            error(
+                                "a second server needs a name: `server udp recv-size=8 as dgram`"
+                                    .into(),
+                            )
+                        })?;
+                        if !steps
+                            .iter()
+                            .all(|s: &Step| matches!(s.action, Action::Narrate(_)))
+                        {
+                            return Err(error(
+                                "the `server` lines must come before the first step".into(),
+                            ));
+                        }
+                        second = Some((name, spec));
+                        continue;
                     }
                     if !steps
                         .iter()
@@ -87,7 +108,14 @@ impl Scenario {
                             "the `server` line must come before the first step".into(),
                         ));
                     }
-                    server = Some(parse_server(&mut tokens).map_err(error)?);
+                    let (spec, name) = parse_server(&mut tokens).map_err(error)?;
+                    if name.is_some() {
+                        return Err(error(
+                            "the first server is `server`; only a second one takes `as NAME`"
+                                .into(),
+                        ));
+                    }
+                    server = Some(spec);
                 }
                 Some("timeout") if tokens.peek_is_directive() => {
                     tokens.next();
@@ -178,6 +206,7 @@ impl Scenario {
             last_line,
             needs,
             network,
+            second,
         })
     }
 
@@ -195,7 +224,7 @@ impl Scenario {
     }
 }
 
-fn parse_server(tokens: &mut Tokens) -> Result<ServerSpec, String> {
+fn parse_server(tokens: &mut Tokens) -> Result<(ServerSpec, Option<String>), String> {
     tokens.next(); // "server"
     let word = tokens.word(&format!("a server kind ({})", ServerKind::NAMES))?;
     let kind = ServerKind::ALL
@@ -209,6 +238,15 @@ fn parse_server(tokens: &mut Tokens) -> Result<ServerSpec, String> {
         })?;
     let mut settings: Vec<Setting> = Vec::new();
     while !tokens.at_end() {
+        if tokens.peek_word() == Some("as") {
+            tokens.next();
+            let name = tokens.word("the second server's name")?;
+            if name == "server" || name == "kernel" || name == "wire" {
+                return Err(format!("`{name}` names something else; pick another name"));
+            }
+            tokens.end()?;
+            return Ok((ServerSpec { kind, settings }, Some(name)));
+        }
         let key = tokens.word("a setting such as recv-size=8")?;
         tokens.expect(&Token::Equals, &format!("`=` after `{key}`"))?;
         let value = match tokens.next() {
@@ -243,7 +281,7 @@ fn parse_server(tokens: &mut Tokens) -> Result<ServerSpec, String> {
         }
         settings.push(setting(&key, &value)?);
     }
-    Ok(ServerSpec { kind, settings })
+    Ok((ServerSpec { kind, settings }, None))
 }
 
 /// One setting's value, checked against the same limits the command line has.
@@ -365,6 +403,7 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
             ClientCall::Connect { expect }
         }
         "finish-connect" => ClientCall::FinishConnect,
+        "connect-to" => ClientCall::ConnectTo(tokens.word("the second server's name")?),
         "send" => {
             let data = tokens.bytes_expr()?;
             let expect = if tokens.eat(&Token::Equals) {
@@ -816,6 +855,30 @@ mod tests {
         assert_eq!(
             parse_err("# t\nserver tcp recv-size=0"),
             "line 2: recv-size=0: the server's recv size is 1 to 16777216 bytes"
+        );
+    }
+
+    #[test]
+    fn a_second_server_has_a_name_and_there_is_no_third() {
+        let scenario = Scenario::parse(
+            "# t\nserver tcp recv-size=8\nserver udp recv-size=8 as dgram\nbob: connect-to dgram\n",
+        )
+        .unwrap();
+        let (name, spec) = scenario.second.clone().unwrap();
+        assert_eq!((name.as_str(), spec.kind), ("dgram", ServerKind::Udp));
+        let printed = scenario.to_string();
+        assert_eq!(Scenario::parse(&printed).unwrap().to_string(), printed);
+        assert_eq!(
+            parse_err("# t\nserver tcp\nserver udp"),
+            "line 3: a second server needs a name: `server udp recv-size=8 as dgram`"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp as main"),
+            "line 2: the first server is `server`; only a second one takes `as NAME`"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\nserver udp as a\nserver unix as b"),
+            "line 4: a third `server` line: a scenario starts at most two servers"
         );
     }
 

@@ -8,25 +8,35 @@ use std::time::Duration;
 use super::lex::quote;
 use super::syntax::*;
 
+/// `server KIND key=value ...` for one server line.
+fn write_server(f: &mut fmt::Formatter<'_>, spec: &ServerSpec) -> fmt::Result {
+    write!(f, "server {}", spec.kind.name())?;
+    for setting in &spec.settings {
+        write!(f, " {}=", setting.key())?;
+        match setting {
+            Setting::RecvSize(n) | Setting::MaxClients(n) => write!(f, "{n}")?,
+            Setting::Backlog(n) => write!(f, "{n}")?,
+            Setting::Ack(bytes) => write!(f, "{}", literal(bytes))?,
+            Setting::IdleTimeout(duration) => write!(f, "{}", show_duration(*duration))?,
+            Setting::Host(host) => write!(f, "{}", literal(host.as_bytes()))?,
+            Setting::Accept(AcceptMode::On) => write!(f, "on")?,
+            Setting::Accept(AcceptMode::Paused) => write!(f, "paused")?,
+            Setting::Engine(engine) => write!(f, "{}", engine.name())?,
+        }
+    }
+    Ok(())
+}
+
 /// Prints the scenario back as a file that parses to the same scenario (comments aside).
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "# {}", self.title)?;
-        write!(f, "server {}", self.server.kind.name())?;
-        for setting in &self.server.settings {
-            write!(f, " {}=", setting.key())?;
-            match setting {
-                Setting::RecvSize(n) | Setting::MaxClients(n) => write!(f, "{n}")?,
-                Setting::Backlog(n) => write!(f, "{n}")?,
-                Setting::Ack(bytes) => write!(f, "{}", literal(bytes))?,
-                Setting::IdleTimeout(duration) => write!(f, "{}", show_duration(*duration))?,
-                Setting::Host(host) => write!(f, "{}", literal(host.as_bytes()))?,
-                Setting::Accept(AcceptMode::On) => write!(f, "on")?,
-                Setting::Accept(AcceptMode::Paused) => write!(f, "paused")?,
-                Setting::Engine(engine) => write!(f, "{}", engine.name())?,
-            }
-        }
+        write_server(f, &self.server)?;
         writeln!(f)?;
+        if let Some((name, spec)) = &self.second {
+            write_server(f, spec)?;
+            writeln!(f, " as {name}")?;
+        }
         writeln!(f, "timeout {}", show_duration(self.timeout))?;
         if let Some(network) = &self.network {
             writeln!(f, "network {network}")?;
@@ -122,6 +132,7 @@ impl fmt::Display for ClientCall {
                 }
             },
             ClientCall::FinishConnect => write!(f, "finish-connect"),
+            ClientCall::ConnectTo(server) => write!(f, "connect-to {server}"),
             ClientCall::Send { data, expect } => {
                 write!(f, "send {}", literal(data))?;
                 match expect {

@@ -30,6 +30,9 @@ pub struct Scenario {
     /// A hostile network between the clients and the server (`network split=1`): the
     /// runner puts [`crate::proxy`] in front of the server.
     pub network: Option<crate::proxy::Network>,
+    /// A second server, named (`server udp recv-size=8 as dgram`), for lessons that put two
+    /// kinds side by side; clients reach it with `connect-to NAME`.
+    pub second: Option<(String, ServerSpec)>,
 }
 
 /// Something a lesson needs of the server it runs against that its `server` line cannot say.
@@ -317,6 +320,8 @@ pub enum ClientCall {
     },
     /// Wait for a connect that was left pending (`connect = pending 300ms`) to complete.
     FinishConnect,
+    /// `connect` to the scenario's second server, by its name.
+    ConnectTo(String),
     /// One `send` call, and what it must return if the file says.
     Send {
         data: Vec<u8>,
@@ -526,6 +531,12 @@ pub const VERBS: &[Verb] = &[
         actor: Actor::Client,
         usage: "connect [= connected | error ECONNREFUSED | pending 300ms]",
         does: "connect to the server; on a datagram server it only fixes the peer address",
+    },
+    Verb {
+        name: "connect-to",
+        actor: Actor::Client,
+        usage: "connect-to NAME",
+        does: "connect to the lesson's second server (`server udp ... as NAME`)",
     },
     Verb {
         name: "finish-connect",

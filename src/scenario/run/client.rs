@@ -39,6 +39,7 @@ impl Runner<'_> {
         match call {
             ClientCall::Connect { expect } => self.connect(name, *expect),
             ClientCall::FinishConnect => self.finish_connect(name),
+            ClientCall::ConnectTo(server) => self.connect_to(name, server),
             ClientCall::Send { data, expect } => self.send(name, data, *expect),
             ClientCall::SendAll { data } => self.send_all(name, data),
             ClientCall::Recv { size, expect } => self.recv(name, *size, expect),
@@ -184,6 +185,51 @@ impl Runner<'_> {
             }
             self.show_events(events);
         }
+        Ok(())
+    }
+
+    /// `connect` to the lesson's second server.
+    fn connect_to(&mut self, name: &str, server: &str) -> Result<(), StepError> {
+        let Some(second) = self.second.as_ref().filter(|second| second.name == server) else {
+            return Err(StepError::Misuse(format!(
+                "there is no server {server}: a lesson names its second server with `server KIND ... as {server}`"
+            )));
+        };
+        let endpoint = second.running.addr.endpoint();
+        let kind = second.kind;
+        let started = self.timeline.now();
+        let (socket, address) = if kind.is_datagram() {
+            let socket =
+                DatagramClient::connect(&endpoint, self.timeout()).map_err(|e| e.to_string())?;
+            let address = socket.local_addr().ok();
+            (ClientSocket::Datagram(socket), address)
+        } else {
+            let stream = Stream::connect_timeout(&endpoint, self.timeout())
+                .map_err(|e| format!("connect to {server} failed: {e}"))?;
+            self.prepare(&stream)?;
+            let address = stream.local_addr().ok();
+            (ClientSocket::Stream(stream), address)
+        };
+        let shown = address.as_ref().map_or("?".into(), Address::to_string);
+        let datagram = kind.is_datagram();
+        self.add_client(name, socket, address);
+        self.client(name)?.on = Some(server.to_string());
+        let text = if datagram {
+            format!(
+                "{name}   connect to {server} on a datagram socket: nothing is sent, it only fixes the peer ({name} is {shown})"
+            )
+        } else {
+            format!("{name} ──connect──▶ {server}   ({name} is {shown})")
+        };
+        let entry = line(text);
+        let entry = if datagram {
+            entry
+        } else {
+            entry.with_fact(Fact::Connect {
+                client: name.to_string(),
+            })
+        };
+        self.record_at(started, entry);
         Ok(())
     }
 

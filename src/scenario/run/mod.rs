@@ -100,6 +100,7 @@ pub fn run_with(
         accepting: scenario.server.accept() == AcceptMode::On,
         proxy: None,
         aliases: HashMap::new(),
+        second: None,
         wire: WireView {
             capture: views.wire,
             ..WireView::default()
@@ -138,6 +139,9 @@ pub fn run_with(
     if let Some(proxy) = runner.proxy.take() {
         let _ = proxy.stop();
     }
+    if let Some(second) = runner.second.take() {
+        let _ = second.running.stop();
+    }
     if let Some(server) = runner.server.take() {
         server.stop().map_err(|e| {
             runner.fail(
@@ -168,6 +172,8 @@ struct Client {
     blocking: bool,
     /// Bytes read past the end of one HTTP response, kept for the next `recv-response`.
     unread: Vec<u8>,
+    /// The second server's name, for a client that connected to it (`connect-to`).
+    on: Option<String>,
     /// `ignore-rest`: bytes left unread at the end of the file are not a failure.
     ignores_rest: bool,
 }
@@ -206,6 +212,8 @@ struct Runner<'a> {
     /// server sees for each client through it: upstream address → client address.
     proxy: Option<RunningServer>,
     aliases: HashMap<Address, Address>,
+    /// The lesson's second server (`server udp ... as NAME`), if it has one.
+    second: Option<Second>,
     /// When the server was being stopped (from, to): a connection that ends then was closed
     /// by the server itself, whatever its recv returned.
     stops: Vec<(Moment, Moment)>,
@@ -400,7 +408,81 @@ impl Runner<'_> {
                 "      server does not call accept: connections wait in the listen queue",
             ));
         }
+        self.start_second()?;
         self.start_network()
+    }
+
+    /// The lesson's second server, beside the first (`server udp ... as NAME`).
+    fn start_second(&mut self) -> Result<(), StepError> {
+        let Some((name, spec)) = &self.scenario.second else {
+            return Ok(());
+        };
+        let kind = spec.kind;
+        let mut config = spec.config();
+        config.endpoint = match kind {
+            ServerKind::Unix | ServerKind::UnixDgram => {
+                if self._socket_dir.is_none() {
+                    self._socket_dir =
+                        Some(TempDir::new().map_err(|e| {
+                            format!("cannot create a directory for the socket: {e}")
+                        })?);
+                }
+                let dir = self
+                    ._socket_dir
+                    .as_ref()
+                    .map(|dir| dir.path.clone())
+                    .unwrap_or_default();
+                Endpoint::Unix(dir.join(format!("{name}.sock")))
+            }
+            _ => Endpoint::tcp(spec.host().unwrap_or("127.0.0.1"), 0),
+        };
+        let running = match kind {
+            ServerKind::Udp | ServerKind::UnixDgram => DatagramServer::bind(config.clone())
+                .map(|server| server.spawn(forward(&self.timeline))),
+            ServerKind::Http => HttpServer::bind(HttpConfig {
+                endpoint: config.endpoint.clone(),
+                ..HttpConfig::default()
+            })
+            .map(|server| server.spawn(forward(&self.timeline))),
+            ServerKind::None => return Err("a second server must be one that listens".into()),
+            _ => Server::bind(config.clone()).map(|server| server.spawn(forward(&self.timeline))),
+        }
+        .map_err(|e| format!("cannot start the server {name}: {e}"))?;
+        config.endpoint = running.addr.endpoint();
+        self.record(Entry::new(
+            EntryKind::Server,
+            format!(
+                "{name} {} {} ({} ack server, recv size {})",
+                if kind.is_datagram() {
+                    "bound to"
+                } else {
+                    "listening on"
+                },
+                running.addr,
+                kind.name(),
+                config.recv_size
+            ),
+        ));
+        self.second = Some(Second {
+            name: name.clone(),
+            kind,
+            config,
+            running,
+        });
+        Ok(())
+    }
+
+    /// Which server a peer talks to: its name as the diagram shows it, and its settings.
+    fn server_of(&self, peer: &Address) -> (&str, &ServerConfig) {
+        let on_second = self
+            .name_of(peer)
+            .and_then(|name| self.clients.get(&name))
+            .and_then(|client| client.on.as_ref())
+            .is_some();
+        match &self.second {
+            Some(second) if on_second => (second.name.as_str(), &second.config),
+            _ => ("server", &self.config),
+        }
     }
 
     /// With `network ...`: a proxy in front of the server, which the clients connect to.
@@ -523,7 +605,6 @@ impl Runner<'_> {
         let shown = |peer: &Address| {
             named(peer).map_or_else(|| peer.to_string(), |name| format!("{name} ({peer})"))
         };
-        let recv_size = self.config.recv_size;
         match event {
             ServerEvent::Ack(Event::Connected { peer }) => {
                 let entry = server(format!("server accept() → {}", shown(peer)));
@@ -549,10 +630,14 @@ impl Runner<'_> {
                     shown(peer)
                 ))]
             }
-            ServerEvent::Ack(Event::Disconnected { peer, reason: None }) => vec![server(format!(
-                "server recv({recv_size}) from {} → 0 bytes: end of stream; server close()",
-                shown(peer)
-            ))],
+            ServerEvent::Ack(Event::Disconnected { peer, reason: None }) => {
+                let (label, config) = self.server_of(peer);
+                vec![server(format!(
+                    "{label} recv({}) from {} → 0 bytes: end of stream; {label} close()",
+                    config.recv_size,
+                    shown(peer)
+                ))]
+            }
             ServerEvent::Ack(Event::Disconnected {
                 peer,
                 reason: Some(reason),
@@ -647,19 +732,20 @@ impl Runner<'_> {
             ),
             None => String::new(),
         };
+        let (label, config) = self.server_of(peer);
         let received = Entry::new(
             EntryKind::Server,
             format!(
-                "      server recv({}) from {who} → {bytes}{truncated}",
-                self.config.recv_size
+                "      {label} recv({}) from {who} → {bytes}{truncated}",
+                config.recv_size
             ),
         )
         .with_bytes(data);
-        let ack = &self.config.ack;
+        let ack = &config.ack;
         let (shown_ack, _) = show_bytes(ack);
         let sent = Entry::new(
             EntryKind::Server,
-            format!("      server ──{shown_ack} ({} B)──▶ {who}", ack.len()),
+            format!("      {label} ──{shown_ack} ({} B)──▶ {who}", ack.len()),
         )
         .with_bytes(ack);
         match name {
@@ -728,6 +814,7 @@ impl Runner<'_> {
             blocking: true,
             unread: Vec::new(),
             ignores_rest: false,
+            on: None,
         };
         self.clients.insert(name.to_string(), client);
     }
@@ -735,6 +822,14 @@ impl Runner<'_> {
 
 /// A gap between two segments that the wire's view points out.
 const NOTICEABLE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A lesson's second server, running beside the first.
+struct Second {
+    name: String,
+    kind: ServerKind,
+    config: ServerConfig,
+    running: RunningServer,
+}
 
 /// A segment in the transcript.
 struct Caught {
