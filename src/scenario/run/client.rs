@@ -188,6 +188,14 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Who a client talks to, as its lines name it: `server`, or the second server's name.
+    fn peer_name(&self, name: &str) -> String {
+        self.clients
+            .get(name)
+            .and_then(|client| client.on.clone())
+            .unwrap_or_else(|| "server".to_string())
+    }
+
     /// `connect` to the lesson's second server.
     fn connect_to(&mut self, name: &str, server: &str) -> Result<(), StepError> {
         let Some(second) = self.second.as_ref().filter(|second| second.name == server) else {
@@ -267,6 +275,7 @@ impl Runner<'_> {
         data: &[u8],
         expect: Option<SendOutcome>,
     ) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let blocking = self.client(name)?.blocking;
         let started = self.timeline.now();
         // One send call, as the walkthrough's `send`: a short count is shown, not hidden.
@@ -293,13 +302,13 @@ impl Runner<'_> {
         };
         let entry = match outcome {
             Ok(count) if count == data.len() => line(format!(
-                "{name} ──{} ({} B)──▶ server",
+                "{name} ──{} ({} B)──▶ {to}",
                 show_bytes(data).0,
                 data.len()
             ))
             .with_bytes(data),
             Ok(count) => line(format!(
-                "{name} ──{} ({count} of {} B)──▶ server   send returned {count}: only part fit",
+                "{name} ──{} ({count} of {} B)──▶ {to}   send returned {count}: only part fit",
                 show_bytes(&data[..count]).0,
                 data.len()
             ))
@@ -341,6 +350,7 @@ impl Runner<'_> {
     }
 
     fn send_all(&mut self, name: &str, data: &[u8]) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let timeout = self.timeout();
         let started = self.timeline.now();
         let stream = self.stream(name)?;
@@ -351,7 +361,7 @@ impl Runner<'_> {
         self.record_at(
             started,
             line(format!(
-                "{name} ──{} ({} B)──▶ server   sendall: {calls} send calls, waited {} times for room",
+                "{name} ──{} ({} B)──▶ {to}   sendall: {calls} send calls, waited {} times for room",
                 show_bytes(data).0,
                 data.len(),
                 report.waits
@@ -366,6 +376,7 @@ impl Runner<'_> {
     }
 
     fn recv(&mut self, name: &str, size: usize, expect: &RecvOutcome) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let blocking = self.client(name)?.blocking;
         let result = match self.socket(name)? {
             ClientSocket::Stream(stream) => {
@@ -394,7 +405,7 @@ impl Runner<'_> {
             Err(e) => return Err(format!("recv failed: {}", describe(&e)).into()),
         };
         let mut entry = line(format!(
-            "{name} ◀──{}── server   recv({size})",
+            "{name} ◀──{}── {to}   recv({size})",
             describe_recv(&got)
         ));
         if let RecvOutcome::Data(data) = &got {
@@ -421,9 +432,10 @@ impl Runner<'_> {
 
     /// The line for bytes a client's recvs returned in one step (`then` says what ended it).
     fn record_received(&mut self, name: &str, got: &[u8], then: &str) {
+        let to = self.peer_name(name);
         self.record(
             line(format!(
-                "{name} ◀──{} ({} B){then}── server",
+                "{name} ◀──{} ({} B){then}── {to}",
                 show_bytes(got).0,
                 got.len()
             ))
@@ -513,6 +525,7 @@ impl Runner<'_> {
         pattern: &str,
         framing: Framing,
     ) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let started = Instant::now();
         let deadline = started + self.timeout();
         let mut buffered = std::mem::take(&mut self.client(name)?.unread);
@@ -560,7 +573,7 @@ impl Runner<'_> {
             Err(reason) => {
                 self.record(
                     line(format!(
-                        "{name} ◀──{} ({} B)── server   not a whole response",
+                        "{name} ◀──{} ({} B)── {to}   not a whole response",
                         show_bytes(&buffered).0,
                         buffered.len()
                     ))
@@ -598,7 +611,7 @@ impl Runner<'_> {
         };
         self.record(
             line(format!(
-                "{name} ◀──\"{}\" … ({} B)── server{waited}{short}",
+                "{name} ◀──\"{}\" … ({} B)── {to}{waited}{short}",
                 quote(status_line.as_bytes()),
                 buffered.len()
             ))
@@ -632,6 +645,7 @@ impl Runner<'_> {
     }
 
     fn shutdown(&mut self, name: &str, direction: Direction) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let how = match direction {
             Direction::Read => Shutdown::Read,
             Direction::Write => Shutdown::Write,
@@ -648,7 +662,7 @@ impl Runner<'_> {
         };
         let text = match direction {
             Direction::Write | Direction::Both => {
-                format!("{name} ──{end}──▶ server   shutdown({direction:?})")
+                format!("{name} ──{end}──▶ {to}   shutdown({direction:?})")
             }
             Direction::Read => format!("{name}   shutdown(Read): no more reading; nothing is sent"),
         };
@@ -657,20 +671,21 @@ impl Runner<'_> {
     }
 
     fn close(&mut self, name: &str) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let started = self.timeline.now();
         let text = match self.socket(name)? {
             // Closing with received bytes unread aborts the connection (RFC 1122 section
             // 4.2.2.13, RFC 2525 section 2.17): the kernel sends RST, not FIN, and the peer's next recv fails.
             ClientSocket::Stream(Stream::Tcp(stream)) => match Queues::of(stream) {
                 Ok(queues) if queues.recv > 0 => format!(
-                    "{name} ──close (RST)──▶ server   {} unread byte{} were waiting, so the kernel sends RST instead of FIN (RFC 1122 4.2.2.13)",
+                    "{name} ──close (RST)──▶ {to}   {} unread byte{} were waiting, so the kernel sends RST instead of FIN (RFC 1122 4.2.2.13)",
                     queues.recv,
                     if queues.recv == 1 { "" } else { "s" }
                 ),
-                _ => format!("{name} ──close (FIN)──▶ server"),
+                _ => format!("{name} ──close (FIN)──▶ {to}"),
             },
             ClientSocket::Stream(Stream::Unix(_)) => format!(
-                "{name} ──close──▶ server   (no segment on a Unix socket: the server's recv returns 0)"
+                "{name} ──close──▶ {to}   (no segment on a Unix socket: the server's recv returns 0)"
             ),
             ClientSocket::Datagram(_) => format!(
                 "{name}   close: nothing is sent (a datagram socket has no connection to end)"
@@ -685,15 +700,16 @@ impl Runner<'_> {
     }
 
     fn reset(&mut self, name: &str) -> Result<(), StepError> {
+        let to = self.peer_name(name);
         let started = self.timeline.now();
         let stream = self.stream(name)?;
         socket2::SockRef::from(&*stream)
             .set_linger(Some(Duration::ZERO))
             .map_err(|e| format!("cannot set SO_LINGER: {e}"))?;
         let text = match stream {
-            Stream::Tcp(_) => format!("{name} ──reset (RST)──▶ server   close with SO_LINGER 0"),
+            Stream::Tcp(_) => format!("{name} ──reset (RST)──▶ {to}   close with SO_LINGER 0"),
             Stream::Unix(_) => format!(
-                "{name} ──close──▶ server   close with SO_LINGER 0 (a Unix socket has no RST: the server's recv returns 0)"
+                "{name} ──close──▶ {to}   close with SO_LINGER 0 (a Unix socket has no RST: the server's recv returns 0)"
             ),
         };
         self.client(name)?.socket = None;
