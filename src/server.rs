@@ -362,6 +362,7 @@ impl Server {
         let worker_log = Arc::clone(&log);
         let notify = move |notice| {
             log(match notice {
+                AcceptNotice::Accepted { peer } => Event::Connected { peer },
                 AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
                 AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
                 AcceptNotice::SetupFailed { peer, error } => Event::Refused { peer, error },
@@ -384,6 +385,10 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 
 /// What the accept loop has to report, whichever server it runs for.
 pub(crate) enum AcceptNotice {
+    /// `accept` returned this client's connection. Reported by the accept loop itself, so it
+    /// comes before anything the connection's worker reports (and before a "busy" the
+    /// accept loop says next).
+    Accepted { peer: Address },
     /// All `max_clients` workers are busy; new connections wait in the listen queue.
     Busy { max_clients: usize },
     /// `accept` failed (out of file descriptors, say); the loop backs off and goes on.
@@ -540,7 +545,10 @@ impl Acceptor {
             Err(e) => return Err(Error::io("poll failed", e)),
         }
         match self.listener.accept() {
-            Ok((stream, peer)) => Ok(Next::Client(stream, peer)),
+            Ok((stream, peer)) => {
+                notify(AcceptNotice::Accepted { peer: peer.clone() });
+                Ok(Next::Client(stream, peer))
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -788,7 +796,6 @@ impl RunningServer {
 
 /// Step five for one client: `recv`, log, ack, until the peer closes.
 fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, log: &EventLog) {
-    log(Event::Connected { peer: peer.clone() });
     let mut buffer = vec![0; config.recv_size];
     let reason = loop {
         match stream.read(&mut buffer) {

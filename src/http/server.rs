@@ -244,6 +244,8 @@ impl HttpServer {
         self.acceptor.run(
             move |notice| {
                 log(match notice {
+                    // The web server logs requests, not connections.
+                    AcceptNotice::Accepted { .. } => return,
                     AcceptNotice::Busy { max_clients } => HttpEvent::Busy { max_clients },
                     AcceptNotice::AcceptFailed { error } => HttpEvent::AcceptFailed { error },
                     AcceptNotice::SetupFailed { peer, error } => {
