@@ -342,7 +342,8 @@ impl Nginx {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("a directory");
         let root = dir.path();
-        // Its workers may run as nobody: the page must be readable by anyone.
+        // One process, no workers (`master_process off`), so stopping the child stops nginx;
+        // its worker may still run as nobody, so the page must be readable by anyone.
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         std::fs::create_dir(root.join("www")).expect("www");
         std::fs::write(root.join("www/index.html"), "<h1>hello from nginx</h1>\n").expect("page");
@@ -352,7 +353,7 @@ impl Nginx {
             .port();
         let path = |name: &str| root.join(name).display().to_string();
         let conf = format!(
-            "daemon off;\npid {};\nerror_log {};\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {};\n proxy_temp_path {};\n fastcgi_temp_path {};\n uwsgi_temp_path {};\n scgi_temp_path {};\n server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+            "daemon off;\nmaster_process off;\npid {};\nerror_log {};\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {};\n proxy_temp_path {};\n fastcgi_temp_path {};\n uwsgi_temp_path {};\n scgi_temp_path {};\n server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
             path("nginx.pid"),
             path("error.log"),
             path("body"),
