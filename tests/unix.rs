@@ -370,12 +370,17 @@ fn a_client_path_cannot_forge_or_hide_a_log_line_in_any_server() {
     // bidi isolate and a byte-order mark.
     let path = dir.path().join("stream.sock");
     let server = ServerProcess::start(&["--unix", path.to_str().unwrap()]);
-    let client = bind_client(socket2::Type::STREAM);
-    client
-        .connect(&socket2::SockAddr::unix(&path).unwrap())
-        .expect("connect");
-    let mut client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
-    client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    // A stream client bound to the hostile path, connected to the server at `path`.
+    let connect_stream = |path: &std::path::Path| {
+        let client = bind_client(socket2::Type::STREAM);
+        client
+            .connect(&socket2::SockAddr::unix(path).unwrap())
+            .expect("connect");
+        let client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
+        client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        client
+    };
+    let mut client = connect_stream(&path);
     client
         .write_all("hi\u{200b}\u{2066}\u{feff}".as_bytes())
         .unwrap();
@@ -415,12 +420,7 @@ fn a_client_path_cannot_forge_or_hide_a_log_line_in_any_server() {
         "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         "GET /\u{202e}gpj.exe HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
-        let client = bind_client(socket2::Type::STREAM);
-        client
-            .connect(&socket2::SockAddr::unix(&path).unwrap())
-            .expect("connect");
-        let mut client = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(client));
-        client.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        let mut client = connect_stream(&path);
         client.write_all(request.as_bytes()).unwrap();
         let mut response = Vec::new();
         client.read_to_end(&mut response).expect("the response");
