@@ -36,8 +36,8 @@
 //! next connect not complete within 300 ms, resumes accepting, and sees that same connect
 //! complete.
 
+use crate::poll::{self, Want, Watch};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
@@ -88,18 +88,8 @@ impl PendingConnect {
             source,
         };
         // A connecting socket becomes writable when the handshake ends, either way.
-        let mut pollfd = libc::pollfd {
-            fd: self.socket.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `pollfd` is a valid pollfd that outlives the call; we pass a count of one.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, millis) };
-        if ready < 0 {
-            return Err(connect_error(std::io::Error::last_os_error()));
-        }
-        if ready == 0 {
+        let mut watches = [Watch::new(&self.socket, Want::Write)];
+        if poll::wait(&mut watches, Some(timeout)).map_err(connect_error)? == 0 {
             return Ok(Progress::Pending);
         }
         // SO_ERROR holds the outcome: none means connected.

@@ -278,7 +278,7 @@ pub fn run(config: &BenchConfig) -> Result<Report, Error> {
 /// The ack server on a free loopback port (or a fresh Unix socket path), in this process.
 fn start_own_server(config: &BenchConfig) -> Result<RunningServer, Error> {
     let endpoint = match config.transport {
-        Transport::Tcp | Transport::Udp => Endpoint::tcp("127.0.0.1", 0),
+        Transport::Tcp | Transport::Udp => Endpoint::inet("127.0.0.1", 0),
         Transport::Unix | Transport::UnixDatagram => Endpoint::Unix(own_socket_path()),
     };
     let server_config = ServerConfig {

@@ -223,7 +223,7 @@ pub fn why_not(scenario: &Scenario, subject: &Subject) -> Option<String> {
             "it checks what socket-lab's own web pages say (the page at / that shows the request); yours are your own".into(),
         );
     }
-    if let (Some(host), Endpoint::Tcp { host: theirs, .. }) =
+    if let (Some(host), Endpoint::Inet { host: theirs, .. }) =
         (scenario.server.host(), &subject.endpoint)
     {
         let wants_v6 = host.contains(':');

@@ -59,15 +59,16 @@ pub fn check_unix_path(path: &Path) -> Result<(), Error> {
 /// Where a server listens or a client connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `(host, port)`: the host may be an IPv4 or IPv6 literal or a name to resolve.
-    Tcp { host: String, port: u16 },
+    /// `(host, port)`: the host may be an IPv4 or IPv6 literal or a name to resolve. An
+    /// internet address, for TCP and UDP alike (`AF_INET`, `AF_INET6`).
+    Inet { host: String, port: u16 },
     /// A path in the file system (`AF_UNIX`).
     Unix(PathBuf),
 }
 
 impl Endpoint {
-    pub fn tcp(host: impl Into<String>, port: u16) -> Endpoint {
-        Endpoint::Tcp {
+    pub fn inet(host: impl Into<String>, port: u16) -> Endpoint {
+        Endpoint::Inet {
             host: host.into(),
             port,
         }
@@ -75,7 +76,7 @@ impl Endpoint {
 
     /// Every address the host name stands for, in the order the resolver gives them.
     pub fn resolve(&self) -> Result<Vec<SocketAddr>, Error> {
-        let Endpoint::Tcp { host, port } = self else {
+        let Endpoint::Inet { host, port } = self else {
             return Ok(Vec::new());
         };
         // A bracketed IPv6 literal ("[::1]") is how URLs spell it; the resolver wants "::1".
@@ -99,7 +100,7 @@ impl Endpoint {
     /// True for `0.0.0.0` and `::`: every interface, reachable from other machines.
     pub fn is_all_interfaces(&self) -> bool {
         match self {
-            Endpoint::Tcp { host, .. } => host
+            Endpoint::Inet { host, .. } => host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .parse::<IpAddr>()
@@ -112,10 +113,10 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp { host, port } if host.contains(':') && !host.starts_with('[') => {
+            Endpoint::Inet { host, port } if host.contains(':') && !host.starts_with('[') => {
                 write!(f, "[{host}]:{port}")
             }
-            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Inet { host, port } => write!(f, "{host}:{port}"),
             Endpoint::Unix(path) => f.write_str(&escape::path(path)),
         }
     }
@@ -124,7 +125,8 @@ impl fmt::Display for Endpoint {
 /// A socket's address as `accept`, `getsockname` or `getpeername` report it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
-    Tcp(SocketAddr),
+    /// An IPv4 or IPv6 address and port, of a TCP or a UDP socket.
+    Inet(SocketAddr),
     /// `None` for an unnamed Unix socket: a client that never bound a path has no address.
     Unix(Option<PathBuf>),
 }
@@ -133,7 +135,7 @@ impl Address {
     /// The TCP port, for callers that need it (tests connecting to a server on port 0).
     pub fn port(&self) -> Option<u16> {
         match self {
-            Address::Tcp(addr) => Some(addr.port()),
+            Address::Inet(addr) => Some(addr.port()),
             Address::Unix(_) => None,
         }
     }
@@ -141,7 +143,7 @@ impl Address {
     /// The endpoint a client would use to reach this address.
     pub fn endpoint(&self) -> Endpoint {
         match self {
-            Address::Tcp(addr) => Endpoint::tcp(addr.ip().to_string(), addr.port()),
+            Address::Inet(addr) => Endpoint::inet(addr.ip().to_string(), addr.port()),
             Address::Unix(path) => Endpoint::Unix(path.clone().unwrap_or_default()),
         }
     }
@@ -154,7 +156,7 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Inet(addr) => write!(f, "{addr}"),
             // A client chooses the path it binds: escaped, and `]` too, since logs print the
             // peer as `[peer]` (a path such as `/tmp/x] connected` must not end that field).
             Address::Unix(Some(path)) => {
@@ -179,7 +181,7 @@ impl Listener {
     /// `reuse_address` sets `SO_REUSEADDR` on TCP sockets, as Rust's std always does.
     pub fn bind(endpoint: &Endpoint, backlog: i32, reuse_address: bool) -> Result<Listener, Error> {
         match endpoint {
-            Endpoint::Tcp { .. } => {
+            Endpoint::Inet { .. } => {
                 // Like Python's bind, use the first address the name resolves to.
                 let addr = endpoint.resolve()?[0];
                 let bind_error = |source| Error::Bind {
@@ -222,7 +224,7 @@ impl Listener {
     /// The address actually bound: with port 0 this is where the kernel's choice shows.
     pub fn local_addr(&self) -> io::Result<Address> {
         match self {
-            Listener::Tcp(listener) => listener.local_addr().map(Address::Tcp),
+            Listener::Tcp(listener) => listener.local_addr().map(Address::Inet),
             Listener::Unix(listener, _) => listener.local_addr().map(|a| Address::from_unix(&a)),
         }
     }
@@ -232,7 +234,7 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => {
                 let (stream, peer) = listener.accept()?;
-                Ok((Stream::Tcp(stream), Address::Tcp(peer)))
+                Ok((Stream::Tcp(stream), Address::Inet(peer)))
             }
             Listener::Unix(listener, _) => {
                 let (stream, peer) = listener.accept()?;
@@ -245,6 +247,15 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => listener.set_nonblocking(nonblocking),
             Listener::Unix(listener, _) => listener.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(listener) => listener.as_fd(),
+            Listener::Unix(listener, _) => listener.as_fd(),
         }
     }
 }
@@ -396,7 +407,7 @@ impl Stream {
     /// waits only when the listener's queue is full ([`connect_unix`]).
     pub fn connect_timeout(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, Error> {
         match endpoint {
-            Endpoint::Tcp { .. } => connect_first(&endpoint.resolve()?, timeout).map(Stream::Tcp),
+            Endpoint::Inet { .. } => connect_first(&endpoint.resolve()?, timeout).map(Stream::Tcp),
             Endpoint::Unix(path) => {
                 check_unix_path(path)?;
                 connect_unix(path, timeout)
@@ -420,14 +431,14 @@ impl Stream {
 
     pub fn peer_addr(&self) -> io::Result<Address> {
         match self {
-            Stream::Tcp(stream) => stream.peer_addr().map(Address::Tcp),
+            Stream::Tcp(stream) => stream.peer_addr().map(Address::Inet),
             Stream::Unix(stream) => stream.peer_addr().map(|a| Address::from_unix(&a)),
         }
     }
 
     pub fn local_addr(&self) -> io::Result<Address> {
         match self {
-            Stream::Tcp(stream) => stream.local_addr().map(Address::Tcp),
+            Stream::Tcp(stream) => stream.local_addr().map(Address::Inet),
             Stream::Unix(stream) => stream.local_addr().map(|a| Address::from_unix(&a)),
         }
     }

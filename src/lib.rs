@@ -14,6 +14,7 @@
 //! - [`backlog`]: `listen(backlog)` watched from the client side: connects that wait.
 //! - [`send`]: `send` returns a count; `send_all` loops until every byte is out.
 //! - [`options`]: socket options worth knowing: `SO_REUSEADDR`, `TCP_NODELAY`, buffer sizes.
+//! - [`poll`]: waiting on several sockets at once, the one `unsafe` call for it.
 //! - [`error`]: every failure in the user's words, with a hint and an exit code.
 //! - [`escape`]: showing bytes a peer sent without letting them drive the terminal.
 //! - [`kernel`]: what the kernel decides, read on this machine: sysctls, TCP socket states.
@@ -40,6 +41,7 @@ pub mod http;
 pub mod kernel;
 pub mod namespace;
 pub mod options;
+pub mod poll;
 pub mod proxy;
 pub mod scenario;
 pub mod send;

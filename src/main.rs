@@ -213,7 +213,7 @@ impl Target {
     fn endpoint(&self) -> Endpoint {
         match &self.unix {
             Some(path) => Endpoint::Unix(path.clone()),
-            None => Endpoint::tcp(self.host.clone(), self.port),
+            None => Endpoint::inet(self.host.clone(), self.port),
         }
     }
 }
@@ -471,7 +471,7 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
-    if let Address::Tcp(addr) = server.local_addr() {
+    if let Address::Inet(addr) = server.local_addr() {
         // What a learner does next; the first line stays `listening on ADDR` for scripts.
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
@@ -641,7 +641,7 @@ fn parse_target(text: &str) -> Result<Endpoint, Error> {
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;
-    Ok(Endpoint::tcp(
+    Ok(Endpoint::inet(
         host.trim_start_matches('[').trim_end_matches(']'),
         port,
     ))

@@ -455,7 +455,7 @@ fn forward(chunk: &[u8], to: &mut Stream, network: &Network) -> usize {
 /// Waits until the receiver at the other end of `to` has read everything sent to it: its
 /// socket's receive queue, as `/proc/net/tcp` shows it, is empty. Bounded by [`READ_WAIT`].
 fn wait_until_read(to: &Stream) {
-    let (Ok(Address::Tcp(local)), Ok(Address::Tcp(remote))) = (to.local_addr(), to.peer_addr())
+    let (Ok(Address::Inet(local)), Ok(Address::Inet(remote))) = (to.local_addr(), to.peer_addr())
     else {
         thread::sleep(UNIX_PIECE_GAP);
         return;

@@ -14,8 +14,8 @@
 //! `send_all_finishes_once_the_peer_reads`, and the property test
 //! `send_all_delivers_every_byte` over many sizes.
 
+use crate::poll::{self, Want, Watch};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// What [`send_all`] did on the way.
@@ -30,7 +30,7 @@ pub struct SendReport {
 /// Sends every byte of `bytes`, however many `send` calls it takes, waiting at most `timeout`
 /// in all. Works on blocking and non-blocking sockets alike: a blocking one simply never says
 /// `WouldBlock`. Fails with `TimedOut` if the peer stops reading for longer than that.
-pub fn send_all<S: Write + AsRawFd>(
+pub fn send_all<S: Write + std::os::fd::AsFd>(
     socket: &mut S,
     bytes: &[u8],
     timeout: Duration,
@@ -51,7 +51,7 @@ pub fn send_all<S: Write + AsRawFd>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 report.waits += 1;
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || !wait_writable(socket.as_raw_fd(), left)? {
+                if left.is_zero() || !wait_writable(socket, left)? {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!(
@@ -69,28 +69,14 @@ pub fn send_all<S: Write + AsRawFd>(
 }
 
 /// `poll(POLLOUT)`: true once the send buffer has room, false if `timeout` passed first.
-fn wait_writable(fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // Round up so a wait of less than a millisecond is not a busy loop of zero-length polls.
-    let millis = i32::try_from(timeout.as_millis().max(1)).unwrap_or(i32::MAX);
-    // SAFETY: `pollfd` is a valid pollfd that outlives the call; we pass a count of one.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, millis) };
-    match ready {
-        r if r < 0 => {
-            let error = io::Error::last_os_error();
-            // A signal interrupted the wait: report "ready" and let the send loop try again.
-            if error.kind() == io::ErrorKind::Interrupted {
-                Ok(true)
-            } else {
-                Err(error)
-            }
-        }
-        0 => Ok(false),
+fn wait_writable(socket: &impl std::os::fd::AsFd, timeout: Duration) -> io::Result<bool> {
+    let mut watches = [Watch::new(socket, Want::Write)];
+    match poll::wait(&mut watches, Some(timeout)) {
+        // A signal interrupted the wait: report "ready" and let the send loop try again.
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
+        Err(error) => Err(error),
+        Ok(0) => Ok(false),
         // POLLERR and POLLHUP count as ready too: the next send reports the real error.
-        _ => Ok(true),
+        Ok(_) => Ok(true),
     }
 }

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::{Address, Endpoint, Listener, Stream};
 use crate::error::Error;
 use crate::escape::escape;
+use crate::poll::{self, Want, Watch};
 
 /// The walkthrough's server answers every message with these bytes.
 pub const ACK: &[u8] = b"server recv success";
@@ -126,7 +127,7 @@ impl Engine {
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
-            endpoint: Endpoint::tcp("127.0.0.1", DEFAULT_PORT),
+            endpoint: Endpoint::inet("127.0.0.1", DEFAULT_PORT),
             recv_size: RECV_SIZE,
             ack: ACK.to_vec(),
             backlog: BACKLOG,
@@ -538,7 +539,7 @@ impl Acceptor {
 
     /// Waits for a client (or a stop) and accepts it.
     fn next_client(&self, notify: &impl Fn(AcceptNotice)) -> Result<Next, Error> {
-        match wait_readable(self.listener.as_raw_fd(), self.wake_rx.as_raw_fd()) {
+        match wait_readable(&self.listener, &self.wake_rx) {
             Ok(Ready::Listener) => {}
             Ok(Ready::Wake) => return Ok(Next::Stop),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Next::Again),
@@ -831,25 +832,13 @@ pub(crate) enum Ready {
 }
 
 /// Waits until a client is waiting to be accepted or a stop was requested: `poll(2)` on both.
-pub(crate) fn wait_readable(listener: RawFd, wake: RawFd) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd {
-            fd: listener,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
+pub(crate) fn wait_readable(listener: &impl AsFd, wake: &impl AsFd) -> io::Result<Ready> {
+    let mut watches = [
+        Watch::new(listener, Want::Read),
+        Watch::new(wake, Want::Read),
     ];
-    // SAFETY: `fds` is a valid array of two pollfd structs that outlives the call.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-    if ready < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if fds[1].revents != 0 {
+    poll::wait(&mut watches, None)?;
+    if watches[1].is_ready() {
         Ok(Ready::Wake)
     } else {
         Ok(Ready::Listener)

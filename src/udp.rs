@@ -88,7 +88,7 @@ impl DatagramSocket {
     /// is no `listen`. A stale Unix socket file is replaced only if nobody is using it.
     pub fn bind(endpoint: &Endpoint) -> Result<DatagramSocket, Error> {
         match endpoint {
-            Endpoint::Tcp { .. } => {
+            Endpoint::Inet { .. } => {
                 let addr = endpoint.resolve()?[0];
                 let bind_error = |source| Error::Bind {
                     addr: addr.to_string(),
@@ -143,6 +143,12 @@ impl DatagramSocket {
     }
 }
 
+impl std::os::fd::AsFd for DatagramSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
 impl AsRawFd for DatagramSocket {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.socket.as_raw_fd()
@@ -167,7 +173,7 @@ fn bind_unix_datagram(path: &Path) -> io::Result<Socket> {
 /// The address a datagram came from, in the form the log shows.
 fn address_of(addr: &SockAddr) -> Address {
     match addr.as_socket() {
-        Some(inet) => Address::Tcp(inet),
+        Some(inet) => Address::Inet(inet),
         // An unbound Unix sender has no path: `Address::Unix(None)` shows as `unnamed`.
         None => Address::Unix(addr.as_pathname().map(Path::to_path_buf)),
     }
@@ -232,7 +238,7 @@ impl DatagramServer {
         let mut buffer = vec![0; self.config.recv_size];
         loop {
             // The same poll as the stream server's accept loop: our socket, or a stop request.
-            match crate::server::wait_readable(self.socket.as_raw_fd(), self.wake_rx.as_raw_fd()) {
+            match crate::server::wait_readable(&self.socket, &self.wake_rx) {
                 Ok(Ready::Listener) => {}
                 Ok(Ready::Wake) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -325,7 +331,7 @@ impl DatagramClient {
         let server = endpoint.to_string();
         let io_error = |what: &str, source| Error::io(format!("{what} for {server}"), source);
         let (socket, limit) = match endpoint {
-            Endpoint::Tcp { .. } => {
+            Endpoint::Inet { .. } => {
                 // "Try each address in turn" needs an answer to judge by, and UDP's connect gives
                 // none: use the first address, as Python's sendto would.
                 let addr: SocketAddr = endpoint.resolve()?[0];

@@ -204,7 +204,7 @@ fn grade(server: &RunningServer, kind: ServerKind, recv_size: usize) -> check::R
     let lessons = scenario::discover(&here("scenarios")).expect("the lessons");
     let claims = claims::parse(&std::fs::read_to_string(here("CLAIMS.md")).expect("CLAIMS.md"));
     let endpoint = match &server.addr {
-        Address::Tcp(addr) => Endpoint::tcp(addr.ip().to_string(), addr.port()),
+        Address::Inet(addr) => Endpoint::inet(addr.ip().to_string(), addr.port()),
         Address::Unix(path) => Endpoint::Unix(path.clone().expect("a bound path")),
     };
     let subject = Subject {
@@ -233,7 +233,7 @@ fn socket_labs_own_servers_pass_every_lesson_that_applies() -> Result<(), Failed
                 ServerKind::Unix | ServerKind::UnixDgram => {
                     Endpoint::Unix(dir.path().join(format!("{}-{recv_size}.sock", kind.name())))
                 }
-                _ => Endpoint::tcp("127.0.0.1", 0),
+                _ => Endpoint::inet("127.0.0.1", 0),
             };
             let config = ServerConfig {
                 endpoint,
@@ -257,7 +257,7 @@ fn socket_labs_own_servers_pass_every_lesson_that_applies() -> Result<(), Failed
         }
     }
     let http = HttpServer::bind(HttpConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         ..HttpConfig::default()
     })
     .expect("http")
@@ -276,7 +276,7 @@ fn socket_labs_own_servers_pass_every_lesson_that_applies() -> Result<(), Failed
 
 fn the_labs_own_iterative_server_fails_lesson_06_like_server_py() -> Result<(), Failed> {
     let server = Server::bind(ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         engine: socket_lab::server::Engine::Iterative,
         ..ServerConfig::default()
     })
@@ -309,7 +309,7 @@ fn a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hin
     // passes bytes on one at a time, even the lab's own server fails lesson 01, and the card
     // says why.
     let server = Server::bind(ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         ..ServerConfig::default()
     })
     .expect("bind")
@@ -417,7 +417,7 @@ fn nginx_serving_a_page_passes_the_http_lessons_that_are_not_about_the_labs_page
 
 fn the_json_report_has_the_documented_shape() -> Result<(), Failed> {
     let server = Server::bind(ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         ..ServerConfig::default()
     })
     .expect("bind")

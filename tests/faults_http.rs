@@ -211,7 +211,7 @@ fn the_conformance_table_holds_for_the_live_server() {
                 else {
                     panic!("{}: the parser test covers this", describe(&case));
                 };
-                let peer = Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 1)));
+                let peer = Address::Inet(SocketAddr::from(([127, 0, 0, 1], 1)));
                 let expected = site::respond(&request, &case.request, &peer).status;
                 let head_only = request.head.method == "HEAD";
                 let responses = split_responses(&answer, &[head_only, false]);

@@ -37,7 +37,7 @@ impl TestServer {
 
     fn start_with(adjust: impl FnOnce(&mut HttpConfig)) -> TestServer {
         let mut config = HttpConfig {
-            endpoint: Endpoint::tcp("127.0.0.1", 0),
+            endpoint: Endpoint::inet("127.0.0.1", 0),
             ..HttpConfig::default()
         };
         adjust(&mut config);
@@ -819,7 +819,7 @@ fn the_walkthrough_ack_reply_is_http09_which_curl_refuses_by_default() {
     // The walkthrough's experiment: an HTTP client against the ack server. Its reply has no
     // status line, so to an HTTP client it is an HTTP/0.9 response.
     let config = socket_lab::server::ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         // The ack server keeps the connection open; an HTTP/0.9 reply ends at the close.
         idle_timeout: Some(Duration::from_millis(300)),
         ..Default::default()

@@ -23,7 +23,7 @@ const DOES_NOT_COMPLETE: Duration = Duration::from_millis(300);
 
 fn tcp_addr(address: &Address) -> SocketAddr {
     match address {
-        Address::Tcp(addr) => *addr,
+        Address::Inet(addr) => *addr,
         Address::Unix(_) => panic!("expected a TCP address, got {address}"),
     }
 }
@@ -44,7 +44,7 @@ fn exchange(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
 #[test]
 fn connections_beyond_the_backlog_wait_until_the_server_accepts() {
     let config = ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         backlog: 1,
         ..ServerConfig::default()
     };
@@ -247,7 +247,7 @@ proptest! {
 #[test]
 fn reuse_address_lets_a_server_rebind_over_time_wait() {
     let config = ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         ..ServerConfig::default()
     };
     let (log, events) = channel_log();
@@ -271,9 +271,12 @@ fn reuse_address_lets_a_server_rebind_over_time_wait() {
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
 
     // Rust's std default, which Listener::bind copies: the restart works at once.
-    let restarted = Listener::bind(&Endpoint::tcp("127.0.0.1", addr.port()), 1, true)
+    let restarted = Listener::bind(&Endpoint::inet("127.0.0.1", addr.port()), 1, true)
         .expect("SO_REUSEADDR rebinds over TIME_WAIT");
-    assert_eq!(restarted.local_addr().expect("address"), Address::Tcp(addr));
+    assert_eq!(
+        restarted.local_addr().expect("address"),
+        Address::Inet(addr)
+    );
 
     // It does not let two servers listen on one port.
     let second = options::listen(addr, 1, &TcpOptions::rust_std())
@@ -286,7 +289,7 @@ fn a_read_timeout_bounds_a_recv() {
     // A listener nobody accepts from: the connection completes, but nothing is ever sent.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
-    let stream = Stream::connect(&Endpoint::tcp("127.0.0.1", addr.port())).expect("connect");
+    let stream = Stream::connect(&Endpoint::inet("127.0.0.1", addr.port())).expect("connect");
 
     // settimeout(0.15) in Python; set_read_timeout in Rust.
     let timeout = Duration::from_millis(150);
@@ -317,7 +320,7 @@ fn a_connect_timeout_gives_up_on_a_full_backlog() {
 
     let started = Instant::now();
     let error = Stream::connect_timeout(
-        &Endpoint::tcp("127.0.0.1", addr.port()),
+        &Endpoint::inet("127.0.0.1", addr.port()),
         Duration::from_millis(200),
     )
     .expect_err("the SYN is dropped");
@@ -357,7 +360,7 @@ fn cli_client_nodelay_turns_nagle_off_on_its_socket() {
 #[test]
 fn set_nodelay_is_what_getsockopt_then_says() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let endpoint = Endpoint::tcp("127.0.0.1", listener.local_addr().expect("addr").port());
+    let endpoint = Endpoint::inet("127.0.0.1", listener.local_addr().expect("addr").port());
     let client = socket_lab::client::Client::connect(&endpoint, b"ack").expect("connect");
     assert!(
         !client.nodelay().expect("getsockopt"),
@@ -376,7 +379,7 @@ fn set_nodelay_is_what_getsockopt_then_says() {
 fn ipv6_loopback_serves_streams_and_datagrams() {
     // Stream: the host may be spelled bare or in brackets.
     let stream_server = Server::bind(ServerConfig {
-        endpoint: Endpoint::tcp("::1", 0),
+        endpoint: Endpoint::inet("::1", 0),
         ..ServerConfig::default()
     })
     .expect("bind ::1")
@@ -385,7 +388,7 @@ fn ipv6_loopback_serves_streams_and_datagrams() {
     assert_eq!(stream_server.addr.to_string(), format!("[::1]:{port}"));
     for host in ["::1", "[::1]"] {
         let Stream::Tcp(mut stream) =
-            Stream::connect(&Endpoint::tcp(host, port)).expect("connect over IPv6")
+            Stream::connect(&Endpoint::inet(host, port)).expect("connect over IPv6")
         else {
             panic!("a TCP endpoint gives a TCP stream");
         };
@@ -396,7 +399,7 @@ fn ipv6_loopback_serves_streams_and_datagrams() {
     // Datagram: the log shows the IPv6 sender.
     let (log, events) = channel_log();
     let datagram_server = DatagramServer::bind(ServerConfig {
-        endpoint: Endpoint::tcp("[::1]", 0),
+        endpoint: Endpoint::inet("[::1]", 0),
         ..ServerConfig::default()
     })
     .expect("bind [::1]")
@@ -439,8 +442,8 @@ fn each_address_of_a_name_is_tried_in_turn() {
 fn localhost_reaches_a_server_on_ipv6_only() {
     let server = TcpListener::bind("[::1]:0").expect("bind ::1");
     let port = server.local_addr().expect("address").port();
-    let stream = Stream::connect(&Endpoint::tcp("localhost", port)).expect("localhost");
-    assert!(matches!(stream.peer_addr(), Ok(Address::Tcp(addr)) if addr.is_ipv6()));
+    let stream = Stream::connect(&Endpoint::inet("localhost", port)).expect("localhost");
+    assert!(matches!(stream.peer_addr(), Ok(Address::Inet(addr)) if addr.is_ipv6()));
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn every_byte_arrives_once_in_order(
 ) -> Result<(), TestCaseError> {
     let (log, events) = channel_log();
     let config = ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         recv_size,
         ..ServerConfig::default()
     };
@@ -45,7 +45,7 @@ fn every_byte_arrives_once_in_order(
     let mut client =
         TcpStream::connect(("127.0.0.1", server.addr.port().unwrap())).expect("connect");
     client.set_read_timeout(Some(WAIT)).unwrap();
-    let me = Address::Tcp(client.local_addr().unwrap());
+    let me = Address::Inet(client.local_addr().unwrap());
 
     // Read acks on another thread while sending, or a full ack queue would stall both sides.
     let mut reader = client.try_clone().unwrap();

@@ -25,7 +25,7 @@ impl Setup {
     fn start(network: &str) -> Setup {
         let (log, events) = channel_log();
         let server = Server::bind(ServerConfig {
-            endpoint: Endpoint::tcp("127.0.0.1", 0),
+            endpoint: Endpoint::inet("127.0.0.1", 0),
             ..ServerConfig::default()
         })
         .expect("bind the server")
@@ -33,7 +33,7 @@ impl Setup {
         let (tx, proxy_events) = mpsc::channel();
         let tx = Mutex::new(tx);
         let proxy = Proxy::bind(
-            &Endpoint::tcp("127.0.0.1", 0),
+            &Endpoint::inet("127.0.0.1", 0),
             server.addr.endpoint(),
             Network::parse(network).expect("network settings"),
         )
@@ -50,7 +50,7 @@ impl Setup {
     }
 
     fn connect(&self) -> TcpStream {
-        let Address::Tcp(addr) = self.proxy.addr else {
+        let Address::Inet(addr) = self.proxy.addr else {
             panic!("a TCP proxy")
         };
         let stream = TcpStream::connect(addr).expect("connect to the proxy");

@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 fn start(config: ServerConfig) -> (RunningServer, Receiver<Event>) {
     let (log, events) = channel_log();
     let config = ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         ..config
     };
     let server = Server::bind(config).expect("bind on port 0");
@@ -34,7 +34,7 @@ fn next_event(events: &Receiver<Event>) -> Event {
 }
 
 fn me(stream: &TcpStream) -> Address {
-    Address::Tcp(stream.local_addr().unwrap())
+    Address::Inet(stream.local_addr().unwrap())
 }
 
 #[test]

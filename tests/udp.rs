@@ -16,7 +16,7 @@ use socket_lab::{Endpoint, Error};
 /// A UDP ack server on 127.0.0.1, any free port, reading `recv_size` bytes per datagram.
 fn start_server(recv_size: usize) -> (RunningServer, std::sync::mpsc::Receiver<Event>) {
     let config = ServerConfig {
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         recv_size,
         ..ServerConfig::default()
     };
@@ -172,7 +172,7 @@ fn a_client_with_no_server_is_told_so() {
         .and_then(|socket| socket.local_addr())
         .expect("a free UDP port")
         .port();
-    let client = DatagramClient::connect(&Endpoint::tcp("127.0.0.1", port), STEP_TIMEOUT)
+    let client = DatagramClient::connect(&Endpoint::inet("127.0.0.1", port), STEP_TIMEOUT)
         .expect("UDP connect sends nothing, so it succeeds");
 
     // The send "works" too. Only the ICMP port-unreachable that comes back tells the kernel,
@@ -199,7 +199,7 @@ fn a_lost_ack_ends_in_a_timeout_not_a_hang() {
     let port = silent.local_addr().expect("its address").port();
     let wait = Duration::from_millis(200);
     let client =
-        DatagramClient::connect(&Endpoint::tcp("127.0.0.1", port), wait).expect("UDP connect");
+        DatagramClient::connect(&Endpoint::inet("127.0.0.1", port), wait).expect("UDP connect");
 
     let started = Instant::now();
     let error = client.request(b"hello?").expect_err("no ack comes");

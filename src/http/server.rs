@@ -109,7 +109,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
-            endpoint: Endpoint::tcp("127.0.0.1", DEFAULT_PORT),
+            endpoint: Endpoint::inet("127.0.0.1", DEFAULT_PORT),
             backlog: BACKLOG,
             max_clients: MAX_CLIENTS,
             limits: Limits::default(),

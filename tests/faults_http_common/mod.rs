@@ -34,7 +34,7 @@ impl TestServer {
 
     pub fn start_with(adjust: impl FnOnce(&mut HttpConfig)) -> TestServer {
         let mut config = HttpConfig {
-            endpoint: Endpoint::tcp("127.0.0.1", 0),
+            endpoint: Endpoint::inet("127.0.0.1", 0),
             ..HttpConfig::default()
         };
         adjust(&mut config);

@@ -91,7 +91,7 @@ pub fn run_with(
         observe,
         timeline: Arc::new(Timeline::default()),
         server: None,
-        endpoint: Endpoint::tcp("127.0.0.1", 0),
+        endpoint: Endpoint::inet("127.0.0.1", 0),
         config: ServerConfig::default(),
         clients: HashMap::new(),
         log: LogBook::default(),
@@ -356,7 +356,7 @@ impl Runner<'_> {
         }
         let host = self.scenario.server.host().unwrap_or("127.0.0.1");
         self.endpoint = match self.kind() {
-            ServerKind::Tcp | ServerKind::Udp | ServerKind::Http => Endpoint::tcp(host, 0),
+            ServerKind::Tcp | ServerKind::Udp | ServerKind::Http => Endpoint::inet(host, 0),
             ServerKind::Unix | ServerKind::UnixDgram => {
                 let dir = TempDir::new()
                     .map_err(|e| format!("cannot create a directory for the socket: {e}"))?;
@@ -370,7 +370,7 @@ impl Runner<'_> {
                     .and_then(|listener| listener.local_addr())
                     .map_err(|e| format!("cannot find a free port: {e}"))?
                     .port();
-                self.endpoint = Endpoint::tcp("127.0.0.1", port);
+                self.endpoint = Endpoint::inet("127.0.0.1", port);
                 self.record(Entry::new(
                     EntryKind::Note,
                     format!("(no server: nothing listens on {})", self.endpoint),
@@ -434,7 +434,7 @@ impl Runner<'_> {
                     .unwrap_or_default();
                 Endpoint::Unix(dir.join(format!("{name}.sock")))
             }
-            _ => Endpoint::tcp(spec.host().unwrap_or("127.0.0.1"), 0),
+            _ => Endpoint::inet(spec.host().unwrap_or("127.0.0.1"), 0),
         };
         let running = match kind {
             ServerKind::Udp | ServerKind::UnixDgram => DatagramServer::bind(config.clone())
@@ -491,7 +491,7 @@ impl Runner<'_> {
             return Ok(());
         };
         let listen = match &self.endpoint {
-            Endpoint::Tcp { .. } => Endpoint::tcp("127.0.0.1", 0),
+            Endpoint::Inet { .. } => Endpoint::inet("127.0.0.1", 0),
             Endpoint::Unix(path) => Endpoint::Unix(path.with_extension("network.sock")),
         };
         let proxy = Proxy::bind(&listen, self.endpoint.clone(), network)

@@ -73,7 +73,7 @@ impl Runner<'_> {
         }
         let pending_name = self.clients.iter().find_map(|(name, client)| {
             let own = match (&client.address, &client.socket) {
-                (Some(Address::Tcp(own)), _) => Some(*own),
+                (Some(Address::Inet(own)), _) => Some(*own),
                 (_, Some(ClientSocket::Connecting(pending))) => pending.local_addr(),
                 _ => None,
             };
@@ -85,7 +85,7 @@ impl Runner<'_> {
     pub(super) fn server_address(&self) -> Option<SocketAddr> {
         match &self.server {
             Some(server) => match &server.addr {
-                Address::Tcp(address) => Some(*address),
+                Address::Inet(address) => Some(*address),
                 Address::Unix(_) => None,
             },
             None => self.endpoint.resolve().ok()?.first().copied(),
@@ -106,7 +106,7 @@ impl Runner<'_> {
             ))
         })?;
         match (&client.address, &client.socket) {
-            (Some(Address::Tcp(address)), _) => Ok(*address),
+            (Some(Address::Inet(address)), _) => Ok(*address),
             (_, Some(ClientSocket::Connecting(pending))) => pending
                 .local_addr()
                 .ok_or_else(|| StepError::Misuse(format!("{name}'s connect has no address yet"))),
