@@ -42,11 +42,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Endpoint, Stream};
+use crate::engine::RunningServer;
 use crate::error::Error;
 use crate::escape::escape;
-use crate::server::{
-    ACK, EventLog, MAX_CLIENTS, MAX_RECV_SIZE, RECV_SIZE, RunningServer, Server, ServerConfig,
-};
+use crate::server::{ACK, EventLog, MAX_CLIENTS, MAX_RECV_SIZE, RECV_SIZE, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer, MAX_UDP_PAYLOAD_V4};
 
 /// How long one `recv` waits for an ack before the run fails: far beyond any loopback round

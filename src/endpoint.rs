@@ -168,6 +168,17 @@ impl fmt::Display for Address {
     }
 }
 
+/// Whether a TCP listener may bind over connections in `TIME_WAIT` (`SO_REUSEADDR`,
+/// [`crate::options`]). Rust's std always allows it; Python's `socket.socket()` does not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AddressReuse {
+    /// `SO_REUSEADDR` set: a restarted server binds at once.
+    #[default]
+    Allowed,
+    /// `SO_REUSEADDR` not set: "address already in use" until `TIME_WAIT` ends.
+    Refused,
+}
+
 /// A listening socket of either family: socket + bind + listen done.
 #[derive(Debug)]
 pub enum Listener {
@@ -178,8 +189,13 @@ pub enum Listener {
 
 impl Listener {
     /// The walkthrough's steps one to three: `socket`, `bind`, `listen(backlog)`.
-    /// `reuse_address` sets `SO_REUSEADDR` on TCP sockets, as Rust's std always does.
-    pub fn bind(endpoint: &Endpoint, backlog: i32, reuse_address: bool) -> Result<Listener, Error> {
+    /// `address_reuse` decides `SO_REUSEADDR` on TCP sockets (Unix sockets have no
+    /// `TIME_WAIT`).
+    pub fn bind(
+        endpoint: &Endpoint,
+        backlog: i32,
+        address_reuse: AddressReuse,
+    ) -> Result<Listener, Error> {
         match endpoint {
             Endpoint::Inet { .. } => {
                 // Like Python's bind, use the first address the name resolves to.
@@ -191,7 +207,7 @@ impl Listener {
                 let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
                     .map_err(bind_error)?;
                 socket
-                    .set_reuse_address(reuse_address)
+                    .set_reuse_address(address_reuse == AddressReuse::Allowed)
                     .map_err(bind_error)?;
                 socket
                     .bind(&addr.into())

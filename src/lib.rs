@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`endpoint`]: addresses, and the TCP/Unix listener and stream every server shares.
+//! - [`engine`]: how servers wait for many clients: one at a time, a thread each, an event loop.
 //! - [`server`]: the ack server, the walkthrough's `server.py`.
 //! - [`client`]: the interactive client, the walkthrough's `client.py`.
 //! - [`udp`]: the same server and client over datagrams (`SOCK_DGRAM`: UDP and Unix).
@@ -35,6 +36,7 @@ pub mod check;
 pub mod claims;
 pub mod client;
 pub mod endpoint;
+pub mod engine;
 pub mod error;
 pub mod escape;
 pub mod http;

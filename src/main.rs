@@ -184,6 +184,10 @@ struct RunArgs {
     /// With --wire, also write every frame to this pcap file (for Wireshark or tshark -r).
     #[arg(long, requires = "wire", value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Run the lesson's server on this engine (iterative, threads or epoll), whatever its
+    /// `engine=` says: a lesson about sockets holds however the server waits.
+    #[arg(long, conflicts_with = "target")]
+    engine: Option<String>,
 }
 
 #[derive(Args)]
@@ -240,10 +244,12 @@ struct ServerArgs {
     /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
     #[arg(long, conflicts_with = "udp")]
     pause_accept: bool,
-    /// How clients are served: `threads` (a worker thread each, up to --max-clients) or
-    /// `iterative` (the walkthrough's server.py: one client at a time; the next one's
-    /// connect completes, but its messages wait until the first client leaves).
-    #[arg(long, default_value = "threads", value_parser = ["threads", "iterative"], conflicts_with = "udp")]
+    /// How clients are served: `threads` (the default: a worker thread each, up to
+    /// --max-clients; blocking code that reads like the walkthrough), `iterative` (the
+    /// walkthrough's server.py: one client at a time; the next one's connect completes, but
+    /// its messages wait until the first client leaves) or `epoll` (an event loop per core
+    /// on non-blocking sockets).
+    #[arg(long, default_value = "threads", value_parser = ["threads", "iterative", "epoll"], conflicts_with = "udp")]
     engine: String,
     /// Log only problems (stderr), not every message: for benchmarks, where a log line per
     /// message would cost more than the message.
@@ -278,9 +284,15 @@ struct HttpArgs {
     /// The backlog in listen(backlog).
     #[arg(long, default_value_t = server::BACKLOG)]
     backlog: i32,
-    /// How many connections are served at once, a thread each; more wait in the listen queue.
-    #[arg(long, default_value_t = http_server::MAX_CLIENTS)]
-    max_clients: usize,
+    /// How many connections are served at once; more wait in the listen queue. Default:
+    /// 20000 on epoll (a descriptor each), 2048 on threads (a thread each).
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// How connections are served: `epoll` (the default: an event loop per core, fast, and
+    /// idle keep-alive connections cost almost nothing) or `threads` (a blocking thread
+    /// per connection).
+    #[arg(long, default_value = "epoll", value_parser = ["threads", "epoll"])]
+    engine: String,
     /// Log only problems (stderr), not every request: for benchmarks, where a log line per
     /// request would cost more than the request.
     #[arg(long)]
@@ -378,9 +390,10 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
         backlog: args.backlog,
         max_clients: args.max_clients,
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
-        engine: server::Engine::from_name(&args.engine).unwrap_or_default(),
+        engine: args.engine.parse()?,
         ..ServerConfig::default()
     };
+    let max_clients = config.max_clients;
     if args.target.udp {
         let server = DatagramServer::bind(config)?;
         server.handle().stop_on_signals()?;
@@ -391,11 +404,25 @@ fn run_server(args: ServerArgs) -> Result<(), Error> {
     let server = Server::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
+    warn_if_descriptors_are_short(max_clients);
     if args.pause_accept {
         pause_until_enter(server.handle());
     }
     let log = event_printer(args.quiet, server.handle());
     server.run(log)
+}
+
+/// Raises the descriptor limit as far as allowed, and says so when `max_clients` still does not
+/// fit: a connection is a descriptor, and `ulimit -n` is often 1024.
+fn warn_if_descriptors_are_short(max_clients: usize) {
+    match socket_lab::engine::raise_descriptor_limit() {
+        Ok(limit) => {
+            if let Some(warning) = limit.too_low_for(max_clients) {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Err(e) => eprintln!("warning: cannot read the descriptor limit (getrlimit): {e}"),
+    }
 }
 
 /// The first line on stderr: scripts and tests read it to learn the port chosen for --port 0.
@@ -459,18 +486,31 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
         ));
     }
     let endpoint = args.target.endpoint();
+    let defaults = HttpConfig::for_engine(args.engine.parse()?);
+    // The default cap fits this machine's descriptor limit; a cap asked for is kept, with a
+    // warning if it does not fit.
+    let limit = socket_lab::engine::raise_descriptor_limit().ok();
+    let max_clients = match (args.max_clients, limit) {
+        (Some(asked), _) => asked,
+        (None, Some(limit)) => limit.fitting(defaults.max_clients),
+        (None, None) => defaults.max_clients,
+    };
     let config = HttpConfig {
         endpoint: endpoint.clone(),
         backlog: args.backlog,
-        max_clients: args.max_clients,
+        max_clients,
         limits: Limits::default(),
         read_timeout: Duration::from_secs(args.read_timeout),
         request_timeout: Duration::from_secs(args.request_timeout),
         write_timeout: Duration::from_secs(args.write_timeout),
+        ..defaults
     };
     let server = HttpServer::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
+    if args.max_clients.is_some() {
+        warn_if_descriptors_are_short(max_clients);
+    }
     if let Address::Inet(addr) = server.local_addr() {
         // What a learner does next; the first line stays `listening on ADDR` for scripts.
         let host = if addr.ip().is_unspecified() {
@@ -568,10 +608,18 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
         let shown = path.display().to_string();
         let text = scenario::read_lesson(path)
             .map_err(|e| Error::input(format!("cannot read {shown}"), e))?;
-        let scenario = Scenario::parse(&text).map_err(|e| Error::Input {
+        let mut scenario = Scenario::parse(&text).map_err(|e| Error::Input {
             what: format!("{shown}:{}: {}", e.line, e.message),
             source: None,
         })?;
+        if let Some(engine) = &args.engine {
+            scenario = scenario
+                .on_engine(engine.parse()?)
+                .map_err(|why| Error::Input {
+                    what: format!("{shown}: --engine {engine}: {why}"),
+                    source: None,
+                })?;
+        }
         if let ScenarioTarget::External(endpoint) = &target {
             // Say what the lesson needs before it runs, not after a timeout.
             if let Some(why) = check::own_server_only(&scenario) {

@@ -28,10 +28,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::endpoint::AddressReuse;
 use crate::endpoint::{Address, Endpoint, Stream};
+use crate::engine::accept::{Acceptor, ListenConfig};
+use crate::engine::{AcceptNotice, RunningServer, Service};
 use crate::error::Error;
 use crate::kernel::tcp_sockets;
-use crate::server::{AcceptNotice, Acceptor, RunningServer};
 
 /// What the proxy does to the bytes it forwards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -210,7 +212,15 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on `listen` (port 0: any free port) for clients to relay to `to`.
     pub fn bind(listen: &Endpoint, to: Endpoint, network: Network) -> Result<Proxy, Error> {
-        let acceptor = Acceptor::bind(listen, 128, true, 256, Some(Duration::from_secs(300)))?;
+        let acceptor = Acceptor::bind(
+            listen,
+            ListenConfig {
+                backlog: 128,
+                address_reuse: AddressReuse::Allowed,
+                max_clients: 256,
+                io_timeout: Some(Duration::from_secs(300)),
+            },
+        )?;
         Ok(Proxy {
             acceptor,
             to,
@@ -223,15 +233,14 @@ impl Proxy {
     }
 
     /// Stops the proxy from any thread (Ctrl-C in the binary).
-    pub fn acceptor_handle(&self) -> crate::server::ServerHandle {
+    pub fn acceptor_handle(&self) -> crate::engine::ServerHandle {
         self.acceptor.handle()
     }
 
     pub fn spawn(self, log: ProxyLog) -> RunningServer {
         let addr = self.local_addr().clone();
         let handle = self.acceptor.handle();
-        let thread = thread::spawn(move || self.run(log));
-        RunningServer::new(addr, handle, thread)
+        RunningServer::spawn(addr, handle, move || self.run(log))
     }
 
     pub fn run(self, log: ProxyLog) -> Result<(), Error> {
@@ -240,18 +249,29 @@ impl Proxy {
             to,
             network,
         } = self;
-        let notice_log = Arc::clone(&log);
-        acceptor.run(
-            move |notice| {
-                if let AcceptNotice::SetupFailed { peer, error } = notice {
-                    notice_log(ProxyEvent::Failed {
-                        client: peer,
-                        error,
-                    });
-                }
-            },
-            move |client, peer| relay(client, peer, &to, network, &log),
-        )
+        acceptor.run_threads(Arc::new(Relay { to, network, log }))
+    }
+}
+
+/// The proxy as a [`Service`]: each connection relayed on a thread of its own.
+struct Relay {
+    to: Endpoint,
+    network: Network,
+    log: ProxyLog,
+}
+
+impl Service for Relay {
+    fn serve(&self, client: Stream, peer: Address) {
+        relay(client, peer, &self.to, self.network, &self.log);
+    }
+
+    fn notice(&self, notice: AcceptNotice) {
+        if let AcceptNotice::SetupFailed { peer, error } = notice {
+            (self.log)(ProxyEvent::Failed {
+                client: peer,
+                error,
+            });
+        }
     }
 }
 

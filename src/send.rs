@@ -35,7 +35,7 @@ pub fn send_all<S: Write + std::os::fd::AsFd>(
     bytes: &[u8],
     timeout: Duration,
 ) -> io::Result<SendReport> {
-    let deadline = crate::server::deadline_after(timeout);
+    let deadline = crate::engine::deadline_after(timeout);
     let mut report = SendReport::default();
     let mut rest = bytes;
     while !rest.is_empty() {

@@ -2,52 +2,52 @@
 //!
 //! | walkthrough step | here |
 //! |---|---|
-//! | 1 `socket(family, type)`, 2 `bind((host, port))`, 3 `listen(backlog)` | [`Server::bind`] (through [`Listener::bind`]) |
-//! | 4 `connection, address = accept()` | the accept loop in [`Server::run`] |
+//! | 1 `socket(family, type)`, 2 `bind((host, port))`, 3 `listen(backlog)` | [`Server::bind`] (through [`crate::endpoint::Listener::bind`]) |
+//! | 4 `connection, address = accept()` | the engine's accept loop ([`crate::engine`]), started by [`Server::run`] |
 //! | 5 `recv(bufsize)` / `send` | `serve_connection`: one ack per `recv` that returns data |
 //! | 6 `close` | dropping the [`Stream`]; a `recv` of 0 bytes is the peer's close |
 //!
 //! What the walkthrough leaves out, and a real server cannot:
 //!
-//! - **Many clients at once.** `server.py` serves one client, then the next. Here every
-//!   accepted connection gets a worker thread, and at most `max_clients` run at once. When all
-//!   are busy the accept loop stops accepting: new connections wait in the kernel's listen
-//!   queue (the backlog), which is what that queue is for.
+//! - **Many clients at once.** `server.py` serves one client, then the next; so does
+//!   `--engine iterative`. The default, `--engine threads`, gives every accepted connection a
+//!   worker thread, and `--engine epoll` serves them all from one event loop per core
+//!   ([`crate::engine`]). At most `max_clients` are served at once; beyond that new
+//!   connections wait in the kernel's listen queue (the backlog), which is what that queue is
+//!   for.
 //! - **One `recv` is not one message.** TCP is a byte stream: a 20-byte send read with
 //!   `recv(8)` is three recvs and so three acks (claim 10, lesson 03), and two quick sends
 //!   can come out of one recv (lesson 05). The server acks each `recv`, exactly as
 //!   `server.py` does, and its log shows what each recv returned.
-//! - **Hostile or slow peers.** Each connection holds one `recv_size` buffer and no more, a
-//!   peer silent for `idle_timeout` is closed, and bytes are logged through
-//!   [`crate::escape`] so a peer cannot drive the terminal.
+//! - **Hostile or slow peers.** Each connection holds one `recv_size` buffer and no more (on
+//!   the event loop, one buffer per loop and the unsent acks, at most
+//!   [`crate::engine::event_loop::HIGH_WATER`] bytes), a peer silent for `idle_timeout` is
+//!   closed, and bytes are logged through [`crate::escape`] so a peer cannot drive the
+//!   terminal.
 //! - **Stopping.** [`ServerHandle::stop`] (and Ctrl-C in the binary) stops accepting,
 //!   shuts down every open connection so blocked `recv`s return, and joins the workers.
 //!
-//! The accept loop waits with `poll(2)` on two descriptors, the listener and a wake-up socket,
-//! so a stop request never has to wait for the next client to arrive.
+//! The protocol is written twice, on purpose: [`serve_connection`] is the blocking loop the
+//! walkthrough describes (`recv`, log, `send`, repeat), and [`AckConversation`] is the same
+//! conversation as a state machine for the event loop, which may not block. `tests/engines.rs`
+//! holds them to the same answers.
 //!
-//! [`ServerHandle::pause_accept`] keeps the socket listening but stops calling `accept`, so the
-//! listen queue can be watched filling up (`tests/kinds.rs`,
-//! `connections_beyond_the_backlog_wait_until_the_server_accepts`);
-//! [`ServerHandle::resume_accept`] lets the queued connections in. The datagram server in
-//! [`crate::udp`] shares this module's [`Event`], [`ServerHandle`] and [`RunningServer`].
+//! The datagram server in [`crate::udp`] shares this module's [`Event`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::endpoint::{Address, Endpoint, Listener, Stream};
+use crate::endpoint::{Address, AddressReuse, Endpoint, Stream};
+use crate::engine::accept::{Acceptor, ListenConfig};
+use crate::engine::{
+    AcceptNotice, Conversation, EventDriven, Flow, Service, deadline_after, deadline_from,
+};
+// The handles a server's API returns, and the engine its config names.
+pub use crate::engine::{Engine, RunningServer, ServerHandle};
 use crate::error::Error;
 use crate::escape::escape;
-use crate::poll::{self, Want, Watch};
 
 /// The walkthrough's server answers every message with these bytes.
 pub const ACK: &[u8] = b"server recv success";
@@ -61,22 +61,8 @@ pub const MAX_RECV_SIZE: usize = 16 * 1024 * 1024;
 pub const BACKLOG: i32 = 128;
 /// How many clients are served at once before new ones wait in the listen queue.
 pub const MAX_CLIENTS: usize = 64;
-/// Each connection's thread gets this much stack instead of std's 2 MiB. Only the pages a
-/// thread touches cost memory, but a small reservation keeps thousands of threads cheap in
-/// address space too; a worker needs a few recv buffers' worth (`BENCHMARKS.md` measures
-/// 1,064 connections at about 27 MiB RSS).
-pub const WORKER_STACK_SIZE: usize = 256 * 1024;
 /// A client silent this long is disconnected, so an idle peer cannot hold a worker forever.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// `Instant::now() + timeout`, saturated: a timeout longer than the clock can count
-/// (`--request-timeout 18446744073709551615`) is a deadline a century away, which never
-/// comes, rather than an overflow panic on every connection.
-pub fn deadline_after(timeout: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-    // The monotonic clock counts seconds since boot in an i64: a century more cannot overflow.
-    Instant::now() + timeout.min(CENTURY)
-}
 
 /// Everything `socket-lab server` can be told.
 #[derive(Clone, Debug)]
@@ -92,36 +78,9 @@ pub struct ServerConfig {
     /// `None` waits forever, as Python does.
     pub idle_timeout: Option<Duration>,
     /// `SO_REUSEADDR` on the listening socket: on by default, as in Rust's std.
-    pub reuse_address: bool,
+    pub address_reuse: AddressReuse,
     /// How connections are served: one at a time, or a worker thread each.
     pub engine: Engine,
-}
-
-/// How a server serves its connections.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// A worker thread per connection, from a pool, at most `max_clients` at once.
-    #[default]
-    Threads,
-    /// The walkthrough's `server.py`: accept one client, serve it until it leaves, then
-    /// accept the next. A second client's connect still completes (the kernel does the
-    /// handshake and queues it); its messages wait until the first client is gone.
-    Iterative,
-}
-
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Threads => "threads",
-            Engine::Iterative => "iterative",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Engine> {
-        [Engine::Threads, Engine::Iterative]
-            .into_iter()
-            .find(|engine| engine.name() == name)
-    }
 }
 
 impl Default for ServerConfig {
@@ -133,7 +92,7 @@ impl Default for ServerConfig {
             backlog: BACKLOG,
             max_clients: MAX_CLIENTS,
             idle_timeout: Some(IDLE_TIMEOUT),
-            reuse_address: true,
+            address_reuse: AddressReuse::Allowed,
             engine: Engine::Threads,
         }
     }
@@ -288,38 +247,6 @@ pub struct Server {
     config: ServerConfig,
 }
 
-/// Stops a running server from any thread.
-#[derive(Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-}
-
-/// A server running on a thread of its own, as tests use it.
-pub struct RunningServer {
-    pub addr: Address,
-    pub handle: ServerHandle,
-    thread: JoinHandle<Result<(), Error>>,
-}
-
-struct Shared {
-    stopping: AtomicBool,
-    /// Set by [`ServerHandle::pause_accept`]: the socket listens, but nobody calls `accept`.
-    accept_paused: AtomicBool,
-    wake_tx: UnixStream,
-    clients: Mutex<HashMap<u64, Stream>>,
-    slot_freed: Condvar,
-}
-
-impl Shared {
-    fn clients(&self) -> MutexGuard<'_, HashMap<u64, Stream>> {
-        // A worker that panicked while holding the lock leaves the table usable: it is only a
-        // list of sockets to shut down.
-        self.clients
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 impl Server {
     /// Creates the socket, binds and listens. Errors here are the walkthrough's bind errors:
     /// port in use, unknown host, reserved port.
@@ -327,10 +254,12 @@ impl Server {
         config.validate()?;
         let acceptor = Acceptor::bind(
             &config.endpoint,
-            config.backlog,
-            config.reuse_address,
-            config.max_clients,
-            config.idle_timeout,
+            ListenConfig {
+                backlog: config.backlog,
+                address_reuse: config.address_reuse,
+                max_clients: config.max_clients,
+                io_timeout: config.idle_timeout,
+            },
         )?;
         Ok(Server { acceptor, config })
     }
@@ -348,455 +277,122 @@ impl Server {
     pub fn spawn(self, log: EventLog) -> RunningServer {
         let addr = self.local_addr().clone();
         let handle = self.handle();
-        let thread = thread::spawn(move || self.run(log));
-        RunningServer {
-            addr,
-            handle,
-            thread,
-        }
+        RunningServer::spawn(addr, handle, move || self.run(log))
     }
 
     /// Accepts and serves clients until [`ServerHandle::stop`] is called.
     pub fn run(self, log: EventLog) -> Result<(), Error> {
-        let config = self.config;
-        let engine = config.engine;
-        let worker_log = Arc::clone(&log);
-        let notify = move |notice| {
-            log(match notice {
-                AcceptNotice::Accepted { peer } => Event::Connected { peer },
-                AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
-                AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
-                AcceptNotice::SetupFailed { peer, error } => Event::Refused { peer, error },
-            })
+        let engine = self.config.engine;
+        let service = AckService {
+            config: Arc::new(self.config),
+            log,
         };
-        let serve = move |stream, peer| serve_connection(stream, peer, &config, &worker_log);
-        match engine {
-            Engine::Threads => self.acceptor.run(notify, serve),
-            Engine::Iterative => self.acceptor.run_one_at_a_time(notify, serve),
-        }
+        self.acceptor.run(engine, service)
     }
 }
 
-/// How long the accept loop waits after running out of descriptors before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-fn out_of_descriptors(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+/// The ack protocol as a [`Service`]: what every engine runs for `socket-lab server`.
+struct AckService {
+    config: Arc<ServerConfig>,
+    log: EventLog,
 }
 
-/// What the accept loop has to report, whichever server it runs for.
-pub(crate) enum AcceptNotice {
-    /// `accept` returned this client's connection. Reported by the accept loop itself, so it
-    /// comes before anything the connection's worker reports (and before a "busy" the
-    /// accept loop says next).
-    Accepted { peer: Address },
-    /// All `max_clients` workers are busy; new connections wait in the listen queue.
-    Busy { max_clients: usize },
-    /// `accept` failed (out of file descriptors, say); the loop backs off and goes on.
-    AcceptFailed { error: String },
-    /// A connection was accepted but could not be set up (timeouts, a second handle).
-    SetupFailed { peer: Address, error: String },
-}
+impl Service for AckService {
+    fn serve(&self, stream: Stream, peer: Address) {
+        serve_connection(stream, peer, &self.config, &self.log);
+    }
 
-/// The accept machinery every server here shares: a listener, a cap on connections served at
-/// once, and a stop that works from any thread. What to do with each connection is the
-/// caller's: the ack server acks, the HTTP server ([`crate::http::server`]) speaks HTTP.
-pub(crate) struct Acceptor {
-    listener: Listener,
-    local_addr: Address,
-    max_clients: usize,
-    /// Set on every accepted socket as its read and write timeout.
-    io_timeout: Option<Duration>,
-    shared: Arc<Shared>,
-    wake_rx: UnixStream,
-}
-
-impl Acceptor {
-    /// `socket`, `bind`, `listen(backlog)`, and the wake-up pair a stop request writes to.
-    pub(crate) fn bind(
-        endpoint: &Endpoint,
-        backlog: i32,
-        reuse_address: bool,
-        max_clients: usize,
-        io_timeout: Option<Duration>,
-    ) -> Result<Acceptor, Error> {
-        let listener = Listener::bind(endpoint, backlog, reuse_address)?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::io(format!("cannot read the address bound for {endpoint}"), e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
-        let (handle, wake_rx) = ServerHandle::with_wake_socket()?;
-        Ok(Acceptor {
-            listener,
-            local_addr,
-            max_clients,
-            io_timeout,
-            shared: handle.shared,
-            wake_rx,
+    fn notice(&self, notice: AcceptNotice) {
+        (self.log)(match notice {
+            AcceptNotice::Accepted { peer } => Event::Connected { peer },
+            AcceptNotice::Busy { max_clients } => Event::Busy { max_clients },
+            AcceptNotice::AcceptFailed { error } => Event::AcceptFailed { error },
+            AcceptNotice::SetupFailed { peer, error } => Event::Refused { peer, error },
         })
     }
+}
 
-    pub(crate) fn local_addr(&self) -> &Address {
-        &self.local_addr
-    }
+impl EventDriven for AckService {
+    type Conversation = AckConversation;
 
-    pub(crate) fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            shared: Arc::clone(&self.shared),
+    fn open(&self, peer: Address) -> AckConversation {
+        AckConversation {
+            peer,
+            config: Arc::clone(&self.config),
+            log: Arc::clone(&self.log),
+            idle_until: self.config.idle_timeout.map(deadline_after),
         }
     }
 
-    /// Accepts until [`ServerHandle::stop`] is called, running `serve` on a thread of its own
-    /// for each connection, at most `max_clients` at once. On stop, every open connection is
-    /// shut down so blocked reads return, and the workers are joined.
-    pub(crate) fn run(
-        self,
-        notify: impl Fn(AcceptNotice),
-        serve: impl Fn(Stream, Address) + Send + Sync + 'static,
-    ) -> Result<(), Error> {
-        let serve = Arc::new(serve);
-        let mut workers = WorkerPool::new(self.max_clients);
-        let mut next_id: u64 = 0;
-        while self.wait_for_free_slot(&notify) {
-            let (stream, peer) = match self.next_client(&notify)? {
-                Next::Client(stream, peer) => (stream, peer),
-                Next::Again => continue,
-                Next::Stop => break,
-            };
-            let id = next_id;
-            next_id += 1;
-            if let Err(e) = self.register(id, &stream) {
-                notify(AcceptNotice::SetupFailed {
-                    peer,
-                    error: crate::error::describe(&e),
-                });
-                if out_of_descriptors(&e) {
-                    // As for accept: wait for a worker to give a descriptor back.
-                    thread::sleep(ACCEPT_BACKOFF);
-                }
-                continue;
-            }
-            let slot = Slot {
-                shared: Arc::clone(&self.shared),
-                id,
-            };
-            let serve = Arc::clone(&serve);
-            let setup_peer = peer.clone();
-            let job = Box::new(move || {
-                serve(stream, peer);
-                drop(slot);
-            });
-            // Out of threads or memory with no worker to wait for: this connection is closed
-            // (the job, its stream and its slot are dropped), the server goes on.
-            if let Err(e) = workers.execute(job) {
-                notify(AcceptNotice::SetupFailed {
-                    peer: setup_peer,
-                    error: format!(
-                        "cannot start a thread for this connection: {}",
-                        crate::error::describe(&e)
-                    ),
-                });
-            }
-        }
-        // Stop: wake every worker blocked in recv or send, then wait for them to log and exit.
-        for stream in self.shared.clients().values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        workers.join();
-        Ok(())
-    }
-
-    /// The walkthrough's `server.py`: accept one client, serve it on this thread until it
-    /// leaves, then accept the next. Meanwhile another client's connect still completes: the
-    /// kernel does the handshake and queues the connection, up to the backlog (lesson 34).
-    pub(crate) fn run_one_at_a_time(
-        self,
-        notify: impl Fn(AcceptNotice),
-        serve: impl Fn(Stream, Address),
-    ) -> Result<(), Error> {
-        let mut id: u64 = 0;
-        while self.wait_for_free_slot(&notify) {
-            let (stream, peer) = match self.next_client(&notify)? {
-                Next::Client(stream, peer) => (stream, peer),
-                Next::Again => continue,
-                Next::Stop => break,
-            };
-            if let Err(e) = self.register(id, &stream) {
-                notify(AcceptNotice::SetupFailed {
-                    peer,
-                    error: crate::error::describe(&e),
-                });
-                continue;
-            }
-            serve(stream, peer);
-            self.shared.clients().remove(&id);
-            id += 1;
-        }
-        Ok(())
-    }
-
-    /// Waits for a client (or a stop) and accepts it.
-    fn next_client(&self, notify: &impl Fn(AcceptNotice)) -> Result<Next, Error> {
-        match wait_readable(&self.listener, &self.wake_rx) {
-            Ok(Ready::Listener) => {}
-            Ok(Ready::Wake) => return Ok(Next::Stop),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Next::Again),
-            Err(e) => return Err(Error::io("poll failed", e)),
-        }
-        match self.listener.accept() {
-            Ok((stream, peer)) => {
-                notify(AcceptNotice::Accepted { peer: peer.clone() });
-                Ok(Next::Client(stream, peer))
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(Next::Again)
-            }
-            Err(e) => {
-                // EMFILE and friends: the connection stays queued, so retrying at once would
-                // spin at full CPU. Back off and let a worker free a descriptor.
-                notify(AcceptNotice::AcceptFailed {
-                    error: crate::error::describe(&e),
-                });
-                thread::sleep(ACCEPT_BACKOFF);
-                Ok(Next::Again)
-            }
-        }
-    }
-
-    /// Blocks while all client slots are taken or accepting is paused. Returns false once the
-    /// server is stopping.
-    fn wait_for_free_slot(&self, notify: &impl Fn(AcceptNotice)) -> bool {
-        let mut clients = self.shared.clients();
-        let mut announced = false;
-        let must_wait = |clients: &HashMap<u64, Stream>| {
-            (clients.len() >= self.max_clients || self.shared.accept_paused.load(Ordering::SeqCst))
-                && !self.shared.stopping.load(Ordering::SeqCst)
-        };
-        while must_wait(&clients) {
-            if !announced && clients.len() >= self.max_clients {
-                notify(AcceptNotice::Busy {
-                    max_clients: self.max_clients,
-                });
-                announced = true;
-            }
-            clients = self
-                .shared
-                .slot_freed
-                .wait(clients)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-        !self.shared.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Keeps a second handle to the socket so a stop can shut it down under its worker.
-    fn register(&self, id: u64, stream: &Stream) -> io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(self.io_timeout)?;
-        stream.set_write_timeout(self.io_timeout)?;
-        self.shared.clients().insert(id, stream.try_clone()?);
-        Ok(())
+    fn recv_size(&self) -> usize {
+        self.config.recv_size
     }
 }
 
-/// What waiting for the next client came to.
-enum Next {
-    Client(Stream, Address),
-    /// Nothing to accept after all (another thread took it, a signal): wait again.
-    Again,
-    Stop,
+/// [`serve_connection`] as a state machine, for the event loop: the same log lines and the
+/// same acks, one per `recv` that returned data.
+pub struct AckConversation {
+    peer: Address,
+    config: Arc<ServerConfig>,
+    log: EventLog,
+    /// A peer silent until then is disconnected (`--idle-timeout`).
+    idle_until: Option<Instant>,
 }
 
-/// One connection's work, handed to a worker thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The threads that serve connections: started only when no worker is idle, at most `most`
-/// of them, and kept for the next connection once theirs ends (the Rust Book's `ThreadPool`,
-/// grown on demand).
-///
-/// Why not a fresh thread per connection, which is simpler? On this lab's 2-core VM a client
-/// connecting in a loop (`python3`, connect then close) took about 3.4 ms per connection
-/// against a server that started a thread for each, and about 0.03 ms against this pool, with
-/// the machine otherwise idle; Python's `socketserver` shows the same gap between a thread per
-/// connection and a pool. `tests/faults.rs` makes 10,000 connections and relies on it.
-struct WorkerPool {
-    jobs: Option<mpsc::Sender<Job>>,
-    waiting: Arc<Mutex<mpsc::Receiver<Job>>>,
-    /// Workers waiting for a job, less the jobs sent and not yet taken. A worker adds one each
-    /// time it goes back to wait; each job takes one. At zero or below, every worker has (or
-    /// is about to have) a job, so the next one needs a new worker.
-    available: Arc<AtomicIsize>,
-    workers: Vec<JoinHandle<()>>,
-    most: usize,
-}
-
-impl WorkerPool {
-    fn new(most: usize) -> WorkerPool {
-        let (jobs, waiting) = mpsc::channel();
-        WorkerPool {
-            jobs: Some(jobs),
-            waiting: Arc::new(Mutex::new(waiting)),
-            available: Arc::new(AtomicIsize::new(0)),
-            workers: Vec::new(),
-            most,
-        }
-    }
-
-    /// Runs `job` on a waiting worker, or on a new one while there are fewer than `most`.
-    /// With `most` already busy it waits in the queue for the first worker to finish.
-    fn execute(&mut self, job: Job) -> io::Result<()> {
-        let was_available = self.available.fetch_sub(1, Ordering::SeqCst);
-        if was_available <= 0 && self.workers.len() < self.most {
-            match self.start_worker() {
-                Ok(worker) => self.workers.push(worker),
-                // With other workers alive the job can wait for one of them.
-                Err(e) if self.workers.is_empty() => {
-                    self.available.fetch_add(1, Ordering::SeqCst);
-                    return Err(e);
-                }
-                Err(_) => {}
-            }
-        }
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the pool is closed"))?;
-        jobs.send(job)
-            .map_err(|_| io::Error::other("every worker has exited"))
-    }
-
-    fn start_worker(&self) -> io::Result<JoinHandle<()>> {
-        let waiting = Arc::clone(&self.waiting);
-        let available = Arc::clone(&self.available);
-        thread::Builder::new()
-            .stack_size(WORKER_STACK_SIZE)
-            .spawn(move || {
-                loop {
-                    available.fetch_add(1, Ordering::SeqCst);
-                    // The lock is held only while waiting; a worker serving a client holds none.
-                    let next = waiting
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .recv();
-                    let Ok(job) = next else { break };
-                    // A bug in one connection's code must not take the worker with it.
-                    let _ = panic::catch_unwind(AssertUnwindSafe(job));
-                }
-            })
-    }
-
-    /// Lets every worker finish its connection, then waits for all of them to exit.
-    fn join(mut self) {
-        drop(self.jobs.take());
-        for worker in self.workers {
-            let _ = worker.join();
-        }
-    }
-}
-
-/// A connection's place in the client table. Dropping it frees the place, also when the
-/// worker panics and unwinds: a bug then costs one connection, not one of `max_clients`.
-struct Slot {
-    shared: Arc<Shared>,
-    id: u64,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.shared.clients().remove(&self.id);
-        self.shared.slot_freed.notify_one();
-    }
-}
-
-impl ServerHandle {
-    /// A new handle, and the socket its [`ServerHandle::stop`] writes a byte to: a server loop
-    /// polls that socket beside its own, so a stop wakes it at once.
-    pub(crate) fn with_wake_socket() -> Result<(ServerHandle, UnixStream), Error> {
-        let (wake_tx, wake_rx) = UnixStream::pair()
-            .map_err(|e| Error::io("cannot create the wake-up socket pair", e))?;
-        let shared = Arc::new(Shared {
-            stopping: AtomicBool::new(false),
-            accept_paused: AtomicBool::new(false),
-            wake_tx,
-            clients: Mutex::new(HashMap::new()),
-            slot_freed: Condvar::new(),
+impl AckConversation {
+    fn disconnected(&self, reason: Option<String>) {
+        (self.log)(Event::Disconnected {
+            peer: self.peer.clone(),
+            reason,
         });
-        Ok((ServerHandle { shared }, wake_rx))
-    }
-
-    /// Keeps listening but stops calling `accept`: new connections wait in the listen queue,
-    /// and once it holds more than `backlog` of them the kernel ignores new ones. Call it
-    /// before [`Server::spawn`]; on a running server it takes effect after the next accept.
-    pub fn pause_accept(&self) {
-        self.shared.accept_paused.store(true, Ordering::SeqCst);
-    }
-
-    /// Starts accepting again: the queued connections are served, oldest first.
-    pub fn resume_accept(&self) {
-        self.shared.accept_paused.store(false, Ordering::SeqCst);
-        // Taking the lock orders this notify after any wait_for_free_slot check.
-        drop(self.shared.clients());
-        self.shared.slot_freed.notify_all();
-    }
-
-    /// Stops accepting, closes every connection and lets [`Server::run`] return.
-    pub fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        let _ = (&self.shared.wake_tx).write(&[1]);
-        // Taking the lock orders this notify after any wait_for_free_slot check. Shutting
-        // the connections down here, not only in the accept loop, also stops a server that
-        // serves on its accept thread (the iterative engine), blocked in a client's recv.
-        for stream in self.shared.clients().values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        self.shared.slot_freed.notify_all();
-    }
-
-    /// Calls [`ServerHandle::stop`] on the first SIGINT (Ctrl-C) or SIGTERM.
-    pub fn stop_on_signals(&self) -> Result<(), Error> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-            .map_err(|e| Error::io("cannot install the Ctrl-C handler", e))?;
-        let handle = self.clone();
-        thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                handle.stop();
-            }
-        });
-        Ok(())
     }
 }
 
-impl RunningServer {
-    pub(crate) fn new(
-        addr: Address,
-        handle: ServerHandle,
-        thread: JoinHandle<Result<(), Error>>,
-    ) -> RunningServer {
-        RunningServer {
-            addr,
-            handle,
-            thread,
-        }
+impl Conversation for AckConversation {
+    fn received(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Flow {
+        (self.log)(Event::Message {
+            peer: self.peer.clone(),
+            data: bytes.to_vec(),
+        });
+        out.extend_from_slice(&self.config.ack);
+        self.idle_until = self
+            .config
+            .idle_timeout
+            .map(|idle| deadline_from(now, idle));
+        Flow::Continue
     }
 
-    /// Stops the server and waits until every connection is closed.
-    pub fn stop(self) -> Result<(), Error> {
-        self.handle.stop();
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::Config("the server thread panicked".into())))
+    fn peer_closed(&mut self, _out: &mut Vec<u8>, _now: Instant) -> Flow {
+        self.disconnected(None);
+        Flow::Close
+    }
+
+    fn sent(&mut self, _out: &mut Vec<u8>, _now: Instant) -> Flow {
+        Flow::Continue
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.idle_until
+    }
+
+    fn timed_out(&mut self, _out: &mut Vec<u8>, _now: Instant) -> Flow {
+        let idle = self.config.idle_timeout.unwrap_or_default();
+        self.disconnected(Some(format!("idle for {idle:?}, closed by the server")));
+        Flow::Abort
+    }
+
+    fn failed(&mut self, error: &io::Error) {
+        self.disconnected(Some(crate::error::describe(error)));
+    }
+
+    fn stopped(&mut self) {
+        // What the blocking engines log too: their `recv` returns 0 after the stop's shutdown.
+        self.disconnected(None);
     }
 }
 
 /// Step five for one client: `recv`, log, ack, until the peer closes.
-fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, log: &EventLog) {
+pub fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, log: &EventLog) {
     let mut buffer = vec![0; config.recv_size];
     let reason = loop {
         match stream.read(&mut buffer) {
@@ -824,23 +420,4 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig, lo
         }
     };
     log(Event::Disconnected { peer, reason });
-}
-
-pub(crate) enum Ready {
-    Listener,
-    Wake,
-}
-
-/// Waits until a client is waiting to be accepted or a stop was requested: `poll(2)` on both.
-pub(crate) fn wait_readable(listener: &impl AsFd, wake: &impl AsFd) -> io::Result<Ready> {
-    let mut watches = [
-        Watch::new(listener, Want::Read),
-        Watch::new(wake, Want::Read),
-    ];
-    poll::wait(&mut watches, None)?;
-    if watches[1].is_ready() {
-        Ok(Ready::Wake)
-    } else {
-        Ok(Ready::Listener)
-    }
 }

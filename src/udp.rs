@@ -41,16 +41,17 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::client::{SessionSummary, next_message};
 use crate::endpoint::{Address, Endpoint, check_unix_path, remove_stale_socket};
+use crate::engine::accept::{Ready, wait_readable};
+use crate::engine::{RunningServer, ServerHandle};
 use crate::error::{Error, describe};
 use crate::escape::escape;
-use crate::server::{Event, EventLog, Ready, RunningServer, ServerConfig, ServerHandle};
+use crate::server::{Event, EventLog, ServerConfig};
 
 /// The largest UDP payload over IPv4: 65,535 (IP total length) - 20 (IP header) - 8 (UDP header).
 pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
@@ -229,8 +230,7 @@ impl DatagramServer {
     pub fn spawn(self, log: EventLog) -> RunningServer {
         let addr = self.local_addr.clone();
         let handle = self.handle();
-        let thread = thread::spawn(move || self.run(log));
-        RunningServer::new(addr, handle, thread)
+        RunningServer::spawn(addr, handle, move || self.run(log))
     }
 
     /// `recvfrom`, log, `sendto` the ack, until [`ServerHandle::stop`] is called.
@@ -238,8 +238,8 @@ impl DatagramServer {
         let mut buffer = vec![0; self.config.recv_size];
         loop {
             // The same poll as the stream server's accept loop: our socket, or a stop request.
-            match crate::server::wait_readable(&self.socket, &self.wake_rx) {
-                Ok(Ready::Listener) => {}
+            match wait_readable(&self.socket, &self.wake_rx) {
+                Ok(Ready::Socket) => {}
                 Ok(Ready::Wake) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("poll failed", e)),

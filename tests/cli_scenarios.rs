@@ -276,7 +276,7 @@ fn a_setting_the_server_kind_does_not_take_is_refused_with_file_and_line() {
         .assert()
         .code(9)
         .stderr(format!(
-            "error: {path}:3: the http server does not take `accept`; it takes: host\n"
+            "error: {path}:3: the http server does not take `accept`; it takes: host, engine\n"
         ));
 }
 

@@ -280,6 +280,14 @@ fn descriptor_exhaustion_is_logged_and_the_accept_loop_backs_off() {
         });
     }
     let server = ServerProcess::from_command(command);
+    // Said at start: the server raised the soft limit to the hard one, and it is still short.
+    let warning = server.next_stderr_line();
+    assert!(
+        warning.starts_with(
+            "warning: this process may open 24 descriptors (ulimit -n; the hard limit), and 64 clients need about 96"
+        ),
+        "{warning}"
+    );
 
     // Hold connections until the server has no descriptor left for the next one. Whether
     // accept itself fails or the dup that follows it does depends on how many are left; the

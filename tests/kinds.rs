@@ -11,7 +11,7 @@ use assert_cmd::Command;
 use kinds_common::{BINARY, STEP_TIMEOUT, ServerProcess, channel_log, next_event};
 use proptest::prelude::*;
 use socket_lab::backlog::{PendingConnect, Progress};
-use socket_lab::endpoint::{Listener, Stream, connect_first};
+use socket_lab::endpoint::{AddressReuse, Listener, Stream, connect_first};
 use socket_lab::options::{self, TcpOptions};
 use socket_lab::send::send_all;
 use socket_lab::server::{ACK, Event, Server, ServerConfig};
@@ -271,8 +271,12 @@ fn reuse_address_lets_a_server_rebind_over_time_wait() {
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
 
     // Rust's std default, which Listener::bind copies: the restart works at once.
-    let restarted = Listener::bind(&Endpoint::inet("127.0.0.1", addr.port()), 1, true)
-        .expect("SO_REUSEADDR rebinds over TIME_WAIT");
+    let restarted = Listener::bind(
+        &Endpoint::inet("127.0.0.1", addr.port()),
+        1,
+        AddressReuse::Allowed,
+    )
+    .expect("SO_REUSEADDR rebinds over TIME_WAIT");
     assert_eq!(
         restarted.local_addr().expect("address"),
         Address::Inet(addr)

@@ -7,6 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use socket_lab::endpoint::AddressReuse;
 use socket_lab::scenario::Scenario;
 use socket_lab::scenario::syntax::{
     Action, BindOutcome, ClientCall, ConnectOutcome, Direction, Framing, KernelCall, RecvOutcome,
@@ -306,6 +307,10 @@ fn client_name() -> impl Strategy<Value = String> {
     })
 }
 
+fn reuse() -> impl Strategy<Value = AddressReuse> {
+    prop_oneof![Just(AddressReuse::Allowed), Just(AddressReuse::Refused)]
+}
+
 fn server_call() -> impl Strategy<Value = ServerCall> {
     let bind = prop_oneof![
         Just(BindOutcome::Bound),
@@ -317,12 +322,12 @@ fn server_call() -> impl Strategy<Value = ServerCall> {
         client_name().prop_map(|client| ServerCall::ReceivedAll { client }),
         Just(ServerCall::Stop),
         Just(ServerCall::ResumeAccept),
-        (any::<bool>(), bind.clone()).prop_map(|(reuse_address, expect)| ServerCall::BindAgain {
-            reuse_address,
+        (reuse(), bind.clone()).prop_map(|(address_reuse, expect)| ServerCall::BindAgain {
+            address_reuse,
             expect
         }),
-        (any::<bool>(), bind).prop_map(|(reuse_address, expect)| ServerCall::Restart {
-            reuse_address,
+        (reuse(), bind).prop_map(|(address_reuse, expect)| ServerCall::Restart {
+            address_reuse,
             expect
         }),
     ]

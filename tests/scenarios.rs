@@ -1,6 +1,8 @@
-//! Every file in `scenarios/` is one test, named by its file stem and found at run time:
-//! adding a lesson is adding a file. `cargo test --test scenarios -- 03-recv` runs one.
-//! Each starts its own server on a free port, so they run in parallel.
+//! Every file in `scenarios/` is one test per engine its server runs on, named by its file
+//! stem and the engine (`03-recv-size/epoll`), found at run time: adding a lesson is adding a
+//! file. `cargo test --test scenarios -- 03-recv` runs one lesson on every engine; a lesson
+//! whose `server` line names an engine (`engine=iterative`) runs on that one only. Each starts
+//! its own server on a free port, so they run in parallel.
 //!
 //! A lesson passes when every step goes as the file says *and* its transcript is in an order
 //! that could have happened (`Transcript::check_causality`): no byte received before it was
@@ -21,6 +23,7 @@ use std::path::Path;
 use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use socket_lab::engine::Engine;
 use socket_lab::scenario::{self, Scenario, Target};
 
 fn main() {
@@ -30,25 +33,40 @@ fn main() {
         scenario::discover(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     assert!(!files.is_empty(), "no scenario files in {}", dir.display());
     let mut wire = None;
-    let trials = files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_stem()
-                .map(|stem| stem.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let watches_wire = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| Scenario::parse(&text).ok())
-                .is_some_and(|scenario| scenario.watches_the_wire());
+    let mut trials = Vec::new();
+    for path in files {
+        let stem = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let scenario = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| Scenario::parse(&text).ok());
+        let watches_wire = scenario.as_ref().is_some_and(Scenario::watches_the_wire);
+        // One trial per engine the lesson runs on; a file that does not parse is one trial,
+        // which fails and says why.
+        let engines = scenario.map(|scenario| scenario.engines_to_test());
+        let engines: Vec<Option<Engine>> = match engines {
+            Some(engines) if !engines.is_empty() => engines.into_iter().map(Some).collect(),
+            _ => vec![None],
+        };
+        for engine in engines {
+            let name = match engine {
+                Some(engine) => format!("{stem}/{engine}"),
+                None => stem.clone(),
+            };
+            let path = path.clone();
             if watches_wire {
                 let available = *wire.get_or_insert_with(wire_available);
-                Trial::test(name, move || run_with_wire(&path)).with_ignored_flag(!available)
+                trials.push(
+                    Trial::test(name, move || run_with_wire(&path, engine))
+                        .with_ignored_flag(!available),
+                );
             } else {
-                Trial::test(name, move || run_file(&path))
+                trials.push(Trial::test(name, move || run_file(&path, engine)));
             }
-        })
-        .collect::<Vec<_>>();
+        }
+    }
     let must_fail = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/must-fail");
     let cases = scenario::discover(&must_fail)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", must_fail.display()));
@@ -105,11 +123,20 @@ fn shown(path: &Path) -> String {
     )
 }
 
-fn run_file(path: &Path) -> Result<(), Failed> {
+fn run_file(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
     let shown = shown(path);
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let scenario =
+    let mut scenario =
         Scenario::parse(&text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
+    if let Some(engine) = engine {
+        scenario = scenario
+            .on_engine(engine)
+            .map_err(|why| format!("{shown}: {why}"))?;
+    }
+    let shown = match engine {
+        Some(engine) => format!("{shown} (engine={engine})"),
+        None => shown,
+    };
     // libtest-mimic does not capture output, so the narration travels in the failure message.
     let transcript = scenario::run(&scenario, &shown, &Target::OwnServer, &mut |_| {})
         .map_err(|failure| failure.to_string())?;
@@ -119,9 +146,13 @@ fn run_file(path: &Path) -> Result<(), Failed> {
 }
 
 /// `socket-lab run --wire FILE`, in a child process of its own.
-fn run_with_wire(path: &Path) -> Result<(), Failed> {
-    let output = Command::new(env!("CARGO_BIN_EXE_socket-lab"))
-        .args(["run", "--wire", "--kernel"])
+fn run_with_wire(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_socket-lab"));
+    command.args(["run", "--wire", "--kernel"]);
+    if let Some(engine) = engine {
+        command.args(["--engine", engine.name()]);
+    }
+    let output = command
         .arg(path)
         .output()
         .map_err(|e| format!("cannot start socket-lab: {e}"))?;

@@ -23,6 +23,7 @@
 //! against the `httparse` crate) and `tests/http_server.rs` (raw sockets with exact bytes,
 //! then curl, Python's `http.client` and headless Chromium against a server on port 0).
 
+pub mod conversation;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -1,9 +1,10 @@
 //! The web server: `socket-lab http`, the walkthrough's HTTP coda built properly.
 //!
-//! It accepts exactly as the ack server does (the shared accept loop in [`crate::server`]:
-//! `poll` on the listener and a wake-up socket, at most `max_clients` connections served at
-//! once, each on its own thread, a stop that shuts every connection down). What differs is
-//! the conversation on each connection:
+//! It runs on the same engines as the ack server ([`crate::engine`]: at most `max_clients`
+//! connections served at once, a stop that shuts every connection down), `threads` or `epoll`.
+//! What differs is the conversation on each connection, written here as a blocking loop
+//! (`serve_connection`, for the thread pool) and in [`super::conversation`] as the same steps
+//! for the event loop:
 //!
 //! 1. `recv` into a buffer until a [`RequestReader`] says the request is complete. One `recv`
 //!    can hold half a request or several (pipelining), so bytes left over after a request stay
@@ -28,30 +29,21 @@
 //! Memory per connection is one request at most (the parser's [`Limits`]) plus one `recv`
 //! buffer.
 //!
-//! # One thread per connection, and why that is enough here
+//! # Threads or an event loop
 //!
-//! Every connection is served by a blocking thread of its own for as long as it lasts, as in
-//! the Rust Book's last chapter, but the pool ([`crate::server`]'s `WorkerPool`) grows on
-//! demand up to a high cap instead of staying small and fixed. A pool of 8 workers cannot serve 64 keep-alive
-//! connections: a worker stays with its connection while the client is idle between requests,
-//! so 8 idle clients starve everyone else. The same happened here with the ack server's cap
-//! of 64: 1,000 idle keep-alive connections plus `wrk -c64` got zero requests answered
-//! (`BENCHMARKS.md`). The lab's answer:
+//! On `--engine threads` every connection is served by a blocking thread of its own for as
+//! long as it lasts, as in the Rust Book's last chapter, but the pool grows on demand up to a
+//! high cap ([`MAX_CLIENTS`], 2048) instead of staying small and fixed: a pool of 8 workers
+//! cannot serve 64 keep-alive connections, since a worker stays with its connection while the
+//! client is idle between requests. Idle timeouts give the threads back: `read_timeout` closes
+//! a keep-alive connection silent for 10 s, `request_timeout` bounds a slow request. The price
+//! is memory per connection (a thread's touched stack, [`crate::engine::pool::WORKER_STACK_SIZE`]
+//! reserved) and a context switch per request, which is where this design stops scaling.
 //!
-//! - **A high cap** ([`MAX_CLIENTS`], 2048) instead of a small pool. A parked thread costs
-//!   no CPU and little memory: its stack is reserved at [`crate::server::WORKER_STACK_SIZE`]
-//!   but only touched pages count, so 1,064 connections measured about 27 MiB RSS.
-//! - **Idle timeouts** so idle connections give their thread back: `read_timeout` closes a
-//!   keep-alive connection silent for 10 s, `request_timeout` bounds a slow request.
-//! - **The cap still holds**: connection 2049 waits in the listen queue, and if the kernel
-//!   will not give another thread, that one connection is closed and the server goes on.
-//!
-//! Readiness-based I/O (`epoll` through `mio`: one thread watching every socket, serving
-//! whichever is ready) is what nginx does, and scales to far more connections. It is the
-//! next lesson after blocking sockets, not this one: with 64 busy connections on 2 cores,
-//! threads come within about 10% of nginx's requests per second (`BENCHMARKS.md`), and the blocking
-//! code reads like the walkthrough, one step per line. The price is memory per connection
-//! and a context switch per request, which is where this design stops scaling.
+//! `--engine epoll`, the default for `socket-lab http`, is what nginx does: one thread per
+//! core watching every socket and serving whichever is ready, each connection a small state
+//! machine ([`super::conversation`]). An idle keep-alive connection then costs its buffers, not
+//! a thread, so ten thousand of them fit (`BENCHMARKS.md` measures both).
 //!
 //! `tests/http_server.rs` drives this with raw sockets, curl, Python's `http.client` and
 //! headless Chromium.
@@ -60,18 +52,21 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::endpoint::AddressReuse;
 use crate::endpoint::{Address, Endpoint, Stream};
+use crate::engine::accept::{Acceptor, ListenConfig};
+use crate::engine::{
+    AcceptNotice, Engine, EventDriven, RunningServer, ServerHandle, Service, deadline_after,
+};
 use crate::error::Error;
 use crate::escape::escape_in;
-use crate::server::{
-    AcceptNotice, Acceptor, BACKLOG, DEFAULT_PORT, RunningServer, ServerHandle, deadline_after,
-};
+use crate::server::{BACKLOG, DEFAULT_PORT};
 
+use super::conversation::HttpConversation;
 use super::request::{Framing, Head, Limits, ParseError, Request, RequestReader, Status, Version};
-use super::response::Connection;
+use super::response::{Connection, Response};
 use super::site;
 
 /// How many connections are served at once: far more than the ack server's 64, because an
@@ -88,10 +83,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing a whole response may take, however slowly the peer reads.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After an error response, how long to keep reading (and discarding) before closing; see
-/// [`close_after_error`].
-const LINGER: Duration = Duration::from_secs(1);
+/// [`close_after_error`]. (Not `SO_LINGER`, which makes `close` wait for unsent data.)
+pub(super) const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// ... and how many bytes at most.
-const LINGER_BYTES: usize = 64 * 1024;
+pub(super) const DRAIN_BYTES: usize = 64 * 1024;
+/// `--max-clients` by default on the event loop: a connection costs a descriptor and a few
+/// hundred bytes there, not a thread, so the cap is the descriptor limit's business.
+pub const MAX_CLIENTS_EVENT_LOOP: usize = 20_000;
 
 /// Everything `socket-lab http` can be told.
 #[derive(Clone, Debug)]
@@ -104,6 +102,24 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// The deadline for sending one whole response (`100 Continue` included).
     pub write_timeout: Duration,
+    /// How connections are served: [`Engine::Epoll`] by default, since a web server's clients
+    /// keep idle connections open ([`Engine::Iterative`] is refused: one browser would hold
+    /// the server).
+    pub engine: Engine,
+}
+
+impl HttpConfig {
+    /// The default configuration for `engine`, with its default `max_clients`.
+    pub fn for_engine(engine: Engine) -> HttpConfig {
+        HttpConfig {
+            engine,
+            max_clients: match engine {
+                Engine::Epoll => MAX_CLIENTS_EVENT_LOOP,
+                Engine::Threads | Engine::Iterative => MAX_CLIENTS,
+            },
+            ..HttpConfig::default()
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -116,12 +132,18 @@ impl Default for HttpConfig {
             read_timeout: READ_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
             write_timeout: WRITE_TIMEOUT,
+            engine: Engine::Threads,
         }
     }
 }
 
 impl HttpConfig {
     fn validate(&self) -> Result<(), Error> {
+        if self.engine == Engine::Iterative {
+            return Err(Error::Config(
+                "the web server runs on --engine threads or epoll: with iterative, one browser's idle keep-alive connection would keep every other client waiting".into(),
+            ));
+        }
         if self.max_clients == 0 {
             return Err(Error::Config("--max-clients must be at least 1".into()));
         }
@@ -195,10 +217,31 @@ impl fmt::Display for HttpEvent {
 /// Where events go.
 pub type HttpLog = Arc<dyn Fn(HttpEvent) + Send + Sync>;
 
+/// What answers a request that parsed: the lab's pages ([`LabSite`]), or a test's own.
+pub trait Handler: Send + Sync + 'static {
+    /// The response to `request`; `raw` is its bytes as received.
+    fn respond(&self, request: &Request, raw: &[u8], peer: &Address) -> Response;
+
+    /// The page that goes with an error status (400, 408, 413...).
+    fn error_page(&self, status: u16, detail: &str) -> Response {
+        site::error_page(status, detail)
+    }
+}
+
+/// The lab's own pages: [`site`].
+pub struct LabSite;
+
+impl Handler for LabSite {
+    fn respond(&self, request: &Request, raw: &[u8], peer: &Address) -> Response {
+        site::respond(request, raw, peer)
+    }
+}
+
 /// A bound, listening web server that has not started accepting yet.
 pub struct HttpServer {
     acceptor: Acceptor,
     config: HttpConfig,
+    handler: Arc<dyn Handler>,
 }
 
 /// A web server running on a thread of its own is the same handle as the ack server's.
@@ -207,17 +250,28 @@ pub type RunningHttpServer = RunningServer;
 impl HttpServer {
     /// `socket`, `bind`, `listen(backlog)`.
     pub fn bind(config: HttpConfig) -> Result<HttpServer, Error> {
+        HttpServer::bind_with(config, Arc::new(LabSite))
+    }
+
+    /// As [`HttpServer::bind`], answering with `handler` instead of the lab's pages.
+    pub fn bind_with(config: HttpConfig, handler: Arc<dyn Handler>) -> Result<HttpServer, Error> {
         config.validate()?;
         // Timeouts are set per recv and per send below (`write_timeout` bounds each whole
         // response); until then the read timeout bounds both.
         let acceptor = Acceptor::bind(
             &config.endpoint,
-            config.backlog,
-            true,
-            config.max_clients,
-            Some(config.read_timeout),
+            ListenConfig {
+                backlog: config.backlog,
+                address_reuse: AddressReuse::Allowed,
+                max_clients: config.max_clients,
+                io_timeout: Some(config.read_timeout),
+            },
         )?;
-        Ok(HttpServer { acceptor, config })
+        Ok(HttpServer {
+            acceptor,
+            config,
+            handler,
+        })
     }
 
     /// The address bound: with `--port 0`, the port the kernel chose.
@@ -233,28 +287,61 @@ impl HttpServer {
     pub fn spawn(self, log: HttpLog) -> RunningHttpServer {
         let addr = self.local_addr().clone();
         let handle = self.handle();
-        let thread = thread::spawn(move || self.run(log));
-        RunningServer::new(addr, handle, thread)
+        RunningServer::spawn(addr, handle, move || self.run(log))
     }
 
     /// Accepts and serves until [`ServerHandle::stop`] is called.
     pub fn run(self, log: HttpLog) -> Result<(), Error> {
-        let config = self.config;
-        let worker_log = Arc::clone(&log);
-        self.acceptor.run(
-            move |notice| {
-                log(match notice {
-                    // The web server logs requests, not connections.
-                    AcceptNotice::Accepted { .. } => return,
-                    AcceptNotice::Busy { max_clients } => HttpEvent::Busy { max_clients },
-                    AcceptNotice::AcceptFailed { error } => HttpEvent::AcceptFailed { error },
-                    AcceptNotice::SetupFailed { peer, error } => {
-                        HttpEvent::ConnectionFailed { peer, error }
-                    }
-                })
-            },
-            move |stream, peer| serve_connection(stream, peer, &config, &worker_log),
+        let engine = self.config.engine;
+        let service = HttpService {
+            config: Arc::new(self.config),
+            log,
+            handler: self.handler,
+        };
+        self.acceptor.run(engine, service)
+    }
+}
+
+/// HTTP as a [`Service`]: what every engine runs for `socket-lab http`.
+struct HttpService {
+    config: Arc<HttpConfig>,
+    log: HttpLog,
+    handler: Arc<dyn Handler>,
+}
+
+impl Service for HttpService {
+    fn serve(&self, stream: Stream, peer: Address) {
+        serve_connection(stream, peer, &self.config, &self.log, &*self.handler);
+    }
+
+    fn notice(&self, notice: AcceptNotice) {
+        (self.log)(match notice {
+            // The web server logs requests, not connections.
+            AcceptNotice::Accepted { .. } => return,
+            AcceptNotice::Busy { max_clients } => HttpEvent::Busy { max_clients },
+            AcceptNotice::AcceptFailed { error } => HttpEvent::AcceptFailed { error },
+            AcceptNotice::SetupFailed { peer, error } => {
+                HttpEvent::ConnectionFailed { peer, error }
+            }
+        })
+    }
+}
+
+impl EventDriven for HttpService {
+    type Conversation = HttpConversation;
+
+    fn open(&self, peer: Address) -> HttpConversation {
+        HttpConversation::new(
+            peer,
+            Arc::clone(&self.config),
+            Arc::clone(&self.log),
+            Arc::clone(&self.handler),
+            Instant::now(),
         )
+    }
+
+    fn recv_size(&self) -> usize {
+        RECV_SIZE
     }
 }
 
@@ -271,13 +358,19 @@ enum NoRequest {
 }
 
 /// Requests and responses on one connection, until one side closes it.
-fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log: &HttpLog) {
+fn serve_connection(
+    mut stream: Stream,
+    peer: Address,
+    config: &HttpConfig,
+    log: &HttpLog,
+    handler: &dyn Handler,
+) {
     // Bytes received and not yet used: part of a request, or pipelined requests after one.
     let mut received: Vec<u8> = Vec::new();
     loop {
         let answer = match read_request(&mut stream, &mut received, config) {
             Ok(request) => {
-                let answer = answer(&request, &received[..request.len], &peer);
+                let answer = answer(&request, &received[..request.len], &peer, handler);
                 received.drain(..request.len);
                 // A large request grew the buffer; an idle keep-alive connection should not
                 // keep that memory (the limits table in the README states the bound).
@@ -294,11 +387,14 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
                 });
                 return;
             }
-            Err(NoRequest::Invalid(error)) => refuse(error.status(), &error.to_string(), &received),
+            Err(NoRequest::Invalid(error)) => {
+                refuse(error.status(), &error.to_string(), &received, handler)
+            }
             Err(NoRequest::TimedOut) => refuse(
                 408,
                 "the request did not arrive in time; the connection is closed",
                 &received,
+                handler,
             ),
         };
         // The request is logged before its response is written, not after: on loopback the
@@ -338,18 +434,23 @@ fn serve_connection(mut stream: Stream, peer: Address, config: &HttpConfig, log:
 }
 
 /// A response ready to send, and what the log and the connection need to know about it.
-struct Answer {
-    status: u16,
-    bytes: Vec<u8>,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) bytes: Vec<u8>,
     /// Escaped for the log.
-    request_line: String,
-    connection: Connection,
+    pub(super) request_line: String,
+    pub(super) connection: Connection,
 }
 
-/// The answer to a request that parsed: the site's response, framed for this connection.
-fn answer(request: &Request, raw: &[u8], peer: &Address) -> Answer {
+/// The answer to a request that parsed: the handler's response, framed for this connection.
+pub(super) fn answer(
+    request: &Request,
+    raw: &[u8],
+    peer: &Address,
+    handler: &dyn Handler,
+) -> Answer {
     let head = &request.head;
-    let response = site::respond(request, raw, peer);
+    let response = handler.respond(request, raw, peer);
     // 404 and 405 are ordinary answers; after any other error (501 for a method we do not
     // know, say) it is safer not to guess what the client sends next.
     let failed = response.status >= 400 && !matches!(response.status, 404 | 405);
@@ -369,17 +470,21 @@ fn answer(request: &Request, raw: &[u8], peer: &Address) -> Answer {
 }
 
 /// The answer to a request that could not be read: its status, a short page, and a close.
-fn refuse(status: u16, detail: &str, received: &[u8]) -> Answer {
+pub(super) fn refuse(status: u16, detail: &str, received: &[u8], handler: &dyn Handler) -> Answer {
     Answer {
         status,
-        bytes: site::error_page(status, detail).encode(SystemTime::now(), Connection::Close, false),
+        bytes: handler.error_page(status, detail).encode(
+            SystemTime::now(),
+            Connection::Close,
+            false,
+        ),
         request_line: first_line(received),
         connection: Connection::Close,
     }
 }
 
 /// What a connection's receive buffer shrinks back to between requests.
-const IDLE_BUFFER: usize = 16 * 1024;
+pub(super) const IDLE_BUFFER: usize = 16 * 1024;
 
 /// Receives until `received` starts with a complete request.
 fn read_request(
@@ -498,7 +603,7 @@ fn send_within(stream: &mut Stream, bytes: &[u8], config: &HttpConfig) -> io::Re
 }
 
 /// Whether a complete head asks for `100 Continue` before its body.
-fn waits_for_continue(head: &Head) -> bool {
+pub(super) fn waits_for_continue(head: &Head) -> bool {
     head.version == Version::Http11
         && head.framing != Framing::Empty
         && head
@@ -538,11 +643,11 @@ fn first_line(received: &[u8]) -> String {
 /// what is still coming, for a bounded time and size, before the close.
 fn close_after_error(stream: &mut Stream) {
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(LINGER));
+    let _ = stream.set_read_timeout(Some(DRAIN_TIME));
     let started = Instant::now();
     let mut discarded = 0;
     let mut scratch = [0u8; RECV_SIZE];
-    while discarded < LINGER_BYTES && started.elapsed() < LINGER {
+    while discarded < DRAIN_BYTES && started.elapsed() < DRAIN_TIME {
         match stream.read(&mut scratch) {
             Ok(0) | Err(_) => break,
             Ok(n) => discarded += n,

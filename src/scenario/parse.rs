@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use super::lex::{MAX_PAYLOAD, Token, Tokens, parse_duration};
 use super::syntax::*;
+use crate::endpoint::AddressReuse;
 use crate::server::MAX_RECV_SIZE;
 
 /// What went wrong reading a file, and where.
@@ -279,7 +280,18 @@ fn parse_server(tokens: &mut Tokens) -> Result<(ServerSpec, Option<String>), Str
         if settings.iter().any(|setting| setting.key() == key) {
             return Err(format!("`{key}` is given twice"));
         }
-        settings.push(setting(&key, &value)?);
+        let setting = setting(&key, &value)?;
+        if let Setting::Engine(engine) = setting
+            && !kind.engines().contains(&engine)
+        {
+            let names: Vec<&str> = kind.engines().iter().map(|e| e.name()).collect();
+            return Err(format!(
+                "the {} server does not run on engine={engine}; it runs on: {}",
+                kind.name(),
+                names.join(", ")
+            ));
+        }
+        settings.push(setting);
     }
     Ok((ServerSpec { kind, settings }, None))
 }
@@ -324,8 +336,10 @@ fn setting(key: &str, value: &str) -> Result<Setting, String> {
         }
         "idle-timeout" => Setting::IdleTimeout(parse_duration(value)?),
         "host" => Setting::Host(value.to_string()),
-        "engine" => Setting::Engine(crate::server::Engine::from_name(value).ok_or_else(|| {
-            format!("engine={value}: expected `engine=threads` or `engine=iterative`")
+        "engine" => Setting::Engine(crate::engine::Engine::from_name(value).ok_or_else(|| {
+            format!(
+                "engine={value}: expected `engine=threads`, `engine=iterative` or `engine=epoll`"
+            )
         })?),
         "accept" => Setting::Accept(match value {
             "on" => AcceptMode::On,
@@ -731,13 +745,13 @@ fn parse_server_call(tokens: &mut Tokens, verb: &str) -> Result<ServerCall, Stri
         "stop" => ServerCall::Stop,
         "resume-accept" => ServerCall::ResumeAccept,
         "bind-again" | "restart" => {
-            let mut reuse_address = true;
+            let mut address_reuse = AddressReuse::Allowed;
             if tokens.peek_word() == Some("reuseaddr") {
                 tokens.next();
                 tokens.expect(&Token::Equals, "`=` after `reuseaddr`")?;
-                reuse_address = match tokens.word("on or off")?.as_str() {
-                    "on" => true,
-                    "off" => false,
+                address_reuse = match tokens.word("on or off")?.as_str() {
+                    "on" => AddressReuse::Allowed,
+                    "off" => AddressReuse::Refused,
                     other => return Err(format!("`reuseaddr` is on or off, not `{other}`")),
                 };
             }
@@ -753,12 +767,12 @@ fn parse_server_call(tokens: &mut Tokens, verb: &str) -> Result<ServerCall, Stri
             };
             if verb == "restart" {
                 ServerCall::Restart {
-                    reuse_address,
+                    address_reuse,
                     expect,
                 }
             } else {
                 ServerCall::BindAgain {
-                    reuse_address,
+                    address_reuse,
                     expect,
                 }
             }
@@ -842,7 +856,7 @@ mod tests {
     fn a_setting_the_server_kind_does_not_take_is_an_error() {
         assert_eq!(
             parse_err("# t\nserver http accept=paused recv-size=8"),
-            "line 2: the http server does not take `accept`; it takes: host"
+            "line 2: the http server does not take `accept`; it takes: host, engine"
         );
         assert_eq!(
             parse_err("# t\nserver udp backlog=1"),

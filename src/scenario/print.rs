@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::lex::quote;
 use super::syntax::*;
+use crate::endpoint::AddressReuse;
 
 /// `server KIND key=value ...` for one server line.
 fn write_server(f: &mut fmt::Formatter<'_>, spec: &ServerSpec) -> fmt::Result {
@@ -207,18 +208,19 @@ impl fmt::Display for ClientCall {
 
 impl fmt::Display for ServerCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bind = |f: &mut fmt::Formatter<'_>, verb: &str, reuse: bool, expect: &BindOutcome| {
-            write!(f, "{verb}")?;
-            if !reuse {
-                write!(f, " reuseaddr=off")?;
-            }
-            match expect {
-                BindOutcome::Bound => write!(f, " = bound"),
-                BindOutcome::Error(pattern) => {
-                    write!(f, " = error {}", literal(pattern.as_bytes()))
+        let bind =
+            |f: &mut fmt::Formatter<'_>, verb: &str, reuse: AddressReuse, expect: &BindOutcome| {
+                write!(f, "{verb}")?;
+                if reuse == AddressReuse::Refused {
+                    write!(f, " reuseaddr=off")?;
                 }
-            }
-        };
+                match expect {
+                    BindOutcome::Bound => write!(f, " = bound"),
+                    BindOutcome::Error(pattern) => {
+                        write!(f, " = error {}", literal(pattern.as_bytes()))
+                    }
+                }
+            };
         match self {
             ServerCall::Log(pattern) => write!(f, "log {}", literal(pattern.as_bytes())),
             ServerCall::LogNext(pattern) => write!(f, "log-next {}", literal(pattern.as_bytes())),
@@ -226,13 +228,13 @@ impl fmt::Display for ServerCall {
             ServerCall::Stop => write!(f, "stop"),
             ServerCall::ResumeAccept => write!(f, "resume-accept"),
             ServerCall::BindAgain {
-                reuse_address,
+                address_reuse,
                 expect,
-            } => bind(f, "bind-again", *reuse_address, expect),
+            } => bind(f, "bind-again", *address_reuse, expect),
             ServerCall::Restart {
-                reuse_address,
+                address_reuse,
                 expect,
-            } => bind(f, "restart", *reuse_address, expect),
+            } => bind(f, "restart", *address_reuse, expect),
         }
     }
 }

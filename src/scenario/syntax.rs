@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::engine::Engine;
 use crate::kernel::TcpState;
 use crate::server::ServerConfig;
 
@@ -84,8 +85,8 @@ pub enum Setting {
     /// `server: resume-accept`.
     Accept(AcceptMode),
     /// `engine=iterative`: one client at a time, as the walkthrough's server.py; `threads`
-    /// (the default) serves each connection on a worker thread.
-    Engine(crate::server::Engine),
+    /// (the default) serves each connection on a worker thread; `epoll` from an event loop.
+    Engine(Engine),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +124,14 @@ impl ServerSpec {
             _ => None,
         })
         .unwrap_or(AcceptMode::On)
+    }
+
+    /// The engine the file names, if it names one.
+    pub fn engine(&self) -> Option<Engine> {
+        self.find(|setting| match setting {
+            Setting::Engine(engine) => Some(*engine),
+            _ => None,
+        })
     }
 
     pub fn host(&self) -> Option<&str> {
@@ -227,13 +236,73 @@ impl ServerKind {
             ],
             ServerKind::Udp => &["recv-size", "ack", "host"],
             ServerKind::UnixDgram => &["recv-size", "ack"],
-            ServerKind::Http => &["host"],
+            ServerKind::Http => &["host", "engine"],
             ServerKind::None => &[],
+        }
+    }
+
+    /// The engines this kind of server runs on: the first is its default in a lesson.
+    pub fn engines(self) -> &'static [Engine] {
+        match self {
+            ServerKind::Tcp | ServerKind::Unix => {
+                &[Engine::Threads, Engine::Iterative, Engine::Epoll]
+            }
+            ServerKind::Http => &[Engine::Threads, Engine::Epoll],
+            // A datagram server has no connections to serve one way or another.
+            ServerKind::Udp | ServerKind::UnixDgram | ServerKind::None => &[],
         }
     }
 }
 
 impl Scenario {
+    /// The engines this lesson runs on in the test suite: the one it names (a lesson about
+    /// an engine), or every engine its server kind has, since a lesson about sockets must
+    /// hold however the server waits.
+    /// A lesson that `needs two-clients-at-once` is not tested on the iterative engine, which
+    /// by design serves one client at a time (`socket-lab run --engine iterative` shows it
+    /// failing, which is lesson 34's point).
+    pub fn engines_to_test(&self) -> Vec<Engine> {
+        if let Some(engine) = self.server.engine() {
+            return vec![engine];
+        }
+        let one_at_a_time_is_enough = !self.needs.contains(&Need::TwoClientsAtOnce);
+        self.server
+            .kind
+            .engines()
+            .iter()
+            .copied()
+            .filter(|&engine| engine != Engine::Iterative || one_at_a_time_is_enough)
+            .collect()
+    }
+
+    /// This lesson with its server on `engine`, whatever the file says (`run --engine`).
+    /// An error if the server kind has no such engine.
+    pub fn on_engine(&self, engine: Engine) -> Result<Scenario, String> {
+        let kind = self.server.kind;
+        if !kind.engines().contains(&engine) {
+            let names: Vec<&str> = kind.engines().iter().map(|e| e.name()).collect();
+            return Err(if names.is_empty() {
+                format!(
+                    "the {} server has no engines: there are no connections to serve",
+                    kind.name()
+                )
+            } else {
+                format!(
+                    "the {} server does not run on the {engine} engine; it runs on: {}",
+                    kind.name(),
+                    names.join(", ")
+                )
+            });
+        }
+        let mut scenario = self.clone();
+        scenario
+            .server
+            .settings
+            .retain(|setting| !matches!(setting, Setting::Engine(_)));
+        scenario.server.settings.push(Setting::Engine(engine));
+        Ok(scenario)
+    }
+
     /// Whether any step looks at the wire: such a lesson runs with `socket-lab run --wire`.
     pub fn watches_the_wire(&self) -> bool {
         self.steps
@@ -483,12 +552,12 @@ pub enum ServerCall {
     ResumeAccept,
     /// Try to bind a second server on the same address while the first still runs.
     BindAgain {
-        reuse_address: bool,
+        address_reuse: crate::endpoint::AddressReuse,
         expect: BindOutcome,
     },
     /// Stop the server and bind a new one on the same address at once.
     Restart {
-        reuse_address: bool,
+        address_reuse: crate::endpoint::AddressReuse,
         expect: BindOutcome,
     },
 }

@@ -30,11 +30,12 @@ use super::syntax::{AcceptMode, Action, Scenario, ServerKind};
 use super::timeline::{Moment, ServerEvent, Timeline};
 use crate::backlog::PendingConnect;
 use crate::endpoint::{Address, Endpoint, Stream};
+use crate::engine::RunningServer;
 use crate::error::Error;
 use crate::http::server::{HttpConfig, HttpEvent, HttpServer};
 use crate::kernel::Queues;
 use crate::proxy::{Proxy, ProxyEvent, Way};
-use crate::server::{Event, RunningServer, Server, ServerConfig};
+use crate::server::{Event, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
 use crate::wire::{Capture, Segment};
 use std::net::SocketAddr;
@@ -441,6 +442,7 @@ impl Runner<'_> {
                 .map(|server| server.spawn(forward(&self.timeline))),
             ServerKind::Http => HttpServer::bind(HttpConfig {
                 endpoint: config.endpoint.clone(),
+                engine: config.engine,
                 ..HttpConfig::default()
             })
             .map(|server| server.spawn(forward(&self.timeline))),
@@ -525,6 +527,7 @@ impl Runner<'_> {
             ServerKind::Http => {
                 let config = HttpConfig {
                     endpoint: self.config.endpoint.clone(),
+                    engine: self.config.engine,
                     ..HttpConfig::default()
                 };
                 HttpServer::bind(config)?.spawn(forward(&self.timeline))

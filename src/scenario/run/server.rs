@@ -10,10 +10,12 @@
 use std::time::Instant;
 
 use super::Runner;
+use crate::endpoint::AddressReuse;
+use crate::engine::RunningServer;
 use crate::error::Error;
 use crate::scenario::report::{Entry, EntryKind, StepError, matches};
 use crate::scenario::syntax::{AcceptMode, BindOutcome, ServerCall};
-use crate::server::{RunningServer, Server, ServerConfig};
+use crate::server::{Server, ServerConfig};
 
 fn line(text: String) -> Entry {
     Entry::new(EntryKind::Server, format!("      {text}"))
@@ -21,11 +23,10 @@ fn line(text: String) -> Entry {
 
 /// How the lesson's bind attempts are labelled, so two attempts that differ only in the
 /// option are told apart.
-fn reuse_label(reuse_address: bool) -> &'static str {
-    if reuse_address {
-        "with SO_REUSEADDR"
-    } else {
-        "without SO_REUSEADDR, as Python's default"
+fn reuse_label(address_reuse: AddressReuse) -> &'static str {
+    match address_reuse {
+        AddressReuse::Allowed => "with SO_REUSEADDR",
+        AddressReuse::Refused => "without SO_REUSEADDR, as Python's default",
     }
 }
 
@@ -54,23 +55,23 @@ impl Runner<'_> {
                 Ok(())
             }
             ServerCall::BindAgain {
-                reuse_address,
+                address_reuse,
                 expect,
             } => {
                 let config = ServerConfig {
-                    reuse_address: *reuse_address,
+                    address_reuse: *address_reuse,
                     ..self.config.clone()
                 };
                 let result = Server::bind(config).map(drop);
                 let what = format!(
                     "a second server on {} ({})",
                     self.endpoint,
-                    reuse_label(*reuse_address)
+                    reuse_label(*address_reuse)
                 );
                 self.expect_bind(&what, result, expect)
             }
             ServerCall::Restart {
-                reuse_address,
+                address_reuse,
                 expect,
             } => {
                 if let Some(server) = self.server.take() {
@@ -79,12 +80,12 @@ impl Runner<'_> {
                 let what = format!(
                     "the server again on {} ({})",
                     self.endpoint,
-                    reuse_label(*reuse_address)
+                    reuse_label(*address_reuse)
                 );
-                let reuse = self.config.reuse_address;
-                self.config.reuse_address = *reuse_address;
+                let reuse = self.config.address_reuse;
+                self.config.address_reuse = *address_reuse;
                 let result = self.bind_and_spawn(AcceptMode::On);
-                self.config.reuse_address = reuse;
+                self.config.address_reuse = reuse;
                 self.expect_bind(&what, result, expect)
             }
         }
