@@ -21,8 +21,15 @@
 //! (shown on `/`), whatever the Host field says.
 //!
 //! `HEAD` is `GET` without the body; the server drops the body when it encodes the response.
-//! Everything a peer sent is shown through [`html_escape`], so a header value like
-//! `<script>` is text on the page, never markup.
+//! Everything a peer sent is shown through [`shown`]: [`escape`] first, so a control, format
+//! or separator character (U+202E RIGHT-TO-LEFT OVERRIDE, U+200B ZERO WIDTH SPACE) is a
+//! visible `\u{202e}` that cannot reorder or hide the text around it, as in the server's log;
+//! then [`html_escape`], so a header value like `<script>` is text on the page, never markup.
+//!
+//! The page is plain HTML with a built-in style sheet (`STYLE`) and no JavaScript. It is
+//! the page learners screenshot, so it must read well in any window: `tests/page_layout.rs`
+//! loads it in headless Chromium from 360 to 2000 px wide and checks that nothing scrolls
+//! sideways, no field name breaks, and every "what it is for" column is wide enough to read.
 
 use std::borrow::Cow;
 
@@ -121,59 +128,55 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
 
     body.push_str("<h2>Request line</h2>\n");
     body.push_str(&format!(
-        "<p id=\"request-line\"><code>{}</code></p>\n<table>\n",
-        html_escape(&head.request_line())
+        "<p id=\"request-line\"><code>{}</code></p>\n{}",
+        shown(head.request_line().as_bytes()),
+        table_start("part")
     ));
     for (part, value, meaning) in [
         (
             "method",
-            head.method.clone(),
+            shown(head.method.as_bytes()),
             "what the client asks the server to do",
         ),
         (
             "target",
-            head.target.clone(),
+            shown(head.target.as_bytes()),
             "which resource: usually the path and query of the URL",
         ),
         (
             "version",
-            head.version.to_string(),
+            shown(head.version.to_string().as_bytes()),
             "the protocol version; it sets whether the connection stays open by default",
         ),
         (
             "host",
-            head.host().map_or("(none)".into(), |host| {
-                String::from_utf8_lossy(host).into_owned()
-            }),
+            head.host().map_or("(none)".into(), shown),
             "the site asked for: the target's authority when the target is a whole URL (absolute-form, RFC 9112 section 3.2.2), else the Host field",
         ),
     ] {
-        body.push_str(&format!(
-            "<tr><th>{part}</th><td><code>{}</code></td><td>{meaning}</td></tr>\n",
-            html_escape(&value)
-        ));
+        body.push_str(&row(part, &value, meaning));
     }
-    body.push_str("</table>\n");
+    body.push_str(TABLE_END);
 
-    body.push_str("<h2>Header fields</h2>\n<table>\n");
+    body.push_str("<h2>Header fields</h2>\n");
+    body.push_str(&table_start("field"));
     for header in &head.headers {
-        body.push_str(&format!(
-            "<tr><th>{}</th><td><code>{}</code></td><td>{}</td></tr>\n",
-            html_escape(&header.name),
-            html_escape(&String::from_utf8_lossy(&header.value)),
-            explain_header(&header.name)
+        body.push_str(&row(
+            &shown(header.name.as_bytes()),
+            &shown(&header.value),
+            explain_header(&header.name),
         ));
     }
-    body.push_str("</table>\n");
+    body.push_str(TABLE_END);
 
     body.push_str(
         "<h2>Raw bytes</h2>\n<p>Exactly the bytes the server received for this request, with \
          <code>\\r\\n</code> shown. The empty line at the end of the head is how the server knows \
          the head is over.</p>\n<pre>",
     );
-    let (shown, hidden) = capped(raw);
-    for line in shown.split_inclusive(|&byte| byte == b'\n') {
-        body.push_str(&html_escape(&escape(line)));
+    let (echoed, hidden) = capped(raw);
+    for line in echoed.split_inclusive(|&byte| byte == b'\n') {
+        body.push_str(&shown(line));
         body.push('\n');
     }
     body.push_str("</pre>\n");
@@ -187,6 +190,27 @@ fn request_page(request: &Request, raw: &[u8], peer: &Address) -> String {
          <p><a href=\"/about\">How this server works</a> (a static page)</p>\n",
     );
     page("Your request, as the server sees it", &body)
+}
+
+/// The start of a table of fields: a name, its value, and what it is for. The column widths
+/// are set here (not by the longest value, as an HTML table does by default), so a long
+/// `User-Agent` wraps inside its cell instead of pushing the explanations off the screen.
+fn table_start(name_heading: &str) -> String {
+    format!(
+        "<table class=\"fields\">\n\
+         <colgroup><col class=\"name\"><col class=\"value\"><col class=\"purpose\"></colgroup>\n\
+         <thead><tr><th>{name_heading}</th><th>value</th><th>what it is for</th></tr></thead>\n\
+         <tbody>\n"
+    )
+}
+
+const TABLE_END: &str = "</tbody>\n</table>\n";
+
+/// One row of a [`table_start`] table; `name` and `value` already escaped.
+fn row(name: &str, value: &str, purpose: &str) -> String {
+    format!(
+        "<tr><th>{name}</th><td><code>{value}</code></td><td class=\"purpose\">{purpose}</td></tr>\n"
+    )
 }
 
 /// One line on what each common header field is for.
@@ -245,20 +269,25 @@ fn form_page(request: &Request) -> String {
          <code>name=value</code> pairs joined by <code>&amp;</code>, spaces as <code>+</code>, \
          bytes other than letters, digits and <code>*-._</code> as <code>%XX</code>.</p>\n<h2>Body as received</h2>\n<pre>",
     );
-    let (shown, hidden) = capped(&request.body);
-    body.push_str(&html_escape(&escape(shown)));
+    let (echoed, hidden) = capped(&request.body);
+    body.push_str(&shown(echoed));
     body.push_str("</pre>\n");
     body.push_str(&more_bytes(hidden));
-    body.push_str("<h2>Decoded</h2>\n<table>\n");
+    body.push_str(
+        "<h2>Decoded</h2>\n<table class=\"fields\">\n\
+         <colgroup><col class=\"name\"><col class=\"value\"></colgroup>\n\
+         <thead><tr><th>name</th><th>value</th></tr></thead>\n<tbody>\n",
+    );
     // Decoded from what the page shows, so the table is bounded the same way.
-    for (name, value) in decode_form(shown) {
+    for (name, value) in decode_form(echoed) {
         body.push_str(&format!(
             "<tr><th>{}</th><td><code>{}</code></td></tr>\n",
-            html_escape(&name),
-            html_escape(&value)
+            shown(name.as_bytes()),
+            shown(value.as_bytes())
         ));
     }
-    body.push_str("</table>\n<p><a href=\"/\">back</a></p>\n");
+    body.push_str(TABLE_END);
+    body.push_str("<p><a href=\"/\">back</a></p>\n");
     page("Your form, decoded", &body)
 }
 
@@ -298,6 +327,13 @@ fn percent_decode(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+/// Bytes a peer sent, as the page shows them: [`escape`]d as the log shows them (so
+/// `evil\u{202e}txt.exe` reads as that, not as `evilexe.txt`, and bytes that are not UTF-8 as
+/// `\xff`), then [`html_escape`]d.
+pub fn shown(bytes: &[u8]) -> String {
+    html_escape(&escape(bytes))
+}
+
 /// Text made safe to put inside HTML elements and quoted attributes.
 pub fn html_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -314,18 +350,50 @@ pub fn html_escape(text: &str) -> String {
     escaped
 }
 
-/// The frame every dynamic page shares; `title` is trusted, `body` already escaped.
+/// The frame every dynamic page shares; `title` is trusted, `body` already escaped. The
+/// viewport line tells a phone the page is made for its width; without it a phone lays the
+/// page out 980 px wide and shrinks it to fit.
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
          <h1>{title}</h1>\n{body}</body>\n</html>\n"
     )
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}\
-th{text-align:left;padding-right:1em;vertical-align:top}td{padding-right:1em}\
-pre{background:#f4f4f4;padding:1em;overflow-x:auto}";
+/// The style sheet of every dynamic page, built into the binary.
+///
+/// - `overflow-wrap: anywhere` on everything: a value with no space in it (a `User-Agent`, a
+///   cookie, a 4 KiB target) may break between any two characters, so no peer can make the
+///   page wider than the window.
+/// - `table-layout: fixed` with set column widths: by default an HTML table sizes its columns
+///   by their longest content, so one long value took the whole width and squeezed the
+///   explanations into a sliver, or pushed them off the screen. Here the name column is wide
+///   enough for `Upgrade-Insecure-Requests` on one line, the explanations get 35%, the value
+///   the rest.
+/// - `vertical-align: baseline`: the first lines of a row's name, value and explanation sit on
+///   one line, however many lines each cell wraps to.
+/// - Below 44em (704 px at the default font size, where three columns get too narrow) each
+///   row becomes a block: the name, then its value, then what it is for, each the full width.
+/// - Raw bytes wrap too (`pre-wrap`): every line ends in a visible `\r\n`, so a wrapped line
+///   cannot be mistaken for two.
+const STYLE: &str = "\
+body { font-family: sans-serif; line-height: 1.4; max-width: 72em; margin: 2em auto; padding: 0 1em; overflow-wrap: anywhere; }
+table.fields { width: 100%; table-layout: fixed; border-collapse: collapse; margin-bottom: 1em; }
+col.name { width: 18em; }
+col.purpose { width: 35%; }
+th, td { text-align: left; vertical-align: baseline; padding: .4em 1em .4em 0; border-top: 1px solid #ddd; }
+thead th { font-weight: normal; color: #666; border-top: none; }
+pre { background: #f4f4f4; padding: 1em; white-space: pre-wrap; }
+@media (max-width: 44em) {
+  table.fields, table.fields tbody, table.fields tr, table.fields th, table.fields td { display: block; }
+  table.fields thead { display: none; }
+  table.fields tr { border-top: 1px solid #ddd; padding: .5em 0; }
+  table.fields th, table.fields td { border: none; padding: 0; }
+  table.fields td { margin-top: .2em; }
+}
+";
 
 #[cfg(test)]
 mod tests {
@@ -346,6 +414,61 @@ mod tests {
             decode_form(b"x=%E4%BD%A0%ff"),
             [("x".into(), "你\u{fffd}".into())]
         );
+    }
+
+    /// The page `respond` makes for `request`, as text.
+    fn page_for(request: &[u8]) -> String {
+        use crate::http::request::{Limits, Status};
+        let parsed = match Request::parse(request, &Limits::default()) {
+            Ok(Status::Complete(parsed)) => parsed,
+            other => panic!("{other:?} for {}", escape(request)),
+        };
+        let peer = Address::Inet("127.0.0.1:40000".parse().expect("an address"));
+        let response = respond(&parsed, request, &peer);
+        String::from_utf8(response.body).expect("a UTF-8 page")
+    }
+
+    #[test]
+    fn bidi_and_invisible_characters_a_peer_sent_are_shown_not_obeyed() {
+        // U+202E RIGHT-TO-LEFT OVERRIDE would show `evil<U+202E>txt.exe` as `evilexe.txt`;
+        // U+200B is invisible; 0xff is not UTF-8.
+        let page = page_for(
+            &[
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Note: a\u{200b}b\r\nX-File: evil\u{202e}txt.exe"
+                    .as_bytes(),
+                b"\xff\r\n\r\n",
+            ]
+            .concat(),
+        );
+        assert!(
+            page.contains(
+                r#"<tr><th>X-File</th><td><code>evil\u{202e}txt.exe\xff</code></td><td class="purpose">"#
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains(r"<tr><th>X-Note</th><td><code>a\u{200b}b</code></td>"),
+            "{page}"
+        );
+        assert!(
+            !page.contains(['\u{202e}', '\u{200b}', '\u{fffd}']),
+            "{page}"
+        );
+
+        // The form's decoded values: `%E2%80%AE` is the same override, percent-encoded.
+        let body = "message=evil%E2%80%AEtxt.exe";
+        let page = page_for(
+            format!(
+                "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        assert!(
+            page.contains(r"<tr><th>message</th><td><code>evil\u{202e}txt.exe</code></td>"),
+            "{page}"
+        );
+        assert!(!page.contains('\u{202e}'), "{page}");
     }
 
     #[test]
