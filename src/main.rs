@@ -520,11 +520,21 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     } else {
         ""
     };
+    let local = match client.local_addr()? {
+        Address::Unix(None) => "an unnamed socket".to_string(),
+        local => local.to_string(),
+    };
     eprintln!(
-        "connected to {}{nodelay}; type a line and press Enter to send it; q or Ctrl-D ends the session",
-        args.target.endpoint()
+        "connected to {} from {local}{nodelay}; type a line and press Enter to send it; q or Ctrl-D ends the session",
+        client.peer_addr()?
     );
-    client.run_session(stdin.lock(), Stdout, prompt)?;
+    // The session waits on stdin with poll, so it reads the descriptor itself: a copy of fd 0
+    // as a File, without the buffer of io::Stdin, whose bytes poll could not see.
+    let input = std::os::fd::AsFd::as_fd(&stdin)
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| Error::io("cannot duplicate standard input", e))?;
+    client.run_session(input, Stdout, prompt)?;
     Ok(())
 }
 

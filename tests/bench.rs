@@ -87,7 +87,7 @@ fn a_dead_target_is_a_clear_connect_error() {
     assert_eq!(
         stderr.trim_end().lines().last().unwrap_or_default(),
         format!(
-            "error: cannot connect to 127.0.0.1:{port}: connection refused (is the server running? start it with `socket-lab server` in another terminal)"
+            "error: cannot connect to 127.0.0.1:{port}: connection refused (is the server running? start it with `socket-lab server --port {port}` in another terminal)"
         )
     );
 }
