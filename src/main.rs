@@ -683,16 +683,24 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
             "warning: this is a debug build, several times slower than a release one: its numbers are not representative (cargo run --release -- bench ...)"
         );
     }
+    let bench = bench::Bench::start(&config)?;
     // Said at once: a run can take as long as --duration.
-    eprintln!(
-        "bench: {} connection{}, up to {} messages each or {} s, whichever ends first...",
-        config.conns,
-        if config.conns == 1 { "" } else { "s" },
-        config.msgs,
-        config.duration.as_secs()
+    print_line(bench.plan())?;
+    // A live line on stderr, drawn only when stderr is a terminal (indicatif hides it
+    // otherwise), so a pipe or a file never gets progress in it. It is cleared at the end.
+    let progress = indicatif::ProgressBar::with_draw_target(
+        Some(config.msgs.saturating_mul(config.conns as u64)),
+        indicatif::ProgressDrawTarget::stderr(),
     );
-    let report = bench::run(&config)?;
-    print_line(report)
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{bar:24}] {msg}") {
+        progress.set_style(style.progress_chars("=> "));
+    }
+    let report = bench.run(|tally| {
+        progress.set_position(tally.messages);
+        progress.set_message(tally.to_string());
+    });
+    progress.finish_and_clear();
+    print_line(report?.results())
 }
 
 /// The lessons folder: the one given, else ./scenarios, else the one in the source tree.
