@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::error::Error;
+use crate::error::{Error, SocketType};
 
 /// Where a non-blocking `connect` has got to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,8 @@ impl PendingConnect {
     pub fn start(addr: SocketAddr) -> Result<PendingConnect, Error> {
         let connect_error = |source| Error::Connect {
             addr: addr.to_string(),
+            tried: vec![addr],
+            socket_type: SocketType::Stream,
             source,
         };
         let socket =
@@ -85,6 +87,8 @@ impl PendingConnect {
     pub fn wait(&self, timeout: Duration) -> Result<Progress, Error> {
         let connect_error = |source| Error::Connect {
             addr: self.addr.to_string(),
+            tried: vec![self.addr],
+            socket_type: SocketType::Stream,
             source,
         };
         // A connecting socket becomes writable when the handshake ends, either way.

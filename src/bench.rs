@@ -29,6 +29,12 @@
 //! comes first, and every `recv` waits at most [`REPLY_TIMEOUT`], so a silent server is an
 //! error within seconds, not a hang.
 //!
+//! **Progress while it runs.** A run can take as long as `--duration`, so the report's first
+//! line ([`Plan`]) is known and printed before the first message, and [`Bench::run`] tells a
+//! watcher where the run stands ([`Tally`]) about ten times a second: every connection adds
+//! each message to one shared atomic counter, which the thread waiting for them reads. The
+//! binary draws that as a live line with `indicatif`, on a terminal only.
+//!
 //! Without `--target`, the bench starts the ack server in this process ([`crate::server`] or
 //! [`crate::udp`]) on a free loopback port, with its log switched off, and stops it after.
 //! `tests/bench.rs` runs it both ways; `BENCHMARKS.md` has numbers and what they teach.
@@ -38,6 +44,8 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -58,6 +66,8 @@ pub const MAX_CONNS: usize = 4096;
 const OWN_SERVER_MAX_RECV: usize = 64 * 1024;
 /// The longest run allowed, so a typo cannot tie up a shared machine for hours.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// How often [`Bench::run`] tells its watcher where the run stands.
+pub const TALLY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Which kind of socket the bench talks over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,14 +174,68 @@ impl BenchConfig {
     }
 }
 
-/// What a run measured.
+/// What a run is about to do: the report's first line, printed before the first message.
 #[derive(Clone, Debug)]
-pub struct Report {
+pub struct Plan {
     pub transport: Transport,
-    /// Where the server was, and whether the bench started it.
+    /// Where the server is, and whether the bench started it.
     pub server: String,
     pub conns: usize,
     pub size: usize,
+    /// Send without waiting for acks (no round trips to time).
+    pub stream: bool,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.stream {
+            "stream: send without waiting"
+        } else {
+            "send, wait for the ack, repeat"
+        };
+        write!(
+            f,
+            "bench: {} {}, {} connection{}, {}-byte messages ({mode})",
+            self.transport,
+            self.server,
+            self.conns,
+            if self.conns == 1 { "" } else { "s" },
+            self.size
+        )
+    }
+}
+
+/// Where a running bench stands, for a progress line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tally {
+    /// Messages sent so far, over every connection.
+    pub messages: u64,
+    /// The most the run will send: messages per connection times connections.
+    pub planned: u64,
+    pub elapsed: Duration,
+    /// When the run stops even if not every message was sent.
+    pub duration: Duration,
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rate = self.messages as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON);
+        write!(
+            f,
+            "{} of {} messages, {rate:.0} msgs/s, {:.1} s of at most {} s",
+            self.messages,
+            self.planned,
+            self.elapsed.as_secs_f64(),
+            self.duration.as_secs()
+        )
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The run's first line: what was loaded, and how.
+    pub plan: Plan,
     /// Messages sent and acked.
     pub messages: u64,
     /// Whole acks received and checked: more than `messages` when TCP split a message across
@@ -198,34 +262,37 @@ impl Report {
 
     /// Message bytes per second, in MiB.
     pub fn mib_per_second(&self) -> f64 {
-        self.messages_per_second() * self.size as f64 / (1024.0 * 1024.0)
+        self.messages_per_second() * self.plan.size as f64 / (1024.0 * 1024.0)
+    }
+
+    /// Every line but the first, for a caller that printed the [`Plan`] when the run started.
+    pub fn results(&self) -> Results<'_> {
+        Results(self)
     }
 }
 
+/// The lines of a [`Report`] after its [`Plan`].
+pub struct Results<'a>(&'a Report);
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.latency {
-            Some(_) => "send, wait for the ack, repeat",
-            None => "stream: send without waiting",
-        };
-        writeln!(
-            f,
-            "bench: {} {}, {} connection{}, {}-byte messages ({mode})",
-            self.transport,
-            self.server,
-            self.conns,
-            if self.conns == 1 { "" } else { "s" },
-            self.size
-        )?;
+        writeln!(f, "{}", self.plan)?;
+        write!(f, "{}", self.results())
+    }
+}
+
+impl fmt::Display for Results<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = self.0;
         writeln!(
             f,
             "messages: {} in {:.3} s",
-            self.messages,
-            self.elapsed.as_secs_f64()
+            report.messages,
+            report.elapsed.as_secs_f64()
         )?;
-        writeln!(f, "msgs/s: {:.0}", self.messages_per_second())?;
-        writeln!(f, "MiB/s: {:.1}", self.mib_per_second())?;
-        if let Some(latency) = self.latency {
+        writeln!(f, "msgs/s: {:.0}", report.messages_per_second())?;
+        writeln!(f, "MiB/s: {:.1}", report.mib_per_second())?;
+        if let Some(latency) = report.latency {
             writeln!(
                 f,
                 "latency: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
@@ -234,7 +301,7 @@ impl fmt::Display for Report {
                 millis(latency.max)
             )?;
         }
-        write!(f, "acks: {}, every byte checked", self.acks)
+        write!(f, "acks: {}, every byte checked", report.acks)
     }
 }
 
@@ -244,34 +311,75 @@ fn millis(duration: Duration) -> f64 {
 
 /// Runs the load described by `config` and reports what it measured.
 pub fn run(config: &BenchConfig) -> Result<Report, Error> {
-    config.validate()?;
-    let (endpoint, own_server) = match &config.target {
-        Some(target) => (target.clone(), None),
-        None => {
-            let running = start_own_server(config)?;
-            (running.addr.endpoint(), Some(running))
-        }
-    };
-    let server = match &own_server {
-        Some(_) => format!("{endpoint} (own server, in this process)"),
-        None => endpoint.to_string(),
-    };
-    let result = load(config, &endpoint);
-    if let Some(running) = own_server {
-        running.stop()?;
+    Bench::start(config)?.run(|_| {})
+}
+
+/// A run ready to start: its settings checked, its server up (or named), nothing sent yet.
+pub struct Bench {
+    config: BenchConfig,
+    endpoint: Endpoint,
+    own_server: Option<RunningServer>,
+    plan: Plan,
+}
+
+impl Bench {
+    /// Checks the settings and, without `--target`, starts the ack server in this process.
+    pub fn start(config: &BenchConfig) -> Result<Bench, Error> {
+        config.validate()?;
+        let (endpoint, own_server) = match &config.target {
+            Some(target) => (target.clone(), None),
+            None => {
+                let running = start_own_server(config)?;
+                (running.addr.endpoint(), Some(running))
+            }
+        };
+        let server = match &own_server {
+            Some(_) => format!("{endpoint} (own server, in this process)"),
+            None => endpoint.to_string(),
+        };
+        let plan = Plan {
+            transport: config.transport,
+            server,
+            conns: config.conns,
+            size: config.size,
+            stream: config.stream,
+        };
+        Ok(Bench {
+            config: config.clone(),
+            endpoint,
+            own_server,
+            plan,
+        })
     }
-    let outcome = result?;
-    let latency = (!config.stream).then(|| percentiles(outcome.round_trips));
-    Ok(Report {
-        transport: config.transport,
-        server,
-        conns: config.conns,
-        size: config.size,
-        messages: outcome.messages,
-        acks: outcome.acks,
-        elapsed: outcome.elapsed,
-        latency,
-    })
+
+    /// What the run will do: the report's first line.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs the load, calls `watch` with where it stands every [`TALLY_INTERVAL`], and
+    /// reports what it measured. The bench's own server, if any, is stopped after.
+    pub fn run(self, watch: impl FnMut(Tally)) -> Result<Report, Error> {
+        let Bench {
+            config,
+            endpoint,
+            own_server,
+            plan,
+        } = self;
+        let result = load(&config, &endpoint, watch);
+        if let Some(running) = own_server {
+            running.stop()?;
+        }
+        let outcome = result?;
+        let latency = (!config.stream).then(|| percentiles(outcome.round_trips));
+        Ok(Report {
+            plan,
+            messages: outcome.messages,
+            acks: outcome.acks,
+            elapsed: outcome.elapsed,
+            latency,
+        })
+    }
 }
 
 /// The ack server on a free loopback port (or a fresh Unix socket path), in this process.
@@ -343,13 +451,21 @@ fn connect(config: &BenchConfig, endpoint: &Endpoint) -> Result<Connection, Erro
     Ok(Connection::Stream(stream))
 }
 
-fn load(config: &BenchConfig, endpoint: &Endpoint) -> Result<Outcome, Error> {
+fn load(
+    config: &BenchConfig,
+    endpoint: &Endpoint,
+    mut watch: impl FnMut(Tally),
+) -> Result<Outcome, Error> {
     // Every connection is made before the clock starts, so a refused connect fails the run
     // before any load, and connect time is not counted as round-trip time.
     let connections = (0..config.conns)
         .map(|_| connect(config, endpoint))
         .collect::<Result<Vec<_>, Error>>()?;
     let message = vec![b'x'; config.size];
+    // Every connection adds each message it sends; only the progress line reads it, so no
+    // ordering with other memory is needed (Relaxed).
+    let sent = Arc::new(AtomicU64::new(0));
+    let (finished_tx, finished_rx) = mpsc::channel();
     let started = Instant::now();
     let deadline = started + config.duration;
     let workers: Vec<_> = connections
@@ -358,19 +474,43 @@ fn load(config: &BenchConfig, endpoint: &Endpoint) -> Result<Outcome, Error> {
             let config = config.clone();
             let message = message.clone();
             let server = endpoint.to_string();
-            thread::spawn(move || match connection {
-                Connection::Stream(stream) if config.stream => {
-                    stream_without_waiting(stream, &config, &message, deadline, &server)
-                }
-                Connection::Stream(stream) => {
-                    ping_pong_stream(stream, &config, &message, deadline, &server)
-                }
-                Connection::Datagram(client) => {
-                    ping_pong_datagram(&client, &config, &message, deadline)
-                }
+            let sent = Arc::clone(&sent);
+            let finished = finished_tx.clone();
+            thread::spawn(move || {
+                let outcome = match connection {
+                    Connection::Stream(stream) if config.stream => {
+                        stream_without_waiting(stream, &config, &message, deadline, &server, &sent)
+                    }
+                    Connection::Stream(stream) => {
+                        ping_pong_stream(stream, &config, &message, deadline, &server, &sent)
+                    }
+                    Connection::Datagram(client) => {
+                        ping_pong_datagram(&client, &config, &message, deadline, &sent)
+                    }
+                };
+                let _ = finished.send(());
+                outcome
             })
         })
         .collect();
+    drop(finished_tx);
+
+    // Wait for every connection to finish, telling the watcher where the run stands meanwhile.
+    let tally = |elapsed| Tally {
+        messages: sent.load(Ordering::Relaxed),
+        planned: config.msgs.saturating_mul(config.conns as u64),
+        elapsed,
+        duration: config.duration,
+    };
+    let mut running = workers.len();
+    while running > 0 {
+        match finished_rx.recv_timeout(TALLY_INTERVAL) {
+            Ok(()) => running -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => watch(tally(started.elapsed())),
+            // A worker that panicked never sent; its join below reports it.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
     let mut total = Outcome {
         messages: 0,
         acks: 0,
@@ -394,6 +534,7 @@ fn load(config: &BenchConfig, endpoint: &Endpoint) -> Result<Outcome, Error> {
         }
     }
     total.elapsed = started.elapsed();
+    watch(tally(total.elapsed));
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
@@ -407,6 +548,7 @@ fn ping_pong_stream(
     message: &[u8],
     deadline: Instant,
     server: &str,
+    sent: &AtomicU64,
 ) -> Result<ConnectionOutcome, Error> {
     let lost = |e: &io::Error| lost_connection(server, e);
     let mut counter = AckCounter::new(&config.ack, server);
@@ -416,6 +558,7 @@ fn ping_pong_stream(
         let sent_at = Instant::now();
         stream.write_all(message).map_err(|e| lost(&e))?;
         outcome.messages += 1;
+        sent.fetch_add(1, Ordering::Relaxed);
         // Acks received so far may already cover this message (TCP split an earlier one into
         // two recvs, so two acks came for it); otherwise wait for the next one.
         while counter.acks < outcome.messages {
@@ -438,6 +581,7 @@ fn stream_without_waiting(
     message: &[u8],
     deadline: Instant,
     server: &str,
+    sent_overall: &Arc<AtomicU64>,
 ) -> Result<ConnectionOutcome, Error> {
     let mut writer = stream
         .try_clone()
@@ -445,6 +589,7 @@ fn stream_without_waiting(
     let msgs = config.msgs;
     let message = message.to_vec();
     let writer_server = server.to_string();
+    let sent_overall = Arc::clone(sent_overall);
     let sender = thread::spawn(move || -> Result<u64, Error> {
         let mut sent = 0;
         while sent < msgs && Instant::now() < deadline {
@@ -452,6 +597,7 @@ fn stream_without_waiting(
                 .write_all(&message)
                 .map_err(|e| lost_connection(&writer_server, &e))?;
             sent += 1;
+            sent_overall.fetch_add(1, Ordering::Relaxed);
         }
         // The end of our messages: the server's recv returns 0, it closes, we read EOF.
         writer
@@ -512,6 +658,7 @@ fn ping_pong_datagram(
     config: &BenchConfig,
     message: &[u8],
     deadline: Instant,
+    sent: &AtomicU64,
 ) -> Result<ConnectionOutcome, Error> {
     let mut outcome = ConnectionOutcome::default();
     let mut buffer = vec![0u8; config.ack.len() + 1];
@@ -519,6 +666,7 @@ fn ping_pong_datagram(
         let sent_at = Instant::now();
         client.send(message)?;
         outcome.messages += 1;
+        sent.fetch_add(1, Ordering::Relaxed);
         let n = client.recv_reply_into(&mut buffer)?;
         if buffer[..n] != config.ack[..] {
             return Err(not_the_ack(

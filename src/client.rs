@@ -2,33 +2,47 @@
 //!
 //! `client.py` connects (claim 12), then loops: read a line, `send` it, `recv(1024)` the
 //! answer, print it; `q` leaves the loop and `close` ends the connection (claims 11 and 13).
-//! That loop has a bug the walkthrough never meets: it assumes one `recv` returns one whole
-//! ack. When the server's `recv(8)` cuts a 20-byte line into three pieces it sends three acks,
-//! and they may arrive in one `recv` or split anywhere; `client.py` then prints them glued
-//! together, or leaves some unread when it closes.
+//! That loop has two blind spots the walkthrough never meets.
 //!
-//! This client fixes that in two ways:
+//! **It assumes one `recv` returns one whole ack.** When the server's `recv(8)` cuts a 20-byte
+//! line into three pieces it sends three acks, and they may arrive in one `recv` or split
+//! anywhere; `client.py` then prints them glued together, or leaves some unread when it
+//! closes. Here everything the server sends is cut into acks by the bytes of the ack itself
+//! ([`AckSplitter`]), so every ack is printed on its own line. Anything that is not the
+//! expected ack (another server, say `nc -l`) is printed as it arrived.
 //!
-//! - A reader thread reads everything the server sends and cuts it into acks by the bytes of
-//!   the ack itself ([`AckSplitter`]), so every ack is printed on its own line. Anything that
-//!   is not the expected ack (another server, say `nc -l`) is printed as it arrived.
-//! - On `q` or end of input it does not just close: it half-closes (`shutdown(SHUT_WR)`), so
-//!   the server's `recv` returns 0 and it closes its side, and the reader prints every ack
-//!   still in flight until end of stream. Only then is the socket closed.
+//! **It only looks at the socket when it expects an answer.** While `client.py` waits in
+//! `input()`, the server may stop, or send something nobody asked for, and it finds out only
+//! at the next `send`. A program that must notice both the keyboard and the socket asks the
+//! kernel to wait on the two descriptors at once: [`crate::poll`]. So this client waits in
+//! `poll` on standard input and the socket together: a line typed is sent, bytes that arrive
+//! unasked are printed at once, and a server that closes the connection (a `recv` of 0 bytes)
+//! or resets it is reported at once, not one line later. While a line's answer is due, only
+//! the socket is watched: the next line is sent only after an answer to this one arrived, so
+//! two lines do not merge into one recv.
 //!
-//! Each line is sent without its newline, as `client.py` sends `input()`, and the next line is
-//! sent only after an answer to this one arrived, so two lines do not merge into one recv.
+//! Each line is sent without its newline, as `client.py` sends `input()`. An empty line is
+//! never sent: `send(b"")` puts nothing on the wire, so no ack would come back and the client
+//! would wait forever. A last line that input ended without a newline (Ctrl-D after typing
+//! text, or a file whose last line has no newline) is sent as it is, and ends the session.
+//!
+//! On `q` or end of input it does not just close: it half-closes (`shutdown(SHUT_WR)`), so
+//! the server's `recv` returns 0 and it closes its side, and every ack still in flight is
+//! printed until end of stream. Only then is the socket closed.
+//!
+//! At a terminal, the kernel's line discipline (canonical mode) holds what you type until
+//! Enter, and holds at most 4095 bytes of one line: a longer line pasted there arrives cut.
+//! Piped input has no such limit; the client takes lines up to [`MAX_LINE`] bytes.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
-use crate::endpoint::{Endpoint, Stream};
+use crate::endpoint::{Address, Endpoint, Stream};
 use crate::error::{Error, describe};
 use crate::escape::escape;
+use crate::poll::{self, Want, Watch};
 
 /// The line that ends the session, as in the walkthrough.
 pub const QUIT: &str = "q";
@@ -79,23 +93,45 @@ impl AckSplitter {
     }
 }
 
-/// The send loop's read step, shared by the stream and datagram clients: shows the prompt,
-/// reads one line of bytes (a line that is not UTF-8 is sent as it is), and returns it
-/// without its line ending, or `None` at end of input or on `q`.
+/// The longest line the client takes from its input: one line is one message, held whole
+/// until it is sent. Lesson 08 sends 1 MiB in one send; a longer line is refused, not buffered
+/// without end.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// How long the client waits, after its half-close, for the server to close its side.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The datagram client's read step: shows the prompt, reads one line of bytes (a line that is
+/// not UTF-8 is sent as it is), and returns it without its line ending, or `None` at end of
+/// input or on `q`.
+///
+/// `line` is the caller's buffer, kept from one call to the next: when the last line read had
+/// no newline, input ended there (Ctrl-D after text, at a terminal), and this call ends the
+/// session instead of waiting at a terminal for a second end of input.
 pub(crate) fn next_message<'a>(
     input: &mut impl BufRead,
     prompt: &mut Option<&mut dyn Write>,
     line: &'a mut Vec<u8>,
 ) -> Result<Option<&'a [u8]>, Error> {
+    if !line.is_empty() && !line.ends_with(b"\n") {
+        return Ok(None);
+    }
     if let Some(prompt) = prompt.as_mut() {
         let _ = write!(prompt, "> ").and_then(|()| prompt.flush());
     }
     line.clear();
-    let read = input
+    input
         .read_until(b'\n', line)
         .map_err(|e| Error::io("cannot read standard input", e))?;
+    if !line.ends_with(b"\n")
+        && let Some(prompt) = prompt.as_mut()
+    {
+        // End of input left the cursor after the prompt or the text typed: what follows
+        // starts on a line of its own.
+        let _ = writeln!(prompt);
+    }
     let message = strip_line_ending(line);
-    if read == 0 || message == QUIT.as_bytes() {
+    if line.is_empty() || message == QUIT.as_bytes() {
         return Ok(None);
     }
     Ok(Some(message))
@@ -131,6 +167,26 @@ impl Client {
         })
     }
 
+    /// `getsockname`: this end of the connection (for TCP, the port the kernel chose).
+    pub fn local_addr(&self) -> Result<Address, Error> {
+        self.stream.local_addr().map_err(|e| {
+            Error::io(
+                format!("cannot read the local address for {}", self.server),
+                e,
+            )
+        })
+    }
+
+    /// `getpeername`: the server's end, the address a host name turned out to be.
+    pub fn peer_addr(&self) -> Result<Address, Error> {
+        self.stream.peer_addr().map_err(|e| {
+            Error::io(
+                format!("cannot read the peer address for {}", self.server),
+                e,
+            )
+        })
+    }
+
     /// `TCP_NODELAY`: send each line at once, even while an earlier one is unacknowledged
     /// (see [`crate::options`] for Nagle's algorithm and why it matters).
     pub fn set_nodelay(&self, nodelay: bool) -> Result<(), Error> {
@@ -150,116 +206,261 @@ impl Client {
     }
 
     /// The send loop: each line of `input` is sent, each reply printed to `output` on a line
-    /// of its own. `prompt`, when given, is written before each line is read (the binary
-    /// passes stderr when stdin is a terminal).
+    /// of its own. `input` is read with plain `read` calls on its descriptor (a buffered
+    /// reader would hide bytes from `poll`), so pass a pipe, a socket, or standard input as a
+    /// `File`. `prompt`, when given, is where a person at a terminal sees the prompt (the
+    /// binary passes stderr when stdin is a terminal).
+    ///
+    /// Returns how the session went, or [`Error::ConnectionLost`] when the server closed or
+    /// reset the connection before the session ended.
     pub fn run_session(
         self,
-        input: impl BufRead,
-        output: impl Write + Send + 'static,
-        mut prompt: Option<&mut dyn Write>,
+        mut input: impl Read + AsFd,
+        mut output: impl Write,
+        prompt: Option<&mut dyn Write>,
     ) -> Result<SessionSummary, Error> {
         let Client {
-            stream,
+            mut stream,
             server,
             ack,
         } = self;
-        let reader_stream = stream
-            .try_clone()
-            .map_err(|e| Error::io("cannot clone the client socket", e))?;
-        let we_closed = Arc::new(AtomicBool::new(false));
-        let (replied_tx, replied_rx) = mpsc::channel();
-        let reader = {
-            let we_closed = Arc::clone(&we_closed);
-            let ack = ack.clone();
-            thread::spawn(move || {
-                print_replies(reader_stream, &ack, output, replied_tx, &we_closed)
-            })
-        };
-
-        let mut stream = stream;
-        let mut summary = SessionSummary::default();
         let lost = |detail: String| Error::ConnectionLost {
             addr: server.clone(),
             detail,
         };
-        let mut input = input;
-        let mut line = Vec::new();
-        while let Some(message) = next_message(&mut input, &mut prompt, &mut line)? {
-            if message.is_empty() {
-                // send(b"") puts nothing on the wire, so no ack would ever come back.
-                eprintln!("(empty line not sent: a 0-byte send carries nothing over TCP)");
-                continue;
+        let mut prompt = Prompt::new(prompt);
+        let mut replies = Replies {
+            splitter: AckSplitter::new(&ack),
+            count: 0,
+        };
+        let mut summary = SessionSummary::default();
+        // Bytes of input not yet sent: a line being typed, or lines typed ahead.
+        let mut typed = Vec::new();
+        let mut input_ended = false;
+        let mut awaiting_reply = false;
+        let mut buffer = vec![0; 64 * 1024];
+        prompt.show();
+
+        loop {
+            if !awaiting_reply {
+                match next_line(&mut typed, input_ended) {
+                    Some(line) if line == QUIT.as_bytes() => break,
+                    Some(line) if line.is_empty() => {
+                        eprintln!("(empty line not sent: a 0-byte send carries nothing over TCP)");
+                        prompt.show();
+                        continue;
+                    }
+                    Some(line) => {
+                        if input_ended {
+                            // The last line had no newline: the cursor still follows it.
+                            prompt.fresh_line();
+                        }
+                        stream.write_all(&line).map_err(|e| lost(describe(&e)))?;
+                        summary.lines_sent += 1;
+                        awaiting_reply = true;
+                        continue;
+                    }
+                    None if input_ended => break,
+                    None if typed.len() > MAX_LINE => {
+                        return Err(Error::Input {
+                            what: format!(
+                                "standard input has a line longer than {MAX_LINE} bytes (the client sends each line as one message; split it into lines)"
+                            ),
+                            source: None,
+                        });
+                    }
+                    None => {}
+                }
             }
-            stream.write_all(message).map_err(|e| lost(describe(&e)))?;
-            summary.lines_sent += 1;
-            // Wait for the first reply to this line before reading the next one.
-            match replied_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(detail)) => return Err(lost(detail)),
-                Err(_) => return Err(lost("the reader stopped".into())),
+
+            // Wait for the server, and, unless an answer is due, for the keyboard too.
+            let mut watches = vec![Watch::new(&stream, Want::Read)];
+            if !awaiting_reply {
+                watches.push(Watch::new(&input, Want::Read));
+            }
+            match poll::wait(&mut watches, None) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("cannot wait for input or the server", e)),
+            }
+            let server_ready = watches[0].is_ready();
+            let keyboard_ready = watches.get(1).is_some_and(Watch::is_ready);
+            drop(watches);
+
+            if server_ready {
+                match stream.read(&mut buffer) {
+                    Ok(0) => {
+                        // A recv of 0 bytes: the server closed its side while we still talk.
+                        prompt.fresh_line();
+                        replies.finish(&mut output)?;
+                        return Err(lost("recv returned 0 bytes, the end of the stream".into()));
+                    }
+                    Ok(n) => {
+                        if !awaiting_reply {
+                            // Nobody asked: the prompt is showing, so start a fresh line.
+                            prompt.fresh_line();
+                        }
+                        if replies.print(&buffer[..n], &mut output)? > 0 {
+                            awaiting_reply = false;
+                            if !input_ended {
+                                prompt.show();
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        prompt.fresh_line();
+                        return Err(lost(describe(&e)));
+                    }
+                }
+            }
+            if keyboard_ready {
+                match input.read(&mut buffer) {
+                    Ok(0) => input_ended = true,
+                    Ok(n) => {
+                        typed.extend_from_slice(&buffer[..n]);
+                        if typed.ends_with(b"\n") {
+                            // The terminal echoed the Enter: the cursor is on a fresh line.
+                            prompt.moved_to_fresh_line();
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("cannot read standard input", e)),
+                }
             }
         }
 
-        // Half-close, then drain: every ack the server still sends is read and printed.
-        we_closed.store(true, Ordering::SeqCst);
-        if let Err(e) = stream.shutdown(Shutdown::Write)
-            && e.kind() != io::ErrorKind::NotConnected
-        {
-            return Err(lost(describe(&e)));
-        }
-        let replies = reader
-            .join()
-            .map_err(|_| lost("the reader thread panicked".into()))?
-            .map_err(lost)?;
-        summary.replies = replies;
+        prompt.fresh_line();
+        summary.replies = half_close_and_drain(stream, &mut replies, &mut output, &lost)?;
         Ok(summary)
     }
 }
 
-/// The reader thread: prints each reply, tells the sender one arrived, and returns how many
-/// replies it printed, or why the connection ended early.
-fn print_replies(
-    mut stream: Stream,
-    ack: &[u8],
-    mut output: impl Write,
-    replied: mpsc::Sender<Result<(), String>>,
-    we_closed: &AtomicBool,
-) -> Result<usize, String> {
-    let mut splitter = AckSplitter::new(ack);
-    let mut buffer = [0; 4096];
-    let mut count = 0;
-    let mut show = |reply: &[u8], output: &mut dyn Write| -> Result<(), String> {
-        count += 1;
-        writeln!(output, "{}", escape(reply))
-            .and_then(|()| output.flush())
-            .map_err(|e| format!("cannot write the reply: {e}"))
+/// Takes the next whole line out of `typed`, without its line ending. At end of input, what
+/// is left without a newline is the last line.
+fn next_line(typed: &mut Vec<u8>, input_ended: bool) -> Option<Vec<u8>> {
+    let end = match typed.iter().position(|&byte| byte == b'\n') {
+        Some(newline) => newline + 1,
+        None if input_ended && !typed.is_empty() => typed.len(),
+        None => return None,
     };
-    let outcome = loop {
+    let line: Vec<u8> = typed.drain(..end).collect();
+    Some(strip_line_ending(&line).to_vec())
+}
+
+/// `shutdown(SHUT_WR)`, then read to end of stream: the server's `recv` returns 0, it closes
+/// its side, and every ack it sent before that is printed. Returns how many replies were
+/// printed in the whole session.
+fn half_close_and_drain(
+    mut stream: Stream,
+    replies: &mut Replies,
+    output: &mut impl Write,
+    lost: &impl Fn(String) -> Error,
+) -> Result<usize, Error> {
+    if let Err(e) = stream.shutdown(Shutdown::Write)
+        && e.kind() != io::ErrorKind::NotConnected
+    {
+        return Err(lost(describe(&e)));
+    }
+    stream
+        .set_read_timeout(Some(CLOSE_TIMEOUT))
+        .map_err(|e| lost(describe(&e)))?;
+    let mut buffer = [0; 4096];
+    loop {
         match stream.read(&mut buffer) {
-            Ok(0) => break Ok(()),
+            Ok(0) => break,
             Ok(n) => {
-                let replies = splitter.push(&buffer[..n]);
-                for reply in &replies {
-                    show(reply, &mut output)?;
-                }
-                if !replies.is_empty() {
-                    let _ = replied.send(Ok(()));
-                }
+                replies.print(&buffer[..n], output)?;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(describe(&e)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                eprintln!(
+                    "(the server did not close its side within {} s of ours; closing anyway)",
+                    CLOSE_TIMEOUT.as_secs()
+                );
+                break;
+            }
+            Err(e) => return Err(lost(describe(&e))),
         }
-    };
-    if let Some(rest) = splitter.finish() {
-        show(&rest, &mut output)?;
     }
-    let outcome = match outcome {
-        Ok(()) if we_closed.load(Ordering::SeqCst) => return Ok(count),
-        Ok(()) => "the server closed the connection".to_string(),
-        Err(detail) => detail,
-    };
-    let _ = replied.send(Err(outcome.clone()));
-    Err(outcome)
+    replies.finish(output)?;
+    Ok(replies.count)
+}
+
+/// The server's bytes, cut into replies and printed one a line, escaped.
+struct Replies {
+    splitter: AckSplitter,
+    count: usize,
+}
+
+impl Replies {
+    /// Prints every reply these bytes complete, and returns how many that was.
+    fn print(&mut self, bytes: &[u8], output: &mut impl Write) -> Result<usize, Error> {
+        let complete = self.splitter.push(bytes);
+        for reply in &complete {
+            Replies::show(reply, output)?;
+        }
+        self.count += complete.len();
+        Ok(complete.len())
+    }
+
+    /// At end of stream: a partial ack left over is shown rather than lost.
+    fn finish(&mut self, output: &mut impl Write) -> Result<(), Error> {
+        if let Some(rest) = self.splitter.finish() {
+            Replies::show(&rest, output)?;
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    fn show(reply: &[u8], output: &mut impl Write) -> Result<(), Error> {
+        writeln!(output, "{}", escape(reply))
+            .and_then(|()| output.flush())
+            .map_err(|e| Error::io("cannot write the reply", e))
+    }
+}
+
+/// The prompt at a terminal, and where the cursor is: after the prompt (and whatever was
+/// typed there), or at the start of a line. Replies and errors must start a line of their own,
+/// and the session must end on one, whatever ended it: Enter, Ctrl-D, or the server.
+struct Prompt<'a> {
+    terminal: Option<&'a mut dyn Write>,
+    cursor_after_prompt: bool,
+}
+
+impl<'a> Prompt<'a> {
+    fn new(terminal: Option<&'a mut dyn Write>) -> Prompt<'a> {
+        Prompt {
+            terminal,
+            cursor_after_prompt: false,
+        }
+    }
+
+    fn show(&mut self) {
+        if let Some(terminal) = self.terminal.as_mut() {
+            let _ = write!(terminal, "> ").and_then(|()| terminal.flush());
+            self.cursor_after_prompt = true;
+        }
+    }
+
+    /// The terminal itself moved the cursor: it echoed an Enter.
+    fn moved_to_fresh_line(&mut self) {
+        self.cursor_after_prompt = false;
+    }
+
+    fn fresh_line(&mut self) {
+        if let Some(terminal) = self.terminal.as_mut()
+            && self.cursor_after_prompt
+        {
+            let _ = writeln!(terminal).and_then(|()| terminal.flush());
+            self.cursor_after_prompt = false;
+        }
+    }
 }
 
 #[cfg(test)]

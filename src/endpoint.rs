@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::error::Error;
+use crate::error::{Error, SocketType};
 use crate::escape;
 
 /// How long `connect` waits for the server's answer before giving up. Python waits for the
@@ -395,6 +395,8 @@ pub fn connect_first(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStrea
             Err(source) => {
                 last_error = Error::Connect {
                     addr: addr.to_string(),
+                    tried: addrs.to_vec(),
+                    socket_type: SocketType::Stream,
                     source,
                 }
             }
@@ -423,13 +425,29 @@ impl Stream {
     /// waits only when the listener's queue is full ([`connect_unix`]).
     pub fn connect_timeout(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, Error> {
         match endpoint {
-            Endpoint::Inet { .. } => connect_first(&endpoint.resolve()?, timeout).map(Stream::Tcp),
+            Endpoint::Inet { .. } => match connect_first(&endpoint.resolve()?, timeout) {
+                // Named as asked (`localhost:10000`); the error lists the addresses tried.
+                Err(Error::Connect {
+                    tried,
+                    socket_type,
+                    source,
+                    ..
+                }) => Err(Error::Connect {
+                    addr: endpoint.to_string(),
+                    tried,
+                    socket_type,
+                    source,
+                }),
+                result => result.map(Stream::Tcp),
+            },
             Endpoint::Unix(path) => {
                 check_unix_path(path)?;
                 connect_unix(path, timeout)
                     .map(Stream::Unix)
                     .map_err(|source| Error::Connect {
                         addr: escape::path(path),
+                        tried: Vec::new(),
+                        socket_type: SocketType::Stream,
                         source,
                     })
             }

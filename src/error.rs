@@ -14,6 +14,9 @@
 
 use std::fmt;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::server::DEFAULT_PORT;
 
 /// Everything that can stop a server or a client.
 #[derive(Debug)]
@@ -32,8 +35,19 @@ pub enum Error {
         /// How long until the kernel frees the last of them.
         left: Option<std::time::Duration>,
     },
-    /// `connect` failed: nobody listening, timed out, unreachable, ...
-    Connect { addr: String, source: io::Error },
+    /// `connect` failed: nobody listening, timed out, unreachable, ... The hint names the
+    /// command that would start a server there, so it needs to know what was tried.
+    Connect {
+        /// What was asked for, as given: `localhost:10000`, `127.0.0.1:10000`, a socket path.
+        addr: String,
+        /// Every address `connect` tried, in order: all a host name resolved to (`localhost`
+        /// is 127.0.0.1, ::1, or both, as `/etc/hosts` says), the one address given, or none
+        /// for a socket path. The error is the last one's.
+        tried: Vec<SocketAddr>,
+        /// The second argument of `socket(family, type)`: which server would answer.
+        socket_type: SocketType,
+        source: io::Error,
+    },
     /// The peer went away in the middle of a conversation.
     ConnectionLost { addr: String, detail: String },
     /// A setting that cannot work, caught before any socket is made.
@@ -57,6 +71,14 @@ pub enum Error {
         len: usize,
         limit: String,
     },
+}
+
+/// `SOCK_STREAM` or `SOCK_DGRAM`: a stream client reaches only a stream server, a datagram
+/// client only a datagram one (`socket-lab server --udp`), even at the same port or path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketType {
+    Stream,
+    Datagram,
 }
 
 impl Error {
@@ -160,18 +182,38 @@ impl fmt::Display for Error {
                     _ => Ok(()),
                 }
             }
-            Error::Connect { addr, source } => {
+            Error::Connect {
+                addr,
+                tried,
+                socket_type,
+                source,
+            } => {
                 write!(f, "cannot connect to {addr}: {}", describe(source))?;
+                // For a host name, which addresses it turned out to be: the likeliest surprise.
+                let tried_note = addresses_tried(addr, tried).map(|note| format!("{note}; "));
+                let tried_note = tried_note.as_deref().unwrap_or("");
                 match source.kind() {
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => write!(
-                        f,
-                        " (is the server running? start it with `socket-lab server` in another terminal)"
-                    ),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+                        match start_command(addr, tried, *socket_type) {
+                            Some(command) => write!(
+                                f,
+                                " ({tried_note}is the server running? start it with `{command}` in another terminal{})",
+                                other_family(addr, tried)
+                            ),
+                            None => write!(
+                                f,
+                                " ({tried_note}is a server running on that machine, listening on that address and port?)"
+                            ),
+                        }
+                    }
                     io::ErrorKind::TimedOut => write!(
                         f,
-                        " (nothing answered: the server may be too busy to accept, or the address is wrong)"
+                        " ({tried_note}nothing answered: the server may be too busy to accept, or the address is wrong)"
                     ),
-                    _ => Ok(()),
+                    _ => match addresses_tried(addr, tried) {
+                        Some(note) => write!(f, " ({note})"),
+                        None => Ok(()),
+                    },
                 }
             }
             Error::ConnectionLost { addr, detail } => write!(
@@ -215,6 +257,63 @@ impl std::error::Error for Error {
     }
 }
 
+/// The addresses a host name resolved to, when `addr` does not already say them: `tried
+/// 127.0.0.1:10000, the only address localhost has here`. `None` for an address given as such
+/// or a path.
+fn addresses_tried(addr: &str, tried: &[SocketAddr]) -> Option<String> {
+    let name = addr.rsplit_once(':').map_or(addr, |(name, _port)| name);
+    match tried {
+        [] => None,
+        [only] if only.to_string() == addr => None,
+        [only] => Some(format!("tried {only}, the only address {name} has here")),
+        several => {
+            let listed: Vec<String> = several.iter().map(SocketAddr::to_string).collect();
+            Some(format!("tried {}", listed.join(", then ")))
+        }
+    }
+}
+
+/// The command that starts a socket-lab server where this `connect` looked: only the flags
+/// that differ from the server's defaults (127.0.0.1, port 10000, a stream socket). `None`
+/// when no address tried is on this machine's loopback: a server there is another machine's.
+fn start_command(addr: &str, tried: &[SocketAddr], socket_type: SocketType) -> Option<String> {
+    let mut command = String::from("socket-lab server");
+    match tried.first() {
+        // No address: a Unix socket path.
+        None => command.push_str(&format!(" --unix {addr}")),
+        Some(first) => {
+            let on_default_host = tried.iter().any(|a| a.ip() == Ipv4Addr::LOCALHOST);
+            if !on_default_host {
+                let loopback = tried.iter().find(|a| a.ip().is_loopback())?;
+                command.push_str(&format!(" --host {}", loopback.ip()));
+            }
+            if first.port() != DEFAULT_PORT {
+                command.push_str(&format!(" --port {}", first.port()));
+            }
+        }
+    }
+    if socket_type == SocketType::Datagram {
+        command.push_str(" --udp");
+    }
+    Some(command)
+}
+
+/// A host name that resolved to one family only cannot reach a server listening on the other:
+/// `localhost` is often 127.0.0.1 alone in `/etc/hosts`, and a server on `::1` is then not
+/// found by that name.
+fn other_family(addr: &str, tried: &[SocketAddr]) -> &'static str {
+    let was_a_name = addresses_tried(addr, tried).is_some();
+    if !was_a_name || !tried.iter().all(|a| a.ip().is_loopback()) {
+        ""
+    } else if tried.iter().all(SocketAddr::is_ipv4) {
+        "; if it listens on ::1, connect with --host ::1"
+    } else if tried.iter().all(SocketAddr::is_ipv6) {
+        "; if it listens on 127.0.0.1, connect with --host 127.0.0.1"
+    } else {
+        ""
+    }
+}
+
 /// An `io::Error` in plain lower-case words: "address already in use" rather than
 /// "Address already in use (os error 98)". The errno is kept for the rare ones we do not name,
 /// since that is what a learner would search for.
@@ -243,4 +342,52 @@ pub fn describe(error: &io::Error) -> String {
         _ => return error.to_string(),
     };
     words.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(addr: &str, tried: &[&str], socket_type: SocketType) -> String {
+        Error::Connect {
+            addr: addr.to_string(),
+            tried: tried
+                .iter()
+                .map(|a| a.parse().expect("an address"))
+                .collect(),
+            socket_type,
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn localhost_that_is_only_ipv4_here_says_so_and_how_to_reach_ipv6() {
+        // /etc/hosts maps localhost to 127.0.0.1 alone, and the server listens on ::1.
+        assert_eq!(
+            refused("localhost:10000", &["127.0.0.1:10000"], SocketType::Stream),
+            "cannot connect to localhost:10000: connection refused (tried 127.0.0.1:10000, the only address localhost has here; is the server running? start it with `socket-lab server` in another terminal; if it listens on ::1, connect with --host ::1)"
+        );
+    }
+
+    #[test]
+    fn every_address_tried_is_listed_and_the_start_command_fits_them() {
+        assert_eq!(
+            refused(
+                "localhost:10001",
+                &["[::1]:10001", "127.0.0.1:10001"],
+                SocketType::Stream
+            ),
+            "cannot connect to localhost:10001: connection refused (tried [::1]:10001, then 127.0.0.1:10001; is the server running? start it with `socket-lab server --port 10001` in another terminal)"
+        );
+        assert_eq!(
+            refused("[::1]:10000", &["[::1]:10000"], SocketType::Datagram),
+            "cannot connect to [::1]:10000: connection refused (is the server running? start it with `socket-lab server --host ::1 --udp` in another terminal)"
+        );
+        // Another machine's address: no command of ours starts a server there.
+        assert_eq!(
+            refused("192.0.2.7:10000", &["192.0.2.7:10000"], SocketType::Stream),
+            "cannot connect to 192.0.2.7:10000: connection refused (is a server running on that machine, listening on that address and port?)"
+        );
+    }
 }

@@ -560,11 +560,21 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     } else {
         ""
     };
+    let local = match client.local_addr()? {
+        Address::Unix(None) => "an unnamed socket".to_string(),
+        local => local.to_string(),
+    };
     eprintln!(
-        "connected to {}{nodelay}; type a line and press Enter to send it; q or Ctrl-D ends the session",
-        args.target.endpoint()
+        "connected to {} from {local}{nodelay}; type a line and press Enter to send it; q or Ctrl-D ends the session",
+        client.peer_addr()?
     );
-    client.run_session(stdin.lock(), Stdout, prompt)?;
+    // The session waits on stdin with poll, so it reads the descriptor itself: a copy of fd 0
+    // as a File, without the buffer of io::Stdin, whose bytes poll could not see.
+    let input = std::os::fd::AsFd::as_fd(&stdin)
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| Error::io("cannot duplicate standard input", e))?;
+    client.run_session(input, Stdout, prompt)?;
     Ok(())
 }
 
@@ -721,16 +731,24 @@ fn run_bench(args: BenchArgs) -> Result<(), Error> {
             "warning: this is a debug build, several times slower than a release one: its numbers are not representative (cargo run --release -- bench ...)"
         );
     }
+    let bench = bench::Bench::start(&config)?;
     // Said at once: a run can take as long as --duration.
-    eprintln!(
-        "bench: {} connection{}, up to {} messages each or {} s, whichever ends first...",
-        config.conns,
-        if config.conns == 1 { "" } else { "s" },
-        config.msgs,
-        config.duration.as_secs()
+    print_line(bench.plan())?;
+    // A live line on stderr, drawn only when stderr is a terminal (indicatif hides it
+    // otherwise), so a pipe or a file never gets progress in it. It is cleared at the end.
+    let progress = indicatif::ProgressBar::with_draw_target(
+        Some(config.msgs.saturating_mul(config.conns as u64)),
+        indicatif::ProgressDrawTarget::stderr(),
     );
-    let report = bench::run(&config)?;
-    print_line(report)
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{bar:24}] {msg}") {
+        progress.set_style(style.progress_chars("=> "));
+    }
+    let report = bench.run(|tally| {
+        progress.set_position(tally.messages);
+        progress.set_message(tally.to_string());
+    });
+    progress.finish_and_clear();
+    print_line(report?.results())
 }
 
 /// The lessons folder: the one given, else ./scenarios, else the one in the source tree.

@@ -49,7 +49,7 @@ use crate::client::{SessionSummary, next_message};
 use crate::endpoint::{Address, Endpoint, check_unix_path, remove_stale_socket};
 use crate::engine::accept::{Ready, wait_readable};
 use crate::engine::{RunningServer, ServerHandle};
-use crate::error::{Error, describe};
+use crate::error::{Error, SocketType, describe};
 use crate::escape::escape;
 use crate::server::{Event, EventLog, ServerConfig};
 
@@ -341,6 +341,8 @@ impl DatagramClient {
                     .connect(&addr.into())
                     .map_err(|source| Error::Connect {
                         addr: addr.to_string(),
+                        tried: vec![addr],
+                        socket_type: SocketType::Datagram,
                         source,
                     })?;
                 let limit = if addr.is_ipv4() {
@@ -361,6 +363,8 @@ impl DatagramClient {
                     )
                     .map_err(|source| Error::Connect {
                         addr: crate::escape::path(path),
+                        tried: Vec::new(),
+                        socket_type: SocketType::Datagram,
                         source,
                     })?;
                 let limit = "a Unix datagram must fit in the socket's send buffer (SO_SNDBUF)";

@@ -190,7 +190,7 @@ fn connect_reports_nobody_listening() {
         .assert()
         .code(6)
         .stderr(format!(
-            "error: cannot connect to 127.0.0.1:{port}: connection refused (is the server running? start it with `socket-lab server` in another terminal)\n"
+            "error: cannot connect to 127.0.0.1:{port}: connection refused (is the server running? start it with `socket-lab server --port {port}` in another terminal)\n"
         ));
 }
 

@@ -320,7 +320,7 @@ fn cli_unix_datagram_client_without_a_server_exits_6() {
         .assert()
         .code(6)
         .stderr(format!(
-            "error: cannot connect to {path_arg}: no such file or directory (is the server running? start it with `socket-lab server` in another terminal)\n"
+            "error: cannot connect to {path_arg}: no such file or directory (is the server running? start it with `socket-lab server --unix {path_arg} --udp` in another terminal)\n"
         ));
 }
 
