@@ -29,7 +29,7 @@
 //! comes first, and every `recv` waits at most [`REPLY_TIMEOUT`], so a silent server is an
 //! error within seconds, not a hang.
 //!
-//! Without `--target`, the bench starts the ack server in this process ([`crate::server`] or
+//! Without `--host`, `--port` or `--unix PATH`, the bench starts the ack server in this process ([`crate::server`] or
 //! [`crate::udp`]) on a free loopback port, with its log switched off, and stops it after.
 //! `tests/bench.rs` runs it both ways; `BENCHMARKS.md` has numbers and what they teach.
 

@@ -110,6 +110,9 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Every engine, the default first: `--engine` offers these, so a new one is one more here.
+    pub const ALL: [Engine; 2] = [Engine::Threads, Engine::Iterative];
+
     pub fn name(self) -> &'static str {
         match self {
             Engine::Threads => "threads",
@@ -118,9 +121,7 @@ impl Engine {
     }
 
     pub fn from_name(name: &str) -> Option<Engine> {
-        [Engine::Threads, Engine::Iterative]
-            .into_iter()
-            .find(|engine| engine.name() == name)
+        Engine::ALL.into_iter().find(|engine| engine.name() == name)
     }
 }
 

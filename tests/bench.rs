@@ -28,7 +28,7 @@ fn run_bench(args: &[&str]) -> String {
 
 #[test]
 fn a_short_run_against_its_own_server_reports_every_field() {
-    let report = run_bench(&["--conns", "2", "--msgs", "50", "--duration", "10"]);
+    let report = run_bench(&["--conns", "2", "--msgs", "50", "--duration", "10s"]);
     // Two connections of 50 messages each: every message sent, every one acked.
     assert_eq!(field(&report, "messages").split(' ').next(), Some("100"));
     assert!(field(&report, "acks").starts_with("100, every byte checked"));
@@ -65,7 +65,7 @@ fn stream_mode_sends_every_byte_and_reports_throughput_without_latency() {
 #[test]
 fn a_target_server_process_is_loaded_over_the_network() {
     let server = ServerProcess::start(&["server", "--port", "0"]);
-    let report = run_bench(&["--target", &server.addr, "--msgs", "10"]);
+    let report = run_bench(&["--port", &server.port(), "--msgs", "10"]);
     assert_eq!(field(&report, "messages").split(' ').next(), Some("10"));
     assert!(!report.contains("own server"), "{report}");
 }
@@ -78,7 +78,7 @@ fn a_dead_target_is_a_clear_connect_error() {
         listener.local_addr().expect("local addr").port()
     };
     let output = socket_lab()
-        .args(["bench", "--target", &format!("127.0.0.1:{port}")])
+        .args(["bench", "--port", &port.to_string()])
         .output()
         .expect("run socket-lab bench");
     assert_eq!(output.status.code(), Some(6), "{output:?}");
