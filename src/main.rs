@@ -433,11 +433,17 @@ struct ProxyArgs {
     )]
     unix: Option<PathBuf>,
     /// The server's host name or address.
-    #[arg(long, default_value = DEFAULT_HOST, help_heading = "The server it relays to")]
+    #[arg(
+        long,
+        value_name = "HOST",
+        default_value = DEFAULT_HOST,
+        help_heading = "The server it relays to"
+    )]
     to_host: String,
     /// The server's port.
     #[arg(
         long,
+        value_name = "PORT",
         default_value_t = server::DEFAULT_PORT,
         value_parser = port_to_connect_to,
         help_heading = "The server it relays to"
@@ -506,12 +512,21 @@ fn port_to_connect_to(text: &str) -> Result<u16, String> {
 }
 
 /// A duration as people write one, in humantime's format: `10s`, `200ms`, `2m`, `1h 30m`. A
-/// bare number is refused, since `--idle-timeout 5` could mean seconds or minutes; the
-/// largest is about 584 billion years, past which humantime says the number is too large.
-/// A timeout that long is a deadline the clock never reaches, never an overflow.
+/// bare number is refused, since `--idle-timeout 5` could mean seconds or minutes. The
+/// largest is 2^64 seconds, about 584 billion years: a deadline the clock never reaches,
+/// which the servers treat as no deadline rather than overflow (`tests/cli.rs`).
 fn duration(text: &str) -> Result<humantime::Duration, String> {
+    use humantime::DurationError;
     text.parse::<humantime::Duration>()
-        .map_err(|e| format!("{e}; a duration takes a unit, such as 10s, 200ms or 2m"))
+        .map_err(|error| match error {
+            // "time unit needed, for example 5sec or 5ms", and "unknown time unit "x",
+            // supported units: ...": humantime's own words say what to do.
+            DurationError::UnknownUnit { .. } => error.to_string(),
+            DurationError::NumberOverflow => {
+                format!("{error}: the longest duration is 18446744073709551615s")
+            }
+            _ => format!("{error}; a duration is a number and a unit, such as 10s, 200ms or 2m"),
+        })
 }
 
 /// A duration above zero; `zero` says what a zero one would do.
