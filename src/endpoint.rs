@@ -5,7 +5,10 @@
 //! This module is where those words become sockets:
 //!
 //! - [`Endpoint`] is what a user types: `127.0.0.1:10000`, `[::1]:10000`, `localhost:10000`
-//!   (a host *name*, resolved to every address it has), or a Unix socket path.
+//!   (a host *name*, resolved to every address it has), or a Unix socket path. The command
+//!   line takes it as `--host`, `--port` and `--unix PATH`; as one word (what `listening on`
+//!   prints) it parses with `str::parse`, and a malformed one is an [`EndpointError`] that
+//!   says what is wrong and shows a word that works.
 //! - [`Listener`] and [`Stream`] hide which family is underneath, so the server and client are
 //!   written once (the idea is tiny-http's `enum Listener { Tcp, Unix }`).
 //! - [`Address`] is what `accept` returns as the peer's address: `(host, port)` for TCP, and
