@@ -103,7 +103,7 @@ ack_run() { # ack_run NAME PIN CONNS SERVER-COMMAND...: loads it, leaves bench o
   local name=$1 pin=$2 conns=$3
   shift 3
   start "$name-server" $pin "$@"
-  $pin "$BIN" bench --target "127.0.0.1:$PORT" --conns "$conns" --msgs 20000 --duration 5 \
+  $pin "$BIN" bench --port "$PORT" --conns "$conns" --msgs 20000 --duration 5s \
     >"$WORK/$name"
   stop "$PID"
 }
@@ -207,7 +207,7 @@ row "1000 idle + wrk -c64" "$after" "same server capped at 64 (before): $before"
 
 # --- stream: 1 GiB through the ack server (recv 64 KiB) vs iperf3 ---------------------------
 start stream-lab $pin "$BIN" server --port 0 --quiet --recv-size 65536
-$pin "$BIN" bench --target "127.0.0.1:$PORT" --stream --size 65536 --msgs 16384 --duration 60 \
+$pin "$BIN" bench --port "$PORT" --stream --size 65536 --msgs 16384 --duration 60s \
   >"$WORK/stream-lab"
 stop "$PID"
 lab_gbits=$(python3 -c "print(f'{$(field "$WORK/stream-lab" MiB/s) * 8 * 1048576 / 1e9:.1f}')")

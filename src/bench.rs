@@ -35,7 +35,7 @@
 //! each message to one shared atomic counter, which the thread waiting for them reads. The
 //! binary draws that as a live line with `indicatif`, on a terminal only.
 //!
-//! Without `--target`, the bench starts the ack server in this process ([`crate::server`] or
+//! Without `--host`, `--port` or `--unix PATH`, the bench starts the ack server in this process ([`crate::server`] or
 //! [`crate::udp`]) on a free loopback port, with its log switched off, and stops it after.
 //! `tests/bench.rs` runs it both ways; `BENCHMARKS.md` has numbers and what they teach.
 

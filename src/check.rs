@@ -2,7 +2,7 @@
 //! learner's server and writes a report card, one line per lesson and per walkthrough claim.
 //!
 //! The walkthrough's reader ends up with a `server.py` of their own. The lessons already play
-//! their client side against any server (`run --target`); what a learner needs on top is to
+//! their client side against any server (`run --port PORT`); what a learner needs on top is to
 //! know which lessons apply to their server, which pass, and, for each that fails, why in
 //! their words. So:
 //!
@@ -235,7 +235,7 @@ pub fn why_not(scenario: &Scenario, subject: &Subject) -> Option<String> {
     None
 }
 
-/// What a lesson expects of a server that `run --target` cannot check before it starts,
+/// What a lesson expects of a server that `run` against it cannot check before it starts,
 /// said up front instead of after a timeout.
 pub fn expectations(scenario: &Scenario) -> Vec<String> {
     let mut said = Vec::new();
@@ -293,7 +293,7 @@ fn hint_for(symptom: Symptom, scenario: &Scenario) -> String {
         Symptom::NothingArrived => "nothing came back in time: does your server answer every recv that returns data? (the walkthrough's server answers each with `server recv success`)".into(),
         Symptom::Closed => "your server closed the connection here: does it handle only one message per connection? To serve more, keep calling recv in a loop until it returns b'' (0 bytes), and close only then (lesson 02)".into(),
         Symptom::Reset => "your server reset the connection: it closed its socket while a message was still unread (does it stop after one message? To serve more, keep calling recv in a loop until it returns b''), or the process ended (lessons 12 and 30)".into(),
-        Symptom::WrongBytes => "your server sent other bytes than the lesson expects: `socket-lab run --target ADDR` on this lesson shows both side by side".into(),
+        Symptom::WrongBytes => "your server sent other bytes than the lesson expects: `socket-lab run --port PORT` (or `--unix PATH`) on this lesson shows both side by side".into(),
         Symptom::Refused => STOPPED.into(),
         Symptom::Other => "see the step and what happened above".into(),
     }

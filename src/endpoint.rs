@@ -5,7 +5,10 @@
 //! This module is where those words become sockets:
 //!
 //! - [`Endpoint`] is what a user types: `127.0.0.1:10000`, `[::1]:10000`, `localhost:10000`
-//!   (a host *name*, resolved to every address it has), or a Unix socket path.
+//!   (a host *name*, resolved to every address it has), or a Unix socket path. The command
+//!   line takes it as `--host`, `--port` and `--unix PATH`; as one word (what `listening on`
+//!   prints) it parses with `str::parse`, and a malformed one is an [`EndpointError`] that
+//!   says what is wrong and shows a word that works.
 //! - [`Listener`] and [`Stream`] hide which family is underneath, so the server and client are
 //!   written once (the idea is tiny-http's `enum Listener { Tcp, Unix }`).
 //! - [`Address`] is what `accept` returns as the peer's address: `(host, port)` for TCP, and
@@ -121,6 +124,119 @@ impl fmt::Display for Endpoint {
         }
     }
 }
+
+/// `HOST:PORT`, `[IPV6]:PORT`, or a path to a Unix socket: an endpoint written as one word,
+/// as `ss`, `socat` and a URL's authority write one.
+///
+/// A word with a `/` in it is a path (`/tmp/lab.sock`, `./lab.sock`): `AF_UNIX` addresses are
+/// file names, and a file in this directory is written `./lab.sock`, as a shell would run
+/// `./program`. Anything else is a host and a port split at the last `:`; an IPv6 address has
+/// colons of its own, so it goes in brackets (`[::1]:10000`), as in a URL. The host is not
+/// resolved here: `localhost:10000` stays a name until [`Endpoint::resolve`].
+impl std::str::FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(text: &str) -> Result<Endpoint, EndpointError> {
+        let owned = || text.to_string();
+        if text.is_empty() {
+            return Err(EndpointError::Empty);
+        }
+        if text.contains('/') {
+            return Ok(Endpoint::Unix(PathBuf::from(text)));
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| EndpointError::NoColon(owned()))?;
+        let host = match host.strip_prefix('[') {
+            Some(bracketed) => bracketed
+                .strip_suffix(']')
+                .ok_or_else(|| EndpointError::UnclosedBracket(owned()))?,
+            // `::1:80`: which colon ends the address? Only brackets say.
+            None if host.contains(':') => return Err(EndpointError::Ipv6WithoutBrackets(owned())),
+            None => host,
+        };
+        if host.is_empty() {
+            return Err(EndpointError::NoHost(owned()));
+        }
+        if port.is_empty() {
+            return Err(EndpointError::NoPort(owned()));
+        }
+        // Digits only: `u16::from_str` would take `+80`, which no one means.
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EndpointError::PortNotANumber(owned()));
+        }
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| EndpointError::PortOutOfRange(owned()))?;
+        Ok(Endpoint::inet(host, port))
+    }
+}
+
+/// Why a word is not an [`Endpoint`]. Each message quotes the word and shows one that works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointError {
+    /// Nothing at all.
+    Empty,
+    /// No `:` at all (`localhost`), or a file name without a `/` (`lab.sock`).
+    NoColon(String),
+    /// Nothing after the `:` (`localhost:`).
+    NoPort(String),
+    /// Nothing before the `:` (`:80`).
+    NoHost(String),
+    /// Something other than digits after the last `:` (`localhost:http`).
+    PortNotANumber(String),
+    /// A port above 65535 (`localhost:99999`).
+    PortOutOfRange(String),
+    /// An IPv6 address with a port but no brackets (`::1:80`).
+    Ipv6WithoutBrackets(String),
+    /// `[::1:80`: a `[` with no `]`.
+    UnclosedBracket(String),
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const EXAMPLES: &str = "such as 127.0.0.1:10000, [::1]:10000 or /tmp/lab.sock";
+        match self {
+            EndpointError::Empty => write!(
+                f,
+                "the address is empty: expected HOST:PORT or a Unix socket path, {EXAMPLES}"
+            ),
+            EndpointError::NoColon(text) => write!(
+                f,
+                "`{text}` is neither HOST:PORT nor a path: expected one {EXAMPLES} (a Unix socket in this directory is ./{text})"
+            ),
+            EndpointError::NoPort(text) => write!(
+                f,
+                "`{text}` has no port after the colon: write one, such as {text}10000"
+            ),
+            EndpointError::NoHost(text) => {
+                let port = text.rsplit_once(':').map_or("", |(_, port)| port);
+                write!(
+                    f,
+                    "`{text}` has no host before the port: write 127.0.0.1:{port} for this machine over IPv4, or [::1]:{port} over IPv6"
+                )
+            }
+            EndpointError::PortNotANumber(text) => write!(
+                f,
+                "`{text}`: the port must be a number from 0 to 65535, {EXAMPLES}"
+            ),
+            EndpointError::PortOutOfRange(text) => write!(
+                f,
+                "`{text}`: a port is 16 bits, from 0 to 65535, {EXAMPLES}"
+            ),
+            EndpointError::Ipv6WithoutBrackets(text) => write!(
+                f,
+                "`{text}`: an IPv6 address has colons of its own, so it goes in brackets before the port, such as [::1]:10000"
+            ),
+            EndpointError::UnclosedBracket(text) => write!(
+                f,
+                "`{text}`: the `[` of an IPv6 address needs its `]` before the port, such as [::1]:10000"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
 
 /// A socket's address as `accept`, `getsockname` or `getpeername` report it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -551,6 +667,109 @@ impl AsRawFd for Stream {
         match self {
             Stream::Tcp(stream) => stream.as_raw_fd(),
             Stream::Unix(stream) => stream.as_raw_fd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Endpoint, EndpointError> {
+        text.parse()
+    }
+
+    #[test]
+    fn host_and_port_split_at_the_last_colon() {
+        assert_eq!(parse("127.0.0.1:80"), Ok(Endpoint::inet("127.0.0.1", 80)));
+        assert_eq!(
+            parse("localhost:10000"),
+            Ok(Endpoint::inet("localhost", 10000))
+        );
+        // Port 0 is a server's "any free port".
+        assert_eq!(parse("127.0.0.1:0"), Ok(Endpoint::inet("127.0.0.1", 0)));
+    }
+
+    #[test]
+    fn an_ipv6_address_goes_in_brackets_and_comes_out_without_them() {
+        assert_eq!(parse("[::1]:80"), Ok(Endpoint::inet("::1", 80)));
+        // Display puts them back: what is printed can be typed again.
+        assert_eq!(Endpoint::inet("::1", 80).to_string(), "[::1]:80");
+        assert_eq!(
+            parse("[::1]:80").map(|e| e.to_string()),
+            Ok("[::1]:80".into())
+        );
+    }
+
+    #[test]
+    fn a_word_with_a_slash_is_a_unix_socket_path() {
+        assert_eq!(
+            parse("/tmp/x.sock"),
+            Ok(Endpoint::Unix("/tmp/x.sock".into()))
+        );
+        assert_eq!(parse("./x.sock"), Ok(Endpoint::Unix("./x.sock".into())));
+        // A colon in a path is just a byte of the file name.
+        assert_eq!(parse("/tmp/a:1"), Ok(Endpoint::Unix("/tmp/a:1".into())));
+    }
+
+    /// Each error names the word, what is wrong with it, and shows one that works.
+    #[test]
+    fn each_malformed_word_gets_its_own_error_with_an_example() {
+        let cases = [
+            (
+                "",
+                EndpointError::Empty,
+                "the address is empty: expected HOST:PORT or a Unix socket path, such as 127.0.0.1:10000, [::1]:10000 or /tmp/lab.sock",
+            ),
+            (
+                "host:",
+                EndpointError::NoPort("host:".into()),
+                "`host:` has no port after the colon: write one, such as host:10000",
+            ),
+            (
+                ":80",
+                EndpointError::NoHost(":80".into()),
+                "`:80` has no host before the port: write 127.0.0.1:80 for this machine over IPv4, or [::1]:80 over IPv6",
+            ),
+            (
+                "host:99999",
+                EndpointError::PortOutOfRange("host:99999".into()),
+                "`host:99999`: a port is 16 bits, from 0 to 65535, such as 127.0.0.1:10000, [::1]:10000 or /tmp/lab.sock",
+            ),
+            (
+                "host:http",
+                EndpointError::PortNotANumber("host:http".into()),
+                "`host:http`: the port must be a number from 0 to 65535, such as 127.0.0.1:10000, [::1]:10000 or /tmp/lab.sock",
+            ),
+            (
+                "host:+80",
+                EndpointError::PortNotANumber("host:+80".into()),
+                "`host:+80`: the port must be a number from 0 to 65535, such as 127.0.0.1:10000, [::1]:10000 or /tmp/lab.sock",
+            ),
+            (
+                "lab.sock",
+                EndpointError::NoColon("lab.sock".into()),
+                "`lab.sock` is neither HOST:PORT nor a path: expected one such as 127.0.0.1:10000, [::1]:10000 or /tmp/lab.sock (a Unix socket in this directory is ./lab.sock)",
+            ),
+            (
+                "::1:80",
+                EndpointError::Ipv6WithoutBrackets("::1:80".into()),
+                "`::1:80`: an IPv6 address has colons of its own, so it goes in brackets before the port, such as [::1]:10000",
+            ),
+            (
+                "[::1:80",
+                EndpointError::UnclosedBracket("[::1:80".into()),
+                "`[::1:80`: the `[` of an IPv6 address needs its `]` before the port, such as [::1]:10000",
+            ),
+            (
+                "[]:80",
+                EndpointError::NoHost("[]:80".into()),
+                "`[]:80` has no host before the port: write 127.0.0.1:80 for this machine over IPv4, or [::1]:80 over IPv6",
+            ),
+        ];
+        for (text, error, message) in cases {
+            assert_eq!(parse(text), Err(error.clone()), "{text:?}");
+            assert_eq!(error.to_string(), message, "{text:?}");
         }
     }
 }

@@ -51,5 +51,5 @@ pub mod server;
 pub mod udp;
 pub mod wire;
 
-pub use endpoint::{Address, Endpoint};
+pub use endpoint::{Address, Endpoint, EndpointError};
 pub use error::Error;

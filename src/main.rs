@@ -1,19 +1,19 @@
 //! The `socket-lab` command: argument parsing and exit codes over the library.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use socket_lab::bench::{self, BenchConfig, Transport};
 use socket_lab::client::Client;
+use socket_lab::engine::Engine;
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
 use socket_lab::namespace;
-use socket_lab::proxy::{Network, Proxy};
+use socket_lab::proxy::{MOST_HELD, Network, Proxy};
 use socket_lab::scenario::syntax::ServerKind;
 use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
 use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
@@ -39,7 +39,8 @@ A closed stdout (`socket-lab lessons | head -2`) ends any subcommand quietly wit
 
 /// A lab for learning how programs talk over sockets.
 #[derive(Parser)]
-#[command(version, after_help = EXIT_CODES)]
+// Help wraps to the terminal, but at most 100 columns: long lines are hard to read.
+#[command(version, after_help = EXIT_CODES, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,41 +75,346 @@ enum Command {
     Proxy(ProxyArgs),
 }
 
+// One flag language for addresses, in every subcommand. Netcat, Python and the walkthrough
+// name an address as a host and a port (`nc HOST PORT`, `sock.bind((HOST, PORT))`), a Unix
+// socket by its path (`nc -U PATH`, curl's `--unix-socket PATH`), and datagrams with a switch
+// (`nc -u`). So: `--host`, `--port`, `--unix PATH` and `--udp`, whether the command listens
+// (server, http, proxy), connects (client, check), or may play against a server already
+// running instead of its own (run, bench). `proxy` relays to a second address, which takes
+// the same three words after `to-`. Each command's group has its own help, since "0 means any
+// free port" is true of a port to listen on and false of one to connect to.
+
+/// Where a server listens: the walkthrough's `(HOST, PORT)` pair, or a Unix socket path.
 #[derive(Args)]
-struct ProxyArgs {
-    /// Where clients connect: HOST:PORT (port 0 for any free one) or a Unix socket path.
+struct Listen {
+    /// The address to listen on: 127.0.0.1 or ::1 (this machine only), or 0.0.0.0 or ::
+    /// (every interface: other machines can reach the server).
+    #[arg(long, default_value = DEFAULT_HOST)]
+    host: String,
+    /// The port to listen on; 0 lets the kernel pick a free one (the first line on stderr,
+    /// `listening on ADDR`, says which).
+    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    port: u16,
+    /// Listen on a Unix domain socket at this path instead (AF_UNIX); the file is removed
+    /// when the server stops.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port"])]
+    unix: Option<PathBuf>,
+}
+
+impl Listen {
+    fn endpoint(&self) -> Endpoint {
+        match &self.unix {
+            Some(path) => Endpoint::Unix(path.clone()),
+            None => Endpoint::inet(self.host.clone(), self.port),
+        }
+    }
+}
+
+/// The server a client talks to.
+#[derive(Args)]
+struct ConnectTo {
+    /// The server's host name or address (127.0.0.1, ::1, localhost).
+    #[arg(long, default_value = DEFAULT_HOST)]
+    host: String,
+    /// The server's port.
+    #[arg(long, default_value_t = server::DEFAULT_PORT, value_parser = port_to_connect_to)]
+    port: u16,
+    /// Connect to the Unix domain socket at this path instead (AF_UNIX).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port"])]
+    unix: Option<PathBuf>,
+    /// The server speaks datagrams (SOCK_DGRAM): UDP, or a Unix datagram socket with --unix.
     #[arg(long)]
-    listen: String,
-    /// The server: HOST:PORT or a Unix socket path.
+    udp: bool,
+}
+
+impl ConnectTo {
+    fn endpoint(&self) -> Endpoint {
+        match &self.unix {
+            Some(path) => Endpoint::Unix(path.clone()),
+            None => Endpoint::inet(self.host.clone(), self.port),
+        }
+    }
+}
+
+/// For `run`: a server already running, whose client side the lessons play. Without any of
+/// these flags the lessons start their own servers.
+#[derive(Args)]
+#[command(next_help_heading = "Against a server already running (the client side only)")]
+struct RunAgainst {
+    /// The server's host name or address [default with --port: 127.0.0.1].
     #[arg(long)]
-    to: String,
-    /// Forward in pieces of N bytes; each leaves only once the receiver has read the one
-    /// before (its receive queue in /proc/net/tcp is empty).
-    #[arg(long, value_name = "N")]
-    split: Option<usize>,
-    /// Hold each piece this long before it leaves, such as 20ms.
-    #[arg(long, value_name = "MS")]
-    delay: Option<String>,
-    /// After bytes arrive, keep collecting this long and forward all at once, such as 20ms.
-    #[arg(long, value_name = "MS")]
-    merge: Option<String>,
-    /// End both connections (FIN) after this many bytes have crossed, either way.
-    #[arg(long, value_name = "BYTES")]
-    close_after: Option<u64>,
-    /// Reset both connections (RST) after this many bytes have crossed, either way.
-    #[arg(long, value_name = "BYTES")]
-    reset_after: Option<u64>,
+    host: Option<String>,
+    /// The server's port [default with --host: 10000].
+    #[arg(long, value_parser = port_to_connect_to)]
+    port: Option<u16>,
+    /// The server's Unix socket path.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port"])]
+    unix: Option<PathBuf>,
+}
+
+impl RunAgainst {
+    fn endpoint(&self) -> Option<Endpoint> {
+        against(self.host.as_deref(), self.port, self.unix.as_deref())
+    }
+}
+
+/// The server `--host`, `--port` or `--unix PATH` name, if any names one; the other of host
+/// and port takes its default.
+fn against(host: Option<&str>, port: Option<u16>, unix: Option<&Path>) -> Option<Endpoint> {
+    match (host, port, unix) {
+        (_, _, Some(path)) => Some(Endpoint::Unix(path.to_path_buf())),
+        (None, None, None) => None,
+        (host, port, None) => Some(Endpoint::inet(
+            host.unwrap_or(DEFAULT_HOST),
+            port.unwrap_or(server::DEFAULT_PORT),
+        )),
+    }
+}
+
+/// The ack server's host unless told otherwise: loopback, so nothing is reachable from
+/// another machine by accident.
+const DEFAULT_HOST: &str = "127.0.0.1";
+
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    listen: Listen,
+    /// Use datagrams (SOCK_DGRAM): UDP, or a Unix datagram socket with --unix.
+    #[arg(long)]
+    udp: bool,
+    /// The n in recv(n): the most bytes one recv takes.
+    #[arg(long, default_value_t = server::RECV_SIZE)]
+    recv_size: usize,
+    /// The answer sent for every recv that returned data.
+    #[arg(long, default_value = "server recv success")]
+    ack: String,
+    /// The backlog in listen(backlog): connections the kernel queues before accept takes them.
+    #[arg(long, default_value_t = server::BACKLOG, conflicts_with = "udp")]
+    backlog: i32,
+    /// How many clients are served at once; more wait in the listen queue.
+    #[arg(long, default_value_t = server::MAX_CLIENTS, conflicts_with = "udp")]
+    max_clients: usize,
+    /// Disconnect a client silent this long (or whose acks go unread), such as 30s or 5m;
+    /// 0s never disconnects one.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = server::IDLE_TIMEOUT.into(),
+        value_parser = duration,
+        conflicts_with = "udp"
+    )]
+    idle_timeout: humantime::Duration,
+    /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
+    #[arg(long, conflicts_with = "udp")]
+    pause_accept: bool,
+    /// How clients are served: `threads` (the default, blocking code that reads like the
+    /// walkthrough) gives each a worker thread, up to --max-clients; `iterative` is the
+    /// walkthrough's server.py, one client at a time (the next one's connect completes, but
+    /// its messages wait until the first client leaves; lesson 34); `epoll` serves them all
+    /// from one event loop per core on non-blocking sockets.
+    #[arg(
+        long,
+        default_value = server::Engine::default().name(),
+        value_parser = engine(&Engine::ALL),
+        conflicts_with = "udp"
+    )]
+    engine: server::Engine,
+    /// Log only problems (stderr), not every message: for benchmarks, where a log line per
+    /// message would cost more than the message.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `--engine`: the names come from the library, so a new engine needs nothing here.
+fn engine(engines: &[Engine]) -> impl clap::builder::TypedValueParser<Value = Engine> + use<> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(engines.iter().map(|engine| engine.name()))
+        .try_map(|name| Engine::from_name(&name).ok_or("no such engine"))
+}
+
+/// The engines the web server runs on: not `iterative`, where one browser's idle keep-alive
+/// connection would hold every other client.
+const HTTP_ENGINES: [Engine; 2] = [Engine::Epoll, Engine::Threads];
+
+#[derive(Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    target: ConnectTo,
+    /// The ack the server sends, used to show each ack on its own line.
+    #[arg(long, default_value = "server recv success")]
+    ack: String,
+    /// Turn off Nagle's algorithm (TCP_NODELAY): each line leaves at once.
+    #[arg(long, conflicts_with = "udp")]
+    nodelay: bool,
+    /// With --udp: how long to wait for each ack before saying none came, such as 500ms.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = udp::REPLY_TIMEOUT.into(),
+        value_parser = nonzero_duration("the client would give up on every ack before it could arrive"),
+        requires = "udp"
+    )]
+    reply_timeout: humantime::Duration,
+}
+
+#[derive(Args)]
+struct HttpArgs {
+    #[command(flatten)]
+    listen: Listen,
+    /// The backlog in listen(backlog).
+    #[arg(long, default_value_t = server::BACKLOG)]
+    backlog: i32,
+    /// How many connections are served at once; more wait in the listen queue [default:
+    /// 20000 on epoll, a descriptor each, or fewer if `ulimit -Hn` is lower; 2048 on threads,
+    /// a thread each].
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// How connections are served: `epoll` (the default: one event loop per core, fast, and an
+    /// idle keep-alive connection costs a few buffers, not a thread) or `threads` (a blocking
+    /// worker thread per connection).
+    #[arg(long, default_value = Engine::Epoll.name(), value_parser = engine(&HTTP_ENGINES))]
+    engine: Engine,
+    /// Log only problems (stderr), not every request: for benchmarks, where a log line per
+    /// request would cost more than the request.
+    #[arg(long)]
+    quiet: bool,
+    /// How long one recv may wait; an idle keep-alive connection is closed after this.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = http_server::READ_TIMEOUT.into(),
+        value_parser = nonzero_duration(CLOSE_AT_ONCE)
+    )]
+    read_timeout: humantime::Duration,
+    /// How long a whole request may take from its first byte before it gets 408.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = http_server::REQUEST_TIMEOUT.into(),
+        value_parser = nonzero_duration(CLOSE_AT_ONCE)
+    )]
+    request_timeout: humantime::Duration,
+    /// How long sending a whole response may take; a client that reads slower is cut off.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = http_server::WRITE_TIMEOUT.into(),
+        value_parser = nonzero_duration(CLOSE_AT_ONCE)
+    )]
+    write_timeout: humantime::Duration,
+}
+
+const CLOSE_AT_ONCE: &str = "a zero timeout would close every connection at once";
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario files, e.g. scenarios/03-*.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print every byte of every payload beneath its line (the diagram cuts them at 40
+    /// characters): text line by line, escaped; anything binary as a hex dump.
+    #[arg(long)]
+    full: bool,
+    /// Show every TCP segment and UDP datagram among the socket calls (SYN, ACK, FIN, RST,
+    /// sequence numbers, windows), and check `wire:` steps. Needs no root: the run moves
+    /// into a private network namespace with its own loopback, where it may capture.
+    #[arg(long, conflicts_with_all = ["host", "port", "unix"])]
+    wire: bool,
+    /// Show the kernel's view: after each step, every TCP socket of the lesson whose state
+    /// changed (ESTABLISHED, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, ...), from /proc/net/tcp.
+    #[arg(long, conflicts_with_all = ["host", "port", "unix"])]
+    kernel: bool,
+    /// With --wire, also write every frame to this pcap file (for Wireshark or tshark -r).
+    #[arg(long, requires = "wire", value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Run the lesson's server on this engine, whatever its `engine=` says: a lesson about
+    /// sockets holds however the server waits (one that needs two clients at once fails on
+    /// iterative, which is lesson 34's point).
+    #[arg(long, value_parser = engine(&Engine::ALL), conflicts_with_all = ["host", "port", "unix"])]
+    engine: Option<Engine>,
+    #[command(flatten)]
+    against: RunAgainst,
+}
+
+#[derive(Args)]
+struct LessonsArgs {
+    /// Where the lessons are (default: ./scenarios, else the one in the source tree).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Connections open at once, each with one message in flight.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Messages per connection.
+    #[arg(long, default_value_t = 10_000)]
+    msgs: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Stop sending after this long, even if not every message was sent (at most 10m).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = BenchConfig::default().duration.into(),
+        value_parser = bench_duration
+    )]
+    duration: humantime::Duration,
+    /// The ack the server answers with; every byte received is checked against it.
+    #[arg(long, default_value = "server recv success")]
+    ack: String,
+    /// Send every message without waiting for its ack: throughput instead of round trips.
+    #[arg(long, conflicts_with = "udp")]
+    stream: bool,
+    /// Load the server already running on this host [default with --port: 127.0.0.1].
+    #[arg(long, help_heading = SERVER_TO_LOAD)]
+    host: Option<String>,
+    /// Load the server already running on this port [default with --host: 10000].
+    #[arg(long, value_parser = port_to_connect_to, help_heading = SERVER_TO_LOAD)]
+    port: Option<u16>,
+    /// Use a Unix stream socket: the server already listening at PATH, or without PATH one
+    /// that bench starts in the temp directory.
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 0..=1,
+        conflicts_with_all = ["host", "port"],
+        help_heading = SERVER_TO_LOAD
+    )]
+    unix: Option<Option<PathBuf>>,
+    /// Use datagrams: UDP, or Unix datagrams with --unix.
+    #[arg(long, help_heading = SERVER_TO_LOAD)]
+    udp: bool,
+}
+
+const SERVER_TO_LOAD: &str =
+    "The server to load (default: an ack server bench starts in this process, on a free port)";
+
+impl BenchArgs {
+    /// The socket kind, and the server to load (`None`: bench starts its own).
+    fn server(&self) -> (Transport, Option<Endpoint>) {
+        let path = self.unix.as_ref().and_then(|path| path.as_deref());
+        let target = against(self.host.as_deref(), self.port, path);
+        let transport = match (self.unix.is_some(), self.udp) {
+            (false, false) => Transport::Tcp,
+            (false, true) => Transport::Udp,
+            (true, false) => Transport::Unix,
+            (true, true) => Transport::UnixDatagram,
+        };
+        (transport, target)
+    }
 }
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Your server: HOST:PORT (such as 127.0.0.1:10000 or [::1]:10000), or a Unix socket path.
-    #[arg(long)]
-    target: String,
-    /// What your server speaks: tcp (the walkthrough's server.py), udp, unix, unix-dgram, or
-    /// http. Default: tcp for HOST:PORT, unix for a path.
-    #[arg(long)]
-    kind: Option<String>,
+    #[command(flatten)]
+    target: ConnectTo,
+    /// Your server speaks HTTP (socket-lab http, nginx, python3 -m http.server): run the
+    /// HTTP lessons instead of the ack server's.
+    #[arg(long, conflicts_with = "udp")]
+    http: bool,
     /// The n in your server's recv(n) (the walkthrough's is 1024).
     #[arg(long, default_value_t = server::RECV_SIZE)]
     recv_size: usize,
@@ -128,184 +434,159 @@ struct CheckArgs {
 }
 
 #[derive(Args)]
-struct BenchArgs {
-    /// Connections open at once, each with one message in flight.
-    #[arg(long, default_value_t = 1)]
-    conns: usize,
-    /// Messages per connection.
-    #[arg(long, default_value_t = 10_000)]
-    msgs: u64,
-    /// Bytes per message.
-    #[arg(long, default_value_t = 64)]
-    size: usize,
-    /// Stop sending after this many seconds, even if not every message was sent.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Load a server already running at HOST:PORT (or a Unix socket path) instead of
-    /// starting one in this process.
-    #[arg(long)]
-    target: Option<String>,
-    /// Use datagrams: UDP, or Unix datagrams with --unix or a socket path as --target.
-    #[arg(long)]
-    udp: bool,
-    /// Start the server on a Unix socket in the temp directory instead of TCP.
-    #[arg(long, conflicts_with = "target")]
-    unix: bool,
-    /// The ack the server answers with; every byte received is checked against it.
-    #[arg(long, default_value = "server recv success")]
-    ack: String,
-    /// Send every message without waiting for its ack: throughput instead of round trips.
-    #[arg(long, conflicts_with = "udp")]
-    stream: bool,
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// Scenario files, e.g. scenarios/03-*.
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
-    /// Play only the client side against a server already running at HOST:PORT (or a Unix
-    /// socket path); steps about the server's log are skipped with a note.
-    #[arg(long)]
-    target: Option<String>,
-    /// Print every byte of every payload beneath its line (the diagram cuts them at 40
-    /// characters): text line by line, escaped; anything binary as a hex dump.
-    #[arg(long)]
-    full: bool,
-    /// Show every TCP segment and UDP datagram among the socket calls (SYN, ACK, FIN, RST,
-    /// sequence numbers, windows), and check `wire:` steps. Needs no root: the run moves
-    /// into a private network namespace with its own loopback, where it may capture.
-    #[arg(long, conflicts_with = "target")]
-    wire: bool,
-    /// Show the kernel's view: after each step, every TCP socket of the lesson whose state
-    /// changed (ESTABLISHED, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, ...), from /proc/net/tcp.
-    #[arg(long, conflicts_with = "target")]
-    kernel: bool,
-    /// With --wire, also write every frame to this pcap file (for Wireshark or tshark -r).
-    #[arg(long, requires = "wire", value_name = "FILE")]
-    pcap: Option<PathBuf>,
-    /// Run the lesson's server on this engine (iterative, threads or epoll), whatever its
-    /// `engine=` says: a lesson about sockets holds however the server waits.
-    #[arg(long, conflicts_with = "target")]
-    engine: Option<String>,
-}
-
-#[derive(Args)]
-struct LessonsArgs {
-    /// Where the lessons are (default: ./scenarios, else the one in the source tree).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct Target {
-    /// Host name or address (127.0.0.1, ::1, localhost).
-    #[arg(long, default_value = "127.0.0.1")]
+struct ProxyArgs {
+    /// The address clients connect to: 127.0.0.1 or ::1 (this machine only), or 0.0.0.0 or
+    /// :: (every interface).
+    #[arg(long, default_value = DEFAULT_HOST, help_heading = "Where clients connect")]
     host: String,
-    /// TCP port (UDP with --udp); the server takes 0 to mean "any free port".
-    #[arg(long, default_value_t = server::DEFAULT_PORT)]
+    /// The port clients connect to; 0 lets the kernel pick a free one (the first line on
+    /// stderr, `listening on ADDR`, says which).
+    #[arg(long, default_value_t = PROXY_PORT, help_heading = "Where clients connect")]
     port: u16,
-    /// Use a Unix domain socket at this path instead of TCP.
-    #[arg(long, conflicts_with_all = ["host", "port"])]
+    /// Listen on a Unix domain socket at this path instead.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["host", "port"],
+        help_heading = "Where clients connect"
+    )]
     unix: Option<PathBuf>,
-    /// Use datagrams (SOCK_DGRAM): UDP, or a Unix datagram socket with --unix.
-    #[arg(long)]
-    udp: bool,
+    /// The server's host name or address.
+    #[arg(
+        long,
+        value_name = "HOST",
+        default_value = DEFAULT_HOST,
+        help_heading = "The server it relays to"
+    )]
+    to_host: String,
+    /// The server's port.
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = server::DEFAULT_PORT,
+        value_parser = port_to_connect_to,
+        help_heading = "The server it relays to"
+    )]
+    to_port: u16,
+    /// The server's Unix socket path.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["to_host", "to_port"],
+        help_heading = "The server it relays to"
+    )]
+    to_unix: Option<PathBuf>,
+    /// Forward in pieces of N bytes; each leaves only once the receiver has read the one
+    /// before (its receive queue in /proc/net/tcp is empty).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    split: Option<u64>,
+    /// Hold each piece this long before it leaves, such as 20ms (at most 10s).
+    #[arg(long, value_name = "DURATION", value_parser = held)]
+    delay: Option<humantime::Duration>,
+    /// After bytes arrive, keep collecting this long and forward all at once, such as 20ms
+    /// (at most 10s).
+    #[arg(long, value_name = "DURATION", value_parser = held)]
+    merge: Option<humantime::Duration>,
+    /// End both connections (FIN) after this many bytes have crossed, either way.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    close_after: Option<u64>,
+    /// Reset both connections (RST) after this many bytes have crossed, either way.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..),
+        conflicts_with = "close_after"
+    )]
+    reset_after: Option<u64>,
 }
 
-impl Target {
-    fn endpoint(&self) -> Endpoint {
+/// The proxy's port unless told otherwise: next to the ack server's, so `socket-lab proxy`
+/// and `socket-lab server` run side by side as they are.
+const PROXY_PORT: u16 = server::DEFAULT_PORT + 1;
+
+impl ProxyArgs {
+    fn listen(&self) -> Endpoint {
         match &self.unix {
             Some(path) => Endpoint::Unix(path.clone()),
             None => Endpoint::inet(self.host.clone(), self.port),
         }
     }
+
+    fn to(&self) -> Endpoint {
+        match &self.to_unix {
+            Some(path) => Endpoint::Unix(path.clone()),
+            None => Endpoint::inet(self.to_host.clone(), self.to_port),
+        }
+    }
 }
 
-#[derive(Args)]
-struct ServerArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The n in recv(n): the most bytes one recv takes.
-    #[arg(long, default_value_t = server::RECV_SIZE)]
-    recv_size: usize,
-    /// The answer sent for every recv that returned data.
-    #[arg(long, default_value = "server recv success")]
-    ack: String,
-    /// The backlog in listen(backlog): connections the kernel queues before accept takes them.
-    #[arg(long, default_value_t = server::BACKLOG, conflicts_with = "udp")]
-    backlog: i32,
-    /// How many clients are served at once; more wait in the listen queue.
-    #[arg(long, default_value_t = server::MAX_CLIENTS, conflicts_with = "udp")]
-    max_clients: usize,
-    /// Disconnect a client silent for this many seconds (0: never).
-    #[arg(long, default_value_t = server::IDLE_TIMEOUT.as_secs(), conflicts_with = "udp")]
-    idle_timeout: u64,
-    /// Listen but do not accept until Enter is pressed: watch the backlog fill up.
-    #[arg(long, conflicts_with = "udp")]
-    pause_accept: bool,
-    /// How clients are served: `threads` (the default: a worker thread each, up to
-    /// --max-clients; blocking code that reads like the walkthrough), `iterative` (the
-    /// walkthrough's server.py: one client at a time; the next one's connect completes, but
-    /// its messages wait until the first client leaves) or `epoll` (an event loop per core
-    /// on non-blocking sockets).
-    #[arg(long, default_value = "threads", value_parser = ["threads", "iterative", "epoll"], conflicts_with = "udp")]
-    engine: String,
-    /// Log only problems (stderr), not every message: for benchmarks, where a log line per
-    /// message would cost more than the message.
-    #[arg(long)]
-    quiet: bool,
+/// A port a client connects to. Port 0 means "any free port" only to `bind`; `connect` to
+/// it fails, so say why before trying.
+fn port_to_connect_to(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(0) => Err("port 0 is what a server binds to get any free port; a client needs the port the server chose (its first line says `listening on ADDR`)".into()),
+        Ok(port) => Ok(port),
+        Err(_) => Err("expected a port number from 1 to 65535, such as 10000".into()),
+    }
 }
 
-#[derive(Args)]
-struct ClientArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The ack the server sends, used to show each ack on its own line.
-    #[arg(long, default_value = "server recv success")]
-    ack: String,
-    /// Turn off Nagle's algorithm (TCP_NODELAY): each line leaves at once.
-    #[arg(long, conflicts_with = "udp")]
-    nodelay: bool,
-    /// With --udp: how long to wait for each ack, in milliseconds.
-    #[arg(
-        long,
-        default_value_t = udp::REPLY_TIMEOUT.as_millis() as u64,
-        value_parser = clap::value_parser!(u64).range(1..),
-        requires = "udp"
-    )]
-    reply_timeout_ms: u64,
+/// A duration as people write one, in humantime's format: `10s`, `200ms`, `2m`, `1h 30m`. A
+/// bare number is refused, since `--idle-timeout 5` could mean seconds or minutes. The
+/// largest is 2^64 seconds, about 584 billion years: a deadline the clock never reaches,
+/// which the servers treat as no deadline rather than overflow (`tests/cli.rs`).
+fn duration(text: &str) -> Result<humantime::Duration, String> {
+    use humantime::DurationError;
+    text.parse::<humantime::Duration>()
+        .map_err(|error| match error {
+            // "time unit needed, for example 5sec or 5ms", and "unknown time unit "x",
+            // supported units: ...": humantime's own words say what to do.
+            DurationError::UnknownUnit { .. } => error.to_string(),
+            DurationError::NumberOverflow => {
+                format!("{error}: the longest duration is 18446744073709551615s")
+            }
+            _ => format!("{error}; a duration is a number and a unit, such as 10s, 200ms or 2m"),
+        })
 }
 
-#[derive(Args)]
-struct HttpArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The backlog in listen(backlog).
-    #[arg(long, default_value_t = server::BACKLOG)]
-    backlog: i32,
-    /// How many connections are served at once; more wait in the listen queue. Default:
-    /// 20000 on epoll (a descriptor each), 2048 on threads (a thread each).
-    #[arg(long)]
-    max_clients: Option<usize>,
-    /// How connections are served: `epoll` (the default: an event loop per core, fast, and
-    /// idle keep-alive connections cost almost nothing) or `threads` (a blocking thread
-    /// per connection).
-    #[arg(long, default_value = "epoll", value_parser = ["threads", "epoll"])]
-    engine: String,
-    /// Log only problems (stderr), not every request: for benchmarks, where a log line per
-    /// request would cost more than the request.
-    #[arg(long)]
-    quiet: bool,
-    /// Seconds one recv may wait; an idle keep-alive connection is closed after this.
-    #[arg(long, default_value_t = http_server::READ_TIMEOUT.as_secs())]
-    read_timeout: u64,
-    /// Seconds a whole request may take from its first byte before it gets 408.
-    #[arg(long, default_value_t = http_server::REQUEST_TIMEOUT.as_secs())]
-    request_timeout: u64,
-    /// Seconds sending a whole response may take; a client that reads slower is cut off.
-    #[arg(long, default_value_t = http_server::WRITE_TIMEOUT.as_secs())]
-    write_timeout: u64,
+/// A duration above zero; `zero` says what a zero one would do.
+fn nonzero_duration(
+    zero: &'static str,
+) -> impl Fn(&str) -> Result<humantime::Duration, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let parsed = duration(text)?;
+        if parsed.is_zero() {
+            return Err(format!("it must be more than 0: {zero}"));
+        }
+        Ok(parsed)
+    }
+}
+
+/// `bench --duration`: above zero, and short enough not to tie up a shared machine.
+fn bench_duration(text: &str) -> Result<humantime::Duration, String> {
+    let parsed = nonzero_duration("the run would end before it started")(text)?;
+    if *parsed > bench::MAX_DURATION {
+        return Err(format!(
+            "at most {}, so a typo cannot tie up a machine for hours",
+            humantime::format_duration(bench::MAX_DURATION)
+        ));
+    }
+    Ok(parsed)
+}
+
+/// `proxy --delay` and `--merge`: how long bytes are held, in whole milliseconds (the log says
+/// what was done in milliseconds) and at most [`MOST_HELD`], so a proxy never stalls for long.
+fn held(text: &str) -> Result<humantime::Duration, String> {
+    let parsed = nonzero_duration("leave the flag out to forward at once")(text)?;
+    if *parsed > MOST_HELD {
+        return Err(format!(
+            "at most {}, so a proxy never stalls a connection for long",
+            humantime::format_duration(MOST_HELD)
+        ));
+    }
+    if parsed.subsec_nanos() % 1_000_000 != 0 {
+        return Err("it must be whole milliseconds, such as 1ms or 20ms".into());
+    }
+    Ok(parsed)
 }
 
 fn main() -> ExitCode {
@@ -328,10 +609,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(io::stderr(), "error: {error}");
+            print_error(&error);
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
         }
     }
+}
+
+/// `error: ...` on stderr, styled as clap styles its own (`socket-lab server --port x`), so
+/// every error looks alike: `error:` in bold red on a terminal that takes colour, plain
+/// anywhere else. `anstream` decides, as it does for clap: a pipe or a file gets no colour,
+/// nor does a terminal where `NO_COLOR` is set; `CLICOLOR_FORCE` forces it.
+fn print_error(error: &Error) {
+    let style = *clap::builder::Styles::default().get_error();
+    let mut stderr = anstream::AutoStream::new(io::stderr().lock(), anstream::ColorChoice::Auto);
+    let _ = writeln!(stderr, "{style}error:{style:#} {error}");
 }
 
 /// Set once a write to stdout failed with `EPIPE`: the reader closed its end.
@@ -382,25 +673,26 @@ fn print_line(line: impl std::fmt::Display) -> Result<(), Error> {
 }
 
 fn run_server(args: ServerArgs) -> Result<(), Error> {
-    let endpoint = args.target.endpoint();
+    let endpoint = args.listen.endpoint();
     let config = ServerConfig {
         endpoint: endpoint.clone(),
         recv_size: args.recv_size,
         ack: args.ack.into_bytes(),
         backlog: args.backlog,
         max_clients: args.max_clients,
-        idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
-        engine: args.engine.parse()?,
+        // 0s: never.
+        idle_timeout: Some(*args.idle_timeout).filter(|timeout| !timeout.is_zero()),
+        engine: args.engine,
         ..ServerConfig::default()
     };
-    let max_clients = config.max_clients;
-    if args.target.udp {
+    if args.udp {
         let server = DatagramServer::bind(config)?;
         server.handle().stop_on_signals()?;
         announce(server.local_addr(), &endpoint);
         let log = event_printer(args.quiet, server.handle());
         return server.run(log);
     }
+    let max_clients = config.max_clients;
     let server = Server::bind(config)?;
     server.handle().stop_on_signals()?;
     announce(server.local_addr(), &endpoint);
@@ -480,13 +772,8 @@ fn print_event(event: impl std::fmt::Display, handle: &ServerHandle) {
 }
 
 fn run_http(args: HttpArgs) -> Result<(), Error> {
-    if args.target.udp {
-        return Err(Error::Config(
-            "http runs over TCP or a Unix stream socket: HTTP/1.1 needs a byte stream, not datagrams (drop --udp)".into(),
-        ));
-    }
-    let endpoint = args.target.endpoint();
-    let defaults = HttpConfig::for_engine(args.engine.parse()?);
+    let endpoint = args.listen.endpoint();
+    let defaults = HttpConfig::for_engine(args.engine);
     // The default cap fits this machine's descriptor limit; a cap asked for is kept, with a
     // warning if it does not fit.
     let limit = socket_lab::engine::raise_descriptor_limit().ok();
@@ -500,9 +787,9 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
         backlog: args.backlog,
         max_clients,
         limits: Limits::default(),
-        read_timeout: Duration::from_secs(args.read_timeout),
-        request_timeout: Duration::from_secs(args.request_timeout),
-        write_timeout: Duration::from_secs(args.write_timeout),
+        read_timeout: args.read_timeout.into(),
+        request_timeout: args.request_timeout.into(),
+        write_timeout: args.write_timeout.into(),
         ..defaults
     };
     let server = HttpServer::bind(config)?;
@@ -547,7 +834,7 @@ fn run_client(args: ClientArgs) -> Result<(), Error> {
     let mut stderr = io::stderr();
     let prompt: Option<&mut dyn Write> = if interactive { Some(&mut stderr) } else { None };
     if args.target.udp {
-        let reply_timeout = Duration::from_millis(args.reply_timeout_ms);
+        let reply_timeout = args.reply_timeout.into();
         let client = DatagramClient::connect(&args.target.endpoint(), reply_timeout)?;
         client.run_session(stdin.lock(), Stdout, prompt)?;
         return Ok(());
@@ -606,9 +893,9 @@ fn open_wire(args: &RunArgs) -> Result<Option<Capture>, Error> {
 fn run_scenarios(args: RunArgs) -> Result<(), Error> {
     // First, while the process has one thread: entering a user namespace needs that.
     let mut capture = open_wire(&args)?;
-    let target = match &args.target {
+    let target = match args.against.endpoint() {
         None => ScenarioTarget::OwnServer,
-        Some(text) => ScenarioTarget::External(parse_target(text)?),
+        Some(endpoint) => ScenarioTarget::External(endpoint),
     };
     let view = scenario::View {
         colour: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
@@ -622,13 +909,11 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
             what: format!("{shown}:{}: {}", e.line, e.message),
             source: None,
         })?;
-        if let Some(engine) = &args.engine {
-            scenario = scenario
-                .on_engine(engine.parse()?)
-                .map_err(|why| Error::Input {
-                    what: format!("{shown}: --engine {engine}: {why}"),
-                    source: None,
-                })?;
+        if let Some(engine) = args.engine {
+            scenario = scenario.on_engine(engine).map_err(|why| Error::Input {
+                what: format!("{shown}: --engine {engine}: {why}"),
+                source: None,
+            })?;
         }
         if let ScenarioTarget::External(endpoint) = &target {
             // Say what the lesson needs before it runs, not after a timeout.
@@ -687,40 +972,15 @@ fn run_scenarios(args: RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `HOST:PORT`, `[::1]:PORT`, or a path to a Unix socket.
-fn parse_target(text: &str) -> Result<Endpoint, Error> {
-    if text.contains('/') {
-        return Ok(Endpoint::Unix(PathBuf::from(text)));
-    }
-    let bad = || {
-        Error::Config(format!(
-            "--target {text}: expected HOST:PORT such as 127.0.0.1:10000, or a socket path"
-        ))
-    };
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port = port.parse().map_err(|_| bad())?;
-    Ok(Endpoint::inet(
-        host.trim_start_matches('[').trim_end_matches(']'),
-        port,
-    ))
-}
-
 fn run_bench(args: BenchArgs) -> Result<(), Error> {
-    let target = args.target.as_deref().map(parse_target).transpose()?;
-    let unix = args.unix || matches!(target, Some(Endpoint::Unix(_)));
-    let transport = match (unix, args.udp) {
-        (false, false) => Transport::Tcp,
-        (false, true) => Transport::Udp,
-        (true, false) => Transport::Unix,
-        (true, true) => Transport::UnixDatagram,
-    };
+    let (transport, target) = args.server();
     let config = BenchConfig {
         transport,
         target,
         conns: args.conns,
         msgs: args.msgs,
         size: args.size,
-        duration: Duration::from_secs(args.duration),
+        duration: args.duration.into(),
         ack: args.ack.into_bytes(),
         stream: args.stream,
     };
@@ -764,17 +1024,14 @@ fn lessons_dir(given: Option<PathBuf>) -> PathBuf {
 }
 
 fn run_check(args: CheckArgs) -> Result<(), Error> {
-    let endpoint = parse_target(&args.target)?;
-    let kind = match args.kind.as_deref() {
-        None if matches!(endpoint, Endpoint::Unix(_)) => ServerKind::Unix,
-        None => ServerKind::Tcp,
-        Some(name) => ServerKind::from_name(name)
-            .filter(|kind| *kind != ServerKind::None)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "--kind {name}: expected tcp, udp, unix, unix-dgram or http"
-                ))
-            })?,
+    let endpoint = args.target.endpoint();
+    let unix = matches!(endpoint, Endpoint::Unix(_));
+    let kind = match (args.http, unix, args.target.udp) {
+        (true, _, _) => ServerKind::Http,
+        (false, false, false) => ServerKind::Tcp,
+        (false, false, true) => ServerKind::Udp,
+        (false, true, false) => ServerKind::Unix,
+        (false, true, true) => ServerKind::UnixDgram,
     };
     if args.recv_size == 0 || args.recv_size > server::MAX_RECV_SIZE {
         return Err(Error::Config(format!(
@@ -838,31 +1095,23 @@ fn run_check(args: CheckArgs) -> Result<(), Error> {
 }
 
 fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
-    let mut words = Vec::new();
-    if let Some(split) = args.split {
-        words.push(format!("split={split}"));
-    }
-    if let Some(delay) = &args.delay {
-        words.push(format!("delay={}", with_ms(delay)));
-    }
-    if let Some(merge) = &args.merge {
-        words.push(format!("merge={}", with_ms(merge)));
-    }
-    if let Some(after) = args.close_after {
-        words.push(format!("close-after={after}"));
-    }
-    if let Some(after) = args.reset_after {
-        words.push(format!("reset-after={after}"));
-    }
-    let network = Network::parse(&words.join(" ")).map_err(Error::Config)?;
-    let listen = parse_target(&args.listen)?;
-    let to = parse_target(&args.to)?;
-    let proxy = Proxy::bind(&listen, to.clone(), network)?;
+    let network =
+        Network {
+            split: args.split.map(usize::try_from).transpose().map_err(|_| {
+                Error::Config("--split is larger than this machine's memory".into())
+            })?,
+            delay: args.delay.map(Into::into),
+            merge: args.merge.map(Into::into),
+            close_after: args.close_after,
+            reset_after: args.reset_after,
+        };
+    let to = args.to();
+    let proxy = Proxy::bind(&args.listen(), to.clone(), network)?;
     proxy.acceptor_handle().stop_on_signals()?;
     eprintln!("listening on {}", proxy.local_addr());
     eprintln!(
         "relaying to {to} ({})",
-        if words.is_empty() {
+        if network == Network::default() {
             "as it is".to_string()
         } else {
             network.to_string()
@@ -871,15 +1120,6 @@ fn run_proxy(args: ProxyArgs) -> Result<(), Error> {
     proxy.run(Arc::new(|event| {
         let _ = print_line(event);
     }))
-}
-
-/// `20` or `20ms`: the flags take milliseconds either way.
-fn with_ms(value: &str) -> String {
-    if value.ends_with("ms") {
-        value.to_string()
-    } else {
-        format!("{value}ms")
-    }
 }
 
 fn list_lessons(args: LessonsArgs) -> Result<(), Error> {

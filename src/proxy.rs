@@ -46,7 +46,7 @@ pub struct Network {
 }
 
 /// The longest any one setting may hold bytes, so a proxy can never stall a lesson.
-const MOST_HELD: Duration = Duration::from_secs(10);
+pub const MOST_HELD: Duration = Duration::from_secs(10);
 /// How often a split waits to see the receiver read a piece, and for how long at most.
 const READ_POLL: Duration = Duration::from_millis(1);
 const READ_WAIT: Duration = Duration::from_secs(5);

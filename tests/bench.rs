@@ -12,6 +12,7 @@ use std::process::Stdio;
 
 use common::{ServerProcess, WAIT, lines_of, socket_lab, socket_lab_process};
 use pty::Pty;
+use socket_lab::poll::{Want, Watch};
 
 /// The value after `label: ` on the report line that starts with it.
 fn field<'a>(report: &'a str, label: &str) -> &'a str {
@@ -33,7 +34,7 @@ fn run_bench(args: &[&str]) -> String {
 
 #[test]
 fn a_short_run_against_its_own_server_reports_every_field() {
-    let report = run_bench(&["--conns", "2", "--msgs", "50", "--duration", "10"]);
+    let report = run_bench(&["--conns", "2", "--msgs", "50", "--duration", "10s"]);
     // Two connections of 50 messages each: every message sent, every one acked.
     assert_eq!(field(&report, "messages").split(' ').next(), Some("100"));
     assert!(field(&report, "acks").starts_with("100, every byte checked"));
@@ -70,7 +71,7 @@ fn stream_mode_sends_every_byte_and_reports_throughput_without_latency() {
 #[test]
 fn a_target_server_process_is_loaded_over_the_network() {
     let server = ServerProcess::start(&["server", "--port", "0"]);
-    let report = run_bench(&["--target", &server.addr, "--msgs", "10"]);
+    let report = run_bench(&["--port", &server.port(), "--msgs", "10"]);
     assert_eq!(field(&report, "messages").split(' ').next(), Some("10"));
     assert!(!report.contains("own server"), "{report}");
 }
@@ -83,7 +84,7 @@ fn a_dead_target_is_a_clear_connect_error() {
         listener.local_addr().expect("local addr").port()
     };
     let output = socket_lab()
-        .args(["bench", "--target", &format!("127.0.0.1:{port}")])
+        .args(["bench", "--port", &port.to_string()])
         .output()
         .expect("run socket-lab bench");
     assert_eq!(output.status.code(), Some(6), "{output:?}");
@@ -151,17 +152,26 @@ fn piped_output_is_the_report_and_nothing_else() {
 struct HeldServer {
     listener: TcpListener,
     addr: String,
+    port: String,
 }
 
 impl HeldServer {
     fn new() -> HeldServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("address").to_string();
-        HeldServer { listener, addr }
+        let local = listener.local_addr().expect("address");
+        HeldServer {
+            listener,
+            addr: local.to_string(),
+            port: local.port().to_string(),
+        }
     }
 
     /// Accepts the bench's connection and reads its first `size`-byte message, unanswered.
+    /// A bench that never connects (it failed at once, say) fails the test within [`WAIT`].
     fn first_message(&self, size: usize) -> TcpStream {
+        let mut watch = [Watch::new(&self.listener, Want::Read)];
+        let ready = socket_lab::poll::wait(&mut watch, Some(WAIT)).expect("poll the listener");
+        assert_eq!(ready, 1, "the bench did not connect within {WAIT:?}");
         let (mut stream, _) = self.listener.accept().expect("accept the bench");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         let mut message = vec![0; size];
@@ -187,8 +197,10 @@ fn the_first_line_is_printed_before_the_run_ends() {
     let mut bench = socket_lab_process()
         .args([
             "bench",
-            "--target",
-            &server.addr,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &server.port,
             "--msgs",
             "1",
             "--size",
@@ -221,8 +233,10 @@ fn on_a_terminal_a_live_line_shows_the_messages_so_far_and_is_cleared_after() {
     let bench = socket_lab_process()
         .args([
             "bench",
-            "--target",
-            &server.addr,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &server.port,
             "--msgs",
             "1",
             "--size",

@@ -118,9 +118,19 @@ impl Drop for Peer {
     }
 }
 
-fn check_cli(args: &[&str]) -> Output {
+/// `socket-lab check` against the server at `addr` (as its `listening on ADDR` line says it),
+/// named the way every subcommand names a server: `--host` and `--port`, or `--unix`.
+fn check_cli(addr: &str, args: &[&str]) -> Output {
+    let server: Vec<String> = match addr.parse::<Endpoint>() {
+        Ok(Endpoint::Inet { host, port }) => {
+            vec!["--host".into(), host, "--port".into(), port.to_string()]
+        }
+        Ok(Endpoint::Unix(path)) => vec!["--unix".into(), path.display().to_string()],
+        Err(e) => panic!("{e}"),
+    };
     Command::new(env!("CARGO_BIN_EXE_socket-lab"))
         .arg("check")
+        .args(server)
         .args(args)
         .arg("--dir")
         .arg(here("scenarios"))
@@ -134,7 +144,7 @@ fn stdout(output: &Output) -> String {
 
 fn a_one_client_at_a_time_server_fails_lesson_06_with_the_concurrency_hint() -> Result<(), Failed> {
     let peer = Peer::start("tests/peers/one_at_a_time.py");
-    let output = check_cli(&["--target", &peer.addr]);
+    let output = check_cli(&peer.addr, &[]);
     let card = stdout(&output);
     let failed: Vec<&str> = card
         .lines()
@@ -160,7 +170,7 @@ fn a_one_client_at_a_time_server_fails_lesson_06_with_the_concurrency_hint() -> 
 
 fn a_threaded_python_server_passes_every_lesson_that_applies() -> Result<(), Failed> {
     let peer = Peer::start("benches/ack_server.py");
-    let output = check_cli(&["--target", &peer.addr]);
+    let output = check_cli(&peer.addr, &[]);
     let card = stdout(&output);
     if !output.status.success()
         || card.contains('✘')
@@ -178,7 +188,7 @@ fn a_threaded_python_server_passes_every_lesson_that_applies() -> Result<(), Fai
 
 fn a_server_without_a_recv_loop_is_told_to_loop() -> Result<(), Failed> {
     let peer = Peer::start("tests/peers/one_message_per_connection.py");
-    let output = check_cli(&["--target", &peer.addr]);
+    let output = check_cli(&peer.addr, &[]);
     let card = stdout(&output);
     let lesson_02 = card
         .lines()
@@ -314,7 +324,7 @@ fn a_splitting_network_breaks_the_one_ack_per_recv_protocol_with_the_framing_hin
     })
     .expect("bind")
     .spawn(std::sync::Arc::new(|_| {}));
-    let output = check_cli(&["--target", &server.addr.to_string(), "--network", "split=1"]);
+    let output = check_cli(&server.addr.to_string(), &["--network", "split=1"]);
     let _ = server.stop();
     let card = stdout(&output);
     let lesson_01 = card
@@ -398,12 +408,7 @@ impl Drop for Nginx {
 fn nginx_serving_a_page_passes_the_http_lessons_that_are_not_about_the_labs_pages()
 -> Result<(), Failed> {
     let nginx = Nginx::start();
-    let output = check_cli(&[
-        "--kind",
-        "http",
-        "--target",
-        &format!("127.0.0.1:{}", nginx.port),
-    ]);
+    let output = check_cli(&format!("127.0.0.1:{}", nginx.port), &["--http"]);
     let card = stdout(&output);
     if !output.status.success()
         || !card.contains("  ✔ 24  Keep-alive and pipelining")
@@ -422,7 +427,7 @@ fn the_json_report_has_the_documented_shape() -> Result<(), Failed> {
     })
     .expect("bind")
     .spawn(std::sync::Arc::new(|_| {}));
-    let output = check_cli(&["--target", &server.addr.to_string(), "--json"]);
+    let output = check_cli(&server.addr.to_string(), &["--json"]);
     let _ = server.stop();
     let json: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| format!("not JSON ({e}): {}", stdout(&output)))?;
@@ -489,7 +494,7 @@ fn the_json_report_has_the_documented_shape() -> Result<(), Failed> {
 
 fn run_target_refuses_a_lesson_only_the_labs_own_server_can_play() -> Result<(), Failed> {
     let output = Command::new(env!("CARGO_BIN_EXE_socket-lab"))
-        .args(["run", "--target", "127.0.0.1:9"])
+        .args(["run", "--port", "9"])
         .arg(here("scenarios/05-byte-stream.txt"))
         .output()
         .expect("socket-lab runs");

@@ -125,13 +125,13 @@ fn a_malformed_file_names_the_line_and_the_valid_verbs() {
 }
 
 #[test]
-fn target_plays_the_client_side_against_a_running_server() {
+fn run_with_a_port_plays_the_client_side_against_a_running_server() {
     let server = ServerProcess::start(&["server", "--port", "0"]);
     socket_lab()
         .args([
             "run",
-            "--target",
-            &server.addr,
+            "--port",
+            &server.port(),
             &lesson("01-one-message.txt"),
         ])
         .assert()
@@ -142,7 +142,7 @@ fn target_plays_the_client_side_against_a_running_server() {
                 server.addr
             ))
             .and(predicate::str::contains(
-                "(skipped with --target: server: log \"[alice] connected\")",
+                "(skipped against another server: server: log \"[alice] connected\")",
             ))
             .and(predicate::str::contains(
                 "alice ◀──\"server recv success\" (19 B)── server   recv(1024)",

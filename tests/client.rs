@@ -205,6 +205,8 @@ fn client_at_a_terminal(port: &str) -> (Child, Pty) {
         .stdin(pty.stdio())
         .stdout(pty.stdio())
         .stderr(pty.stdio())
+        // The screen is compared as text: no bold red `error:`, which a terminal otherwise gets.
+        .env("NO_COLOR", "1")
         .spawn()
         .expect("start the client");
     pty.close_terminal_end();

@@ -174,7 +174,7 @@ fn a_client_that_never_reads_its_acks_is_cut_off_and_others_are_served() {
         "--recv-size",
         "8",
         "--idle-timeout",
-        "1",
+        "1s",
         "--ack",
         &big_ack,
     ]);

@@ -522,7 +522,7 @@ fn a_client_that_never_reads_its_responses_does_not_hold_the_server() {
 /// responses.
 /// Each `send` the server makes moves a few bytes, so a timeout per `send` (what the server
 /// had: the read timeout, 5 s here) never fires and the response would hold the only slot
-/// for minutes. `--write-timeout 1` bounds the whole response: at the deadline the
+/// for minutes. `--write-timeout 1s` bounds the whole response: at the deadline the
 /// connection is closed, and a fresh client waiting in the listen queue is served.
 #[test]
 fn a_slow_reader_is_cut_at_the_write_deadline_and_a_fresh_client_is_served() {
@@ -532,9 +532,9 @@ fn a_slow_reader_is_cut_at_the_write_deadline_and_a_fresh_client_is_served() {
         "--max-clients",
         "1",
         "--read-timeout",
-        "5",
+        "5s",
         "--write-timeout",
-        "1",
+        "1s",
     ]);
     let mut slow = connect_with_small_window(server.port);
     // The page at / shows every header field, HTML-escaped: 55 fields of 250 `<` (a head

@@ -26,7 +26,7 @@ pub struct Scenario {
     /// The file's last line, where a failure at the end of the run points.
     pub last_line: usize,
     /// What the lesson needs of a server beyond its `server` line (`needs` lines), for
-    /// `socket-lab check` and `run --target`.
+    /// `socket-lab check` and `run --port`/`--unix` (against a server already running).
     pub needs: Vec<Need>,
     /// A hostile network between the clients and the server (`network split=1`): the
     /// runner puts [`crate::proxy`] in front of the server.

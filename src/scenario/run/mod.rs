@@ -568,7 +568,7 @@ impl Runner<'_> {
             Action::Server(call) if self.external => {
                 self.record(Entry::new(
                     EntryKind::Note,
-                    format!("(skipped with --target: server: {call})"),
+                    format!("(skipped against another server: server: {call})"),
                 ));
                 Ok(())
             }
