@@ -174,6 +174,13 @@ impl Acceptor {
                 });
                 continue;
             }
+            // A stop that came after `accept` but before `register` shut down every socket in
+            // the table except this one, so serving it would wait in `recv` for the idle
+            // timeout. The stop flag is set before that shutdown, so it is seen here.
+            if self.shared.is_stopping() {
+                self.shared.clients().remove(&id);
+                break;
+            }
             service.serve(stream, peer);
             self.shared.clients().remove(&id);
             id += 1;
