@@ -136,6 +136,9 @@ struct Connection<C> {
     phase: Phase,
     /// `recv` returned 0: nothing more will come.
     peer_done: bool,
+    /// epoll said the peer has closed its side (`EPOLLRDHUP`) or the socket failed: read
+    /// until `recv` says so, since no further edge will come.
+    end_announced: bool,
     /// The deadline this connection has in the loop's timer set.
     timer: Option<Instant>,
 }
@@ -260,7 +263,14 @@ impl<S: EventDriven> EventLoop<S> {
                     // A stop, or a resume after a pause: both are checked at the loop's top.
                     WAKER => self.accept_blocked = true,
                     LISTENER => self.accept_all(),
-                    Token(index) => self.drive(index),
+                    Token(index) => {
+                        if (event.is_read_closed() || event.is_error())
+                            && let Some(Some(connection)) = self.connections.get_mut(index)
+                        {
+                            connection.end_announced = true;
+                        }
+                        self.drive(index);
+                    }
                 }
             }
             self.expire_timers();
@@ -355,6 +365,7 @@ impl<S: EventDriven> EventLoop<S> {
                 sent: 0,
                 phase: Phase::Open,
                 peer_done: false,
+                end_announced: false,
                 timer: None,
             });
             self.update_timer(index);
@@ -471,6 +482,11 @@ fn step<C: Conversation>(
 ) -> Outcome {
     let recv_size = recv_size.clamp(1, recv_buffer.len());
     let mut reads = 0;
+    // A `recv` that returned less than it could took everything the kernel had: reading again
+    // would only say `EAGAIN`, and new bytes bring a new edge. This saves a syscall per
+    // request, as nginx does, but only while epoll has not announced the peer's end: that
+    // edge may already have been spent on the event being handled.
+    let mut took_all = false;
     loop {
         let now = Instant::now();
         // 1. Send what is queued.
@@ -505,18 +521,21 @@ fn step<C: Conversation>(
                 continue;
             }
         }
-        let drained = connection.unsent() == 0;
-        if drained && connection.phase == Phase::Closing {
+        let all_sent = connection.unsent() == 0;
+        if all_sent && connection.phase == Phase::Closing {
             return Outcome::Closed;
         }
         let drain_next = matches!(connection.phase, Phase::DrainAfterSending { .. });
-        if drained && drain_next && apply(connection, Flow::Continue, now) {
+        if all_sent && drain_next && apply(connection, Flow::Continue, now) {
             return Outcome::Closed;
         }
         // 2. Read, unless the output is backed up or nothing more can come.
         let backed_up = connection.unsent() >= HIGH_WATER;
         let reading = matches!(connection.phase, Phase::Open | Phase::Draining { .. });
         if backed_up || !reading || connection.peer_done {
+            return Outcome::Open;
+        }
+        if took_all {
             return Outcome::Open;
         }
         if reads == READS_PER_TURN {
@@ -545,6 +564,7 @@ fn step<C: Conversation>(
             };
             continue;
         }
+        took_all = received > 0 && received < recv_size && !connection.end_announced;
         let flow = if received == 0 {
             connection.peer_done = true;
             connection
