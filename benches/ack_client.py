@@ -11,6 +11,9 @@ import sys
 
 
 def main():
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print(__doc__.strip())
+        return
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     client.connect(("127.0.0.1", port))

@@ -31,6 +31,9 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main():
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print(__doc__.strip())
+        return
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     with Server(("127.0.0.1", port), AckHandler) as server:
         host, port = server.server_address

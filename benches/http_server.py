@@ -30,6 +30,9 @@ def make_handler(body):
 
 
 def main():
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print(__doc__.strip())
+        return
     port, page = int(sys.argv[1]), sys.argv[2]
     with open(page, "rb") as f:
         body = f.read()
