@@ -61,6 +61,16 @@ pub fn path(path: &Path) -> String {
 }
 
 fn escape_with(bytes: &[u8], delimiter: Option<char>) -> String {
+    // Most of what peers send (a request line, a header, an ack) is printable ASCII that
+    // needs no escape: copied as it is, without looking at each character twice.
+    let plain = |&byte: &u8| {
+        (0x20..0x7f).contains(&byte)
+            && byte != b'\\'
+            && delimiter.is_none_or(|delimiter| u32::from(byte) != delimiter as u32)
+    };
+    if bytes.iter().all(plain) {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {

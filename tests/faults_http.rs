@@ -918,16 +918,20 @@ fn a_hundred_maximum_requests_that_are_never_read_stay_within_the_stated_bound()
         resident_kib(server.pid())
     };
     let first = round();
-    let second = round();
+    round();
+    let third = round();
+    // The allocator keeps some freed memory for reuse (glibc raises its mmap threshold after
+    // the first big free, so later 4 MiB pages come from arenas it trims only now and then),
+    // and how much varies with how the threads ran: up to about 90 MiB was seen. A leak, or
+    // memory held per request, adds a round's 100 MiB of requests (and 400 MiB of pages) each
+    // round, so two more rounds would add at least 200 MiB.
     assert!(
-        first < baseline + 64 * 1024,
+        first < baseline + 128 * 1024,
         "{first} KiB resident after the clients left (baseline {baseline} KiB)"
     );
-    // The allocator keeps some freed memory for reuse, and how much varies with how the
-    // threads ran; a leak, or memory held per request, would add the round's 100 MiB again.
     assert!(
-        second < first + 32 * 1024,
-        "resident memory grew from {first} KiB to {second} KiB over a second round"
+        third < first + 128 * 1024,
+        "resident memory grew from {first} KiB to {third} KiB over two more rounds"
     );
     assert_still_serves(server.port);
 }

@@ -57,6 +57,8 @@ use crate::error::Error;
 
 /// Queued output beyond which a connection is not read from until it drains.
 pub const HIGH_WATER: usize = 64 * 1024;
+/// The most a connection's emptied output buffer keeps allocated.
+const IDLE_OUT_CAPACITY: usize = 1024;
 /// `recv`s per connection per turn of the loop.
 pub const READS_PER_TURN: usize = 16;
 /// The most event loops, whatever the core count.
@@ -508,7 +510,13 @@ fn step<C: Conversation>(
             }
         }
         if connection.unsent() == 0 && !connection.out.is_empty() {
-            connection.out.clear();
+            // An idle connection should not keep its last answer's buffer: with ten thousand
+            // of them that is most of the server's memory.
+            if connection.out.capacity() > IDLE_OUT_CAPACITY {
+                connection.out = Vec::new();
+            } else {
+                connection.out.clear();
+            }
             connection.sent = 0;
             let flow = match connection.phase {
                 Phase::Open => connection.conversation.sent(&mut connection.out, now),

@@ -153,7 +153,12 @@ impl HttpConversation {
             status: answer.status,
             bytes: answer.bytes.len(),
         });
-        out.extend_from_slice(&answer.bytes);
+        if out.is_empty() {
+            // The usual case: nothing else queued, so the response's own buffer is the queue.
+            *out = answer.bytes;
+        } else {
+            out.extend_from_slice(&answer.bytes);
+        }
         if self.sending.is_none() {
             self.sending = Some(Sending {
                 status: answer.status,

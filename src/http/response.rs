@@ -110,8 +110,11 @@ impl Response {
         }
         head.push_str("\r\n");
 
-        let mut bytes = head.into_bytes();
-        if self.has_body() && !head_only {
+        let send_body = self.has_body() && !head_only;
+        let mut bytes =
+            Vec::with_capacity(head.len() + if send_body { self.body.len() } else { 0 });
+        bytes.extend_from_slice(head.as_bytes());
+        if send_body {
             bytes.extend_from_slice(&self.body);
         }
         bytes
