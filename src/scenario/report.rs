@@ -638,6 +638,14 @@ mod tests {
              expected (hex): 00 01\n\
              got      (hex): 00 02"
         );
+        // One binary side is enough.
+        assert_eq!(
+            bytes_mismatch("recv(8)", b"ok", b"o\x1b"),
+            "recv(8): expected 2 B: \"ok\"\nrecv(8): but got  2 B: \"o\\x1b\"\n\
+             first difference at byte 1\n\
+             expected (hex): 6f 6b\n\
+             got      (hex): 6f 1b"
+        );
     }
 
     #[test]
