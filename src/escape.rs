@@ -263,6 +263,14 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_path_is_shown_as_its_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        // A path is bytes, not text: a newline and a byte that is not UTF-8 are both allowed.
+        let bound = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/tmp/a\nb\xff.sock"));
+        assert_eq!(super::path(bound), r"/tmp/a\nb\xff.sock");
+    }
+
+    #[test]
     fn a_truncated_utf8_sequence_is_shown_byte_by_byte() {
         // "你" is e4 bd a0: a recv that stops after two of its bytes shows both as escapes.
         assert_eq!(escape(b"ok\xe4\xbd"), "ok\\xe4\\xbd");
@@ -287,6 +295,15 @@ mod tests {
         ] {
             assert!(unescape(bad).is_err(), "{bad:?} should not unescape");
         }
+        // The error names where the bad escape starts and what is wrong with it.
+        assert_eq!(
+            unescape(r"ab\q").unwrap_err().to_string(),
+            r"at byte 2: unknown escape `\q`"
+        );
+        assert_eq!(
+            unescape(r"\x4").unwrap_err().to_string(),
+            r"at byte 0: `\x4` is not two hex digits"
+        );
     }
 
     /// The Cf, Zl and Zp lists are written out by hand; Python's `unicodedata` is a second

@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use socket_lab::http::request::{
-    Framing, Head, Header, Limits, ParseError, Request, Status, Version,
+    Framing, Head, Header, Limits, ParseError, Request, RequestReader, Status, Version,
 };
 
 /// Parses a request that must be complete, after checking every prefix of it is `Partial`.
@@ -700,4 +700,99 @@ fn connection_close_is_a_case_insensitive_token_in_a_list() {
             "Connection: {value} is not close"
         );
     }
+}
+
+// ---- Found by cargo-mutants: each limit's exact edge, and the accessors a server uses ----
+
+#[test]
+fn a_request_line_of_exactly_the_limit_passes_and_one_byte_more_is_414() {
+    // small_limits() allows 32 bytes of request line, CRLF included: 15 + the target.
+    let at_limit = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(16));
+    assert_eq!(at_limit.find("\r\n"), Some(30));
+    assert_eq!(
+        complete_with(at_limit.as_bytes(), &small_limits())
+            .head
+            .target,
+        format!("/{}", "a".repeat(16))
+    );
+    // Empty lines before the request line are not part of it.
+    let after_empty_lines = format!("\r\n\n{at_limit}");
+    let request = complete_with(after_empty_lines.as_bytes(), &small_limits());
+    assert_eq!(request.len, after_empty_lines.len());
+    let one_more = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(17));
+    assert_eq!(
+        Request::parse(one_more.as_bytes(), &small_limits()),
+        Err(ParseError::RequestLineTooLong)
+    );
+}
+
+#[test]
+fn a_head_of_exactly_the_limit_passes_and_one_byte_more_is_431() {
+    // small_limits() allows 64 bytes of head: 32 of them here are the X field's value.
+    let head = |value_len: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "b".repeat(value_len)
+        )
+    };
+    let at_limit = head(32);
+    assert_eq!(at_limit.len(), 64);
+    assert_eq!(
+        complete_with(at_limit.as_bytes(), &small_limits()).head.len,
+        64
+    );
+    assert_eq!(
+        Request::parse(head(33).as_bytes(), &small_limits()),
+        Err(ParseError::HeadTooLarge)
+    );
+}
+
+#[test]
+fn most_buffered_is_the_sum_of_every_part_a_request_can_hold_back() {
+    // Head twice (the head, and a trailer as large), the encoded body (twice the body plus
+    // 4 KiB of framing), one chunk-size line, the decoded body, and 4 bytes of line ends.
+    assert_eq!(
+        Limits::default().most_buffered(),
+        2 * 16 * 1024 + (2 * 1024 * 1024 + 4096) + 1024 + 1024 * 1024 + 4
+    );
+    let huge = Limits {
+        head: usize::MAX,
+        ..Limits::default()
+    };
+    assert_eq!(
+        huge.most_buffered(),
+        usize::MAX,
+        "saturates, never overflows"
+    );
+}
+
+#[test]
+fn the_host_is_the_host_field_unless_the_target_is_a_whole_url() {
+    let origin = complete(b"GET /x HTTP/1.1\r\nHost: example:8080\r\n\r\n");
+    assert_eq!(origin.head.host(), Some(&b"example:8080"[..]));
+    // RFC 9112 section 3.2.2: the authority in an absolute-form target wins.
+    let absolute = complete(b"GET http://other:81/x HTTP/1.1\r\nHost: example\r\n\r\n");
+    assert_eq!(absolute.head.host(), Some(&b"other:81"[..]));
+    // HTTP/1.0 may leave it out.
+    let old = complete(b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(old.head.host(), None);
+}
+
+#[test]
+fn a_reader_shows_the_head_as_soon_as_it_is_complete() {
+    let head =
+        b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n";
+    let mut reader = RequestReader::new(Limits::default());
+    assert_eq!(reader.parse(&head[..20]), Ok(Status::Partial));
+    assert!(reader.head().is_none());
+    // The head is in, the body is not: a server answers `Expect: 100-continue` now.
+    assert_eq!(reader.parse(head), Ok(Status::Partial));
+    let expect = reader.head().and_then(|head| head.header("expect"));
+    assert_eq!(expect, Some(&b"100-continue"[..]));
+    let whole = [&head[..], b"abc"].concat();
+    let Ok(Status::Complete(request)) = reader.parse(&whole) else {
+        panic!("the body completes the request");
+    };
+    assert_eq!(request.body, b"abc");
+    assert_eq!(request.len, whole.len());
 }

@@ -18,7 +18,12 @@ use socket_lab::server::{ACK, Event, Server, ServerConfig};
 use socket_lab::udp::{DatagramClient, DatagramServer};
 use socket_lab::{Address, Endpoint, Error};
 
-/// How long a connect that "does not complete" is watched.
+/// How long a connect that "does not complete" is watched. Nothing signals "the SYN was
+/// dropped" (the kernel counts drops for the whole machine, not per listener), so this is a
+/// window, not a wait; but it cannot make a test flaky: a loaded machine only makes a connect
+/// slower to complete, and these connects may complete only after the test accepts. On
+/// loopback the SYN and its answer are handled within the `connect` call itself, so 300 ms
+/// is far more than a completing connect needs.
 const DOES_NOT_COMPLETE: Duration = Duration::from_millis(300);
 
 fn tcp_addr(address: &Address) -> SocketAddr {
@@ -219,6 +224,7 @@ fn send_all_gives_up_when_the_peer_never_reads() {
     let error = send_all(&mut sender, &vec![0; 1 << 20], Duration::from_millis(200))
         .expect_err("nobody reads");
     assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    // 25 times the 200 ms timeout: room for a loaded machine, far from "never gives up".
     assert!(started.elapsed() < STEP_TIMEOUT);
     assert!(
         error.to_string().ends_with("the peer is not reading"),
@@ -303,6 +309,8 @@ fn a_read_timeout_bounds_a_recv() {
     let error = stream
         .read(&mut [0; 16])
         .expect_err("nothing arrives in time");
+    // The timeout is the subject: never shorter (a busy machine only adds to it), and the
+    // upper bound is 30 times the timeout, room enough for a loaded 2-core machine.
     let waited = started.elapsed();
     assert!(
         waited >= timeout && waited < STEP_TIMEOUT,
@@ -328,6 +336,8 @@ fn a_connect_timeout_gives_up_on_a_full_backlog() {
         Duration::from_millis(200),
     )
     .expect_err("the SYN is dropped");
+    // Gave up on its own timeout, not the kernel's (over a minute of SYN retries): 25 times
+    // the timeout is the bound, room enough for a loaded machine.
     assert!(started.elapsed() < STEP_TIMEOUT);
     assert_eq!(error.exit_code(), 6);
     assert_eq!(

@@ -20,7 +20,7 @@
 //! only shows it with `--http0.9`. A status line is what makes a reply HTTP/1.x.
 //!
 //! Proofs: `tests/http_parser.rs` (a table of parser cases and a differential property test
-//! against the `httparse` crate) and `tests/http_server.rs` (raw sockets with exact bytes,
+//! against the `httparse` crate) and `tests/engines/http_server.rs` (raw sockets with exact bytes,
 //! then curl, Python's `http.client` and headless Chromium against a server on port 0).
 
 pub mod conversation;

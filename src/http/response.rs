@@ -25,7 +25,7 @@
 //! [`Response::encode`] builds the whole response in one buffer so the server sends it with one
 //! `write`: headers and body written separately are two small segments, and Nagle's algorithm
 //! can hold the second one back until the first is acknowledged (tens of milliseconds when the
-//! client delays its ACK). `tests/http_server.rs` checks the exact bytes.
+//! client delays its ACK). `tests/engines/http_server.rs` checks the exact bytes.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -239,6 +239,63 @@ mod tests {
               Content-Type: text/html; charset=utf-8\r\nContent-Length: 4\r\n\
               Connection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn every_status_the_server_sends_has_its_rfc_9110_reason_phrase() {
+        for (status, phrase) in [
+            (200, "OK"),
+            (204, "No Content"),
+            (400, "Bad Request"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (505, "HTTP Version Not Supported"),
+            (299, ""),
+        ] {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+        }
+    }
+
+    #[test]
+    fn extra_fields_follow_the_length_and_precede_connection() {
+        let response = Response::html(405, "no".to_string()).with_header("Allow", "GET, HEAD");
+        assert_eq!(
+            response.encode(at(0), Connection::Close, false),
+            b"HTTP/1.1 405 Method Not Allowed\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+              Content-Type: text/html; charset=utf-8\r\nContent-Length: 2\r\n\
+              Allow: GET, HEAD\r\nConnection: close\r\n\r\nno"
+        );
+    }
+
+    #[test]
+    fn informational_and_not_modified_have_no_length_and_no_body() {
+        // RFC 9110 section 6.4.1: 1xx, 204 and 304 never carry content.
+        for status in [100, 199, 304] {
+            let response = Response::html(status, "dropped".to_string());
+            let head = format!("HTTP/1.1 {status} \r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n");
+            assert_eq!(
+                response.encode(at(0), Connection::KeepAlive, false),
+                head.as_bytes()
+            );
+        }
+        // Their neighbours do.
+        for status in [200, 303, 305] {
+            let head = format!(
+                "HTTP/1.1 {status} {}\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+                 Content-Length: 0\r\n\r\n",
+                reason_phrase(status)
+            );
+            assert_eq!(
+                Response::empty(status).encode(at(0), Connection::KeepAlive, false),
+                head.as_bytes()
+            );
+        }
     }
 
     #[test]

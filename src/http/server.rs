@@ -45,7 +45,7 @@
 //! machine ([`super::conversation`]). An idle keep-alive connection then costs its buffers, not
 //! a thread, so ten thousand of them fit (`BENCHMARKS.md` measures both).
 //!
-//! `tests/http_server.rs` drives this with raw sockets, curl, Python's `http.client` and
+//! `tests/engines/http_server.rs` drives this with raw sockets, curl, Python's `http.client` and
 //! headless Chromium.
 
 use std::fmt;

@@ -609,6 +609,87 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_in_the_middle_needs_every_part_in_order() {
+        assert!(!matches("a[..]b[..]c", "a-c-b"));
+        assert!(!matches("a[..]b[..]c", "a-b-c-d"));
+        assert!(matches("[..]c", "abc"));
+        assert!(!matches("[..]c", "abcd"));
+        assert!(!matches("x[..]", "abc"));
+    }
+
+    #[test]
+    fn a_bytes_mismatch_says_both_lengths_and_where_they_first_differ() {
+        assert_eq!(
+            bytes_mismatch("recv(8)", b"hello", b"help"),
+            "recv(8): expected 5 B: \"hello\"\nrecv(8): but got  4 B: \"help\"\n\
+             first difference at byte 3"
+        );
+        // One is the start of the other: they differ where the shorter one ends.
+        assert_eq!(
+            bytes_mismatch("recv(8)", b"abc", b"abcd"),
+            "recv(8): expected 3 B: \"abc\"\nrecv(8): but got  4 B: \"abcd\"\n\
+             first difference at byte 3"
+        );
+        // Bytes that are not text get a hex view of both sides.
+        assert_eq!(
+            bytes_mismatch("so far", b"\x00\x01", b"\x00\x02"),
+            "so far: expected 2 B: \"\\0\\x01\"\nso far: but got  2 B: \"\\0\\x02\"\n\
+             first difference at byte 1\n\
+             expected (hex): 00 01\n\
+             got      (hex): 00 02"
+        );
+        // One binary side is enough.
+        assert_eq!(
+            bytes_mismatch("recv(8)", b"ok", b"o\x1b"),
+            "recv(8): expected 2 B: \"ok\"\nrecv(8): but got  2 B: \"o\\x1b\"\n\
+             first difference at byte 1\n\
+             expected (hex): 6f 6b\n\
+             got      (hex): 6f 1b"
+        );
+    }
+
+    #[test]
+    fn text_with_line_ends_is_text_and_control_bytes_are_binary() {
+        assert!(!is_binary(b"GET / HTTP/1.1\r\n\tx"));
+        assert!(is_binary(b"a\x1b[31m"));
+        assert!(is_binary(b"\xff"));
+        assert_eq!(hex(&[0xab; 64]), ["ab"; 64].join(" "));
+        assert_eq!(hex(&[0xab; 65]), format!("{} …", ["ab"; 64].join(" ")));
+    }
+
+    #[test]
+    fn a_failure_is_classified_by_what_the_client_saw() {
+        let mismatch = |got: &str| StepError::Mismatch {
+            call: "recv(8)".into(),
+            expected: "\"hi\"".into(),
+            got: got.into(),
+        };
+        assert_eq!(mismatch("timed out").symptom(), Symptom::NothingArrived);
+        assert_eq!(
+            mismatch("nothing more arrived in time").symptom(),
+            Symptom::NothingArrived
+        );
+        assert_eq!(mismatch("end of stream").symptom(), Symptom::Closed);
+        assert_eq!(
+            mismatch("connection reset by peer").symptom(),
+            Symptom::Reset
+        );
+        assert_eq!(mismatch("\"ho\"").symptom(), Symptom::WrongBytes);
+        let other = |text: &str| StepError::Other(text.into()).symptom();
+        assert_eq!(other("the step's timeout passed"), Symptom::NothingArrived);
+        assert_eq!(other("the stream ended"), Symptom::Closed);
+        assert_eq!(other("connection refused"), Symptom::Refused);
+        assert_eq!(other("something else"), Symptom::Other);
+        let bytes = StepError::Bytes {
+            what: "recv".into(),
+            expected: b"a".to_vec(),
+            got: b"b".to_vec(),
+        };
+        assert_eq!(bytes.symptom(), Symptom::WrongBytes);
+        assert_eq!(StepError::Misuse("x".into()).symptom(), Symptom::Other);
+    }
+
+    #[test]
     fn thousands_are_grouped() {
         assert_eq!(thousands(7), "7");
         assert_eq!(thousands(1703), "1,703");
