@@ -500,7 +500,10 @@ fn step<C: Conversation>(
                         .failed(&io::Error::from(io::ErrorKind::WriteZero));
                     return Outcome::Closed;
                 }
-                Ok(n) => connection.sent += n,
+                Ok(n) => {
+                    connection.sent += n;
+                    connection.conversation.progressed(now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -163,6 +163,10 @@ pub trait Conversation: Send {
     /// answering pipelined requests to let the output drain goes on here.
     fn sent(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow;
 
+    /// A `send` took some of the queued bytes (the peer is reading): a conversation that
+    /// gives up on a peer that stops reading starts counting again.
+    fn progressed(&mut self, _now: Instant) {}
+
     /// When [`Conversation::timed_out`] is due, if ever. Asked again after every call.
     fn deadline(&self) -> Option<Instant>;
 

@@ -42,6 +42,9 @@ struct Sending {
     request_line: String,
     /// `--write-timeout` from when it was queued.
     deadline: Instant,
+    /// `--read-timeout` from the last `send` that took bytes: a peer that takes nothing for
+    /// that long is let go as soon as an idle one would be, as the blocking server does.
+    stalled_after: Instant,
 }
 
 /// One HTTP connection, between events.
@@ -164,6 +167,7 @@ impl HttpConversation {
                 status: answer.status,
                 request_line: answer.request_line,
                 deadline: self.after(now, self.config.write_timeout),
+                stalled_after: self.after(now, self.config.read_timeout),
             });
         }
         match answer.connection {
@@ -225,9 +229,16 @@ impl Conversation for HttpConversation {
         self.finish_after_peer_closed(out)
     }
 
+    fn progressed(&mut self, now: Instant) {
+        let read_timeout = self.config.read_timeout;
+        if let Some(sending) = &mut self.sending {
+            sending.stalled_after = deadline_from(now, read_timeout);
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         if let Some(sending) = &self.sending {
-            return Some(sending.deadline);
+            return Some(sending.deadline.min(sending.stalled_after));
         }
         Some(match self.request_deadline {
             Some(request) => request.min(self.read_deadline),
@@ -237,11 +248,22 @@ impl Conversation for HttpConversation {
 
     fn timed_out(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow {
         if let Some(sending) = self.sending.take() {
+            let why = if now >= sending.deadline {
+                format!(
+                    "the peer did not read it in full within {:?} (--write-timeout); connection closed",
+                    self.config.write_timeout
+                )
+            } else {
+                format!(
+                    "the peer took no byte of it for {:?} (--read-timeout)",
+                    self.config.read_timeout
+                )
+            };
             (self.log)(HttpEvent::ConnectionFailed {
                 peer: self.peer.clone(),
                 error: format!(
-                    "cannot send the {} response to \"{}\": the peer did not read it in full within {:?} (--write-timeout); connection closed",
-                    sending.status, sending.request_line, self.config.write_timeout
+                    "cannot send the {} response to \"{}\": {why}",
+                    sending.status, sending.request_line
                 ),
             });
             return Flow::Abort;

@@ -35,6 +35,7 @@ impl TestServer {
     pub fn start_with(adjust: impl FnOnce(&mut HttpConfig)) -> TestServer {
         let mut config = HttpConfig {
             endpoint: Endpoint::inet("127.0.0.1", 0),
+            engine: crate::ENGINE,
             ..HttpConfig::default()
         };
         adjust(&mut config);
@@ -69,7 +70,7 @@ pub struct HttpChild {
 impl HttpChild {
     pub fn start(args: &[&str]) -> HttpChild {
         let mut child = Command::new(env!("CARGO_BIN_EXE_socket-lab"))
-            .args(["http", "--port", "0"])
+            .args(["http", "--port", "0", "--engine", crate::ENGINE.name()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
