@@ -200,11 +200,14 @@ impl fmt::Display for Event {
             } => {
                 write!(f, "[{peer}] disconnected ({reason})")
             }
-            Event::Busy { max_clients } => write!(
-                f,
-                "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
-            ),
-            Event::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+            Event::Busy { max_clients } => AcceptNotice::Busy {
+                max_clients: *max_clients,
+            }
+            .fmt(f),
+            Event::AcceptFailed { error } => AcceptNotice::AcceptFailed {
+                error: error.clone(),
+            }
+            .fmt(f),
             Event::Refused { peer, error } => {
                 write!(f, "[{peer}] cannot be served: {error}; connection closed")
             }

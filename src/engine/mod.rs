@@ -111,6 +111,23 @@ pub enum AcceptNotice {
     SetupFailed { peer: Address, error: String },
 }
 
+/// The accept loop's news as the servers log it: the same words from every server.
+impl std::fmt::Display for AcceptNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcceptNotice::Accepted { peer } => write!(f, "[{peer}] connected"),
+            AcceptNotice::Busy { max_clients } => write!(
+                f,
+                "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
+            ),
+            AcceptNotice::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+            AcceptNotice::SetupFailed { peer, error } => {
+                write!(f, "[{peer}] cannot be served: {error}; connection closed")
+            }
+        }
+    }
+}
+
 /// A protocol served by the blocking engines: the ack server, the web server, the proxy.
 pub trait Service: Send + Sync + 'static {
     /// Serve this connection until it ends (iterative and threads engines). The socket is

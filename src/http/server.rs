@@ -204,11 +204,14 @@ impl fmt::Display for HttpEvent {
                 status,
                 bytes,
             } => write!(f, "[{peer}] \"{request_line}\" {status} {bytes}"),
-            HttpEvent::Busy { max_clients } => write!(
-                f,
-                "all {max_clients} client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
-            ),
-            HttpEvent::AcceptFailed { error } => write!(f, "accept failed: {error}; retrying"),
+            HttpEvent::Busy { max_clients } => AcceptNotice::Busy {
+                max_clients: *max_clients,
+            }
+            .fmt(f),
+            HttpEvent::AcceptFailed { error } => AcceptNotice::AcceptFailed {
+                error: error.clone(),
+            }
+            .fmt(f),
             HttpEvent::ConnectionFailed { peer, error } => write!(f, "[{peer}] {error}"),
         }
     }
