@@ -10,9 +10,12 @@
 //! stamps the clients' calls on the same timeline, so the transcript shows both sides in the
 //! order things happened (see [`super::timeline`] for which point of a call is stamped).
 //!
-//! The runner is split by who acts: `client.rs` plays the clients' verbs, `server.rs` the
-//! server's checks and its life (stop, restart, resume accepting); this file starts the
-//! server, keeps the transcript and shows the server's events.
+//! The runner is split by who acts: `client.rs` plays the clients' verbs, `crowd.rs` the
+//! crowd's (thousands of connections at once, counted rather than shown one by one),
+//! `server.rs` the server's checks, its life (stop, restart, replace, resume accepting) and
+//! its cost (threads, memory, read through `process.rs` from `/proc`), `kernel.rs` and
+//! `wire.rs` what the kernel and the wire say; this file starts the server, keeps the
+//! transcript and shows the server's events.
 
 mod client;
 mod crowd;
