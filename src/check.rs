@@ -171,9 +171,9 @@ pub fn own_server_only(scenario: &Scenario) -> Option<String> {
     }
     for step in &scenario.steps {
         let why = match &step.action {
-            Action::Server(ServerCall::Stop | ServerCall::Restart { .. }) => {
-                "it stops (or restarts) the server"
-            }
+            Action::Server(
+                ServerCall::Stop | ServerCall::Restart { .. } | ServerCall::Replace(_),
+            ) => "it stops (or restarts, or replaces) the server",
             Action::Server(ServerCall::BindAgain { .. }) => {
                 "it binds a second server on the server's own port"
             }

@@ -890,8 +890,28 @@ fn open_wire(args: &RunArgs) -> Result<Option<Capture>, Error> {
     Ok(Some(capture))
 }
 
+/// A lesson with a crowd (`crowd: connect 10000`) runs in a private network namespace where
+/// the machine allows one, as `--wire` does: its thousands of connections, and the TIME_WAIT
+/// sockets they leave behind for a minute, are then on a loopback of its own, not in every
+/// other program's `/proc/net/tcp`.
+fn keep_crowds_to_themselves(args: &RunArgs) {
+    if args.wire || args.against.endpoint().is_some() {
+        return;
+    }
+    let has_crowd = args.files.iter().any(|path| {
+        scenario::read_lesson(path)
+            .ok()
+            .and_then(|text| Scenario::parse(&text).ok())
+            .is_some_and(|lesson| lesson.largest_crowd().is_some())
+    });
+    if has_crowd && let Err(reason) = namespace::enter_private() {
+        eprintln!("note: the crowd connects over this machine's own loopback: {reason}");
+    }
+}
+
 fn run_scenarios(args: RunArgs) -> Result<(), Error> {
     // First, while the process has one thread: entering a user namespace needs that.
+    keep_crowds_to_themselves(&args);
     let mut capture = open_wire(&args)?;
     let target = match args.against.endpoint() {
         None => ScenarioTarget::OwnServer,

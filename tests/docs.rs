@@ -1,7 +1,7 @@
 //! The README documents what the code does: every verb of the scenario language has its row
 //! in the README's table, written as the verb table in `src/scenario/syntax.rs` says.
 
-use socket_lab::scenario::syntax::{Actor, KERNEL_VERBS, VERBS, WIRE_VERBS};
+use socket_lab::scenario::syntax::{KERNEL_VERBS, VERBS, WIRE_VERBS};
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
@@ -13,12 +13,7 @@ fn every_scenario_verb_has_its_row_in_the_readme() {
     let readme = readme();
     let mut missing = Vec::new();
     for verb in VERBS.iter().chain(KERNEL_VERBS).chain(WIRE_VERBS) {
-        let actor = match verb.actor {
-            Actor::Client => "client",
-            Actor::Server => "server",
-            Actor::Kernel => "kernel",
-            Actor::Wire => "wire",
-        };
+        let actor = verb.actor.name();
         // Markdown tables need `|` escaped inside a cell.
         let row = format!(
             "| {actor} | `{}` | {} |",

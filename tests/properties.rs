@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use socket_lab::endpoint::AddressReuse;
+use socket_lab::engine::Engine;
 use socket_lab::scenario::Scenario;
 use socket_lab::scenario::syntax::{
-    Action, BindOutcome, ClientCall, ConnectOutcome, Direction, Framing, KernelCall, RecvOutcome,
-    SendOutcome, ServerCall, SockOpt, StreamContent, WireCall,
+    Action, BindOutcome, ClientCall, ConnectOutcome, CrowdCall, Direction, Framing, KernelCall,
+    MAX_CROWD, RecvOutcome, SendOutcome, ServerCall, Setting, SockOpt, StreamContent, ThreadCount,
+    WireCall,
 };
 use socket_lab::server::{ACK, Event, Server, ServerConfig, channel_log};
 use socket_lab::{Address, Endpoint};
@@ -302,9 +304,10 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
 }
 
 fn client_name() -> impl Strategy<Value = String> {
-    "[a-z][a-z0-9_-]{0,7}".prop_filter("`server`, `kernel` and `wire` are not clients", |name| {
-        !["server", "kernel", "wire"].contains(&name.as_str())
-    })
+    "[a-z][a-z0-9_-]{0,7}".prop_filter(
+        "`server`, `kernel`, `wire` and `crowd` are not clients",
+        |name| !["server", "kernel", "wire", "crowd"].contains(&name.as_str()),
+    )
 }
 
 fn reuse() -> impl Strategy<Value = AddressReuse> {
@@ -330,6 +333,33 @@ fn server_call() -> impl Strategy<Value = ServerCall> {
             address_reuse,
             expect
         }),
+        (0usize..=MAX_CROWD).prop_map(|count| ServerCall::Threads(ThreadCount::Exactly(count))),
+        Just(ServerCall::Threads(ThreadCount::Cores)),
+        proptest::option::of(0u64..64 * 1024).prop_map(|kib| ServerCall::Memory {
+            below: kib.map(|kib| kib * 1024)
+        }),
+        (
+            prop_oneof![
+                Just(Engine::Iterative),
+                Just(Engine::Threads),
+                Just(Engine::Epoll)
+            ],
+            proptest::option::of(1usize..1000)
+        )
+            .prop_map(|(engine, max_clients)| {
+                let mut settings = vec![Setting::Engine(engine)];
+                settings.extend(max_clients.map(Setting::MaxClients));
+                ServerCall::Replace(settings)
+            }),
+    ]
+}
+
+fn crowd_call() -> impl Strategy<Value = CrowdCall> {
+    prop_oneof![
+        (1usize..=MAX_CROWD).prop_map(CrowdCall::Connect),
+        bytes().prop_map(CrowdCall::Send),
+        (1usize..5000, bytes()).prop_map(|(size, expect)| CrowdCall::Recv { size, expect }),
+        Just(CrowdCall::Close),
     ]
 }
 
@@ -338,6 +368,7 @@ fn action() -> impl Strategy<Value = Action> {
         "[a-zA-Z0-9,.()]([ a-zA-Z0-9,.()]{0,30}[a-zA-Z0-9,.()])?".prop_map(Action::Narrate),
         (client_name(), client_call()).prop_map(|(name, call)| Action::Client { name, call }),
         server_call().prop_map(Action::Server),
+        crowd_call().prop_map(Action::Crowd),
         Just(Action::Kernel(KernelCall::SynSchedule)),
         (1usize..100).prop_map(|count| Action::Kernel(KernelCall::AcceptQueue(count))),
         "[a-z]{1,8}(\\.[a-z_]{1,12}){0,3}"

@@ -18,6 +18,11 @@
 //! many, so such a lesson runs as `socket-lab run --wire FILE` in a child process (which
 //! checks causality itself). Where this machine cannot make a user namespace, those lessons
 //! are reported as ignored, with the reason printed once.
+//!
+//! A lesson that measures its own process (`server: memory`) runs as `socket-lab run FILE` in
+//! a child process too, so the memory it reads is its own and not the other lessons'. A
+//! lesson whose crowd (`crowd: connect 10000`) does not fit this machine's descriptor limit
+//! or local ports is reported as ignored, with the reason.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +48,16 @@ fn main() {
             .ok()
             .and_then(|text| Scenario::parse(&text).ok());
         let watches_wire = scenario.as_ref().is_some_and(Scenario::watches_the_wire);
+        let measures_process = scenario
+            .as_ref()
+            .is_some_and(Scenario::measures_its_process);
+        let crowd_room = match scenario.as_ref().and_then(Scenario::largest_crowd) {
+            Some(count) => scenario::run::room_for_crowd(count),
+            None => Ok(()),
+        };
+        if let Err(why) = &crowd_room {
+            eprintln!("{stem} is ignored: {why}");
+        }
         // One trial per engine the lesson runs on; a file that does not parse is one trial,
         // which fails and says why.
         let engines = scenario.map(|scenario| scenario.engines_to_test());
@@ -62,8 +77,16 @@ fn main() {
                     Trial::test(name, move || run_with_wire(&path, engine))
                         .with_ignored_flag(!available),
                 );
+            } else if measures_process {
+                trials.push(
+                    Trial::test(name, move || run_alone(&path, engine))
+                        .with_ignored_flag(crowd_room.is_err()),
+                );
             } else {
-                trials.push(Trial::test(name, move || run_file(&path, engine)));
+                trials.push(
+                    Trial::test(name, move || run_file(&path, engine))
+                        .with_ignored_flag(crowd_room.is_err()),
+                );
             }
         }
     }
@@ -161,6 +184,30 @@ fn run_with_wire(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
     }
     Err(format!(
         "{}: `socket-lab run --wire` failed ({}):\n{}\n{}",
+        shown(path),
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    )
+    .into())
+}
+
+/// `socket-lab run FILE`, in a child process of its own (which checks causality itself).
+fn run_alone(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_socket-lab"));
+    command.arg("run");
+    if let Some(engine) = engine {
+        command.args(["--engine", engine.name()]);
+    }
+    let output = command
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot start socket-lab: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: `socket-lab run` failed ({}):\n{}\n{}",
         shown(path),
         output.status,
         String::from_utf8_lossy(&output.stderr),

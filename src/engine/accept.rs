@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use super::handle::{ServerHandle, Shared};
+use super::handle::{ServerHandle, Shared, ThreadRole};
 use super::pool::WorkerPool;
 use super::{AcceptNotice, EventDriven, Service};
 use crate::endpoint::{Address, AddressReuse, Endpoint, Listener, Stream};
@@ -105,7 +105,9 @@ impl Acceptor {
     /// the pool, at most `max_clients` at once. On stop, every open connection is shut down
     /// so blocked reads return, and the workers are joined.
     pub fn run_threads<S: Service>(self, service: Arc<S>) -> Result<(), Error> {
-        let mut workers = WorkerPool::new(self.config.max_clients);
+        let _on_roll = self.shared.enrol(ThreadRole::AcceptLoop);
+        let mut workers =
+            WorkerPool::new(self.config.max_clients).on_roll_of(Arc::clone(&self.shared));
         let mut next_id: u64 = 0;
         while self.wait_for_free_slot(&*service) {
             let (stream, peer) = match self.next_client(&*service)? {
@@ -160,6 +162,7 @@ impl Acceptor {
     /// leaves, then accept the next. Meanwhile another client's connect still completes: the
     /// kernel does the handshake and queues the connection, up to the backlog (lesson 34).
     pub fn run_iterative<S: Service>(self, service: &S) -> Result<(), Error> {
+        let _on_roll = self.shared.enrol(ThreadRole::OneAtATime);
         let mut id: u64 = 0;
         while self.wait_for_free_slot(service) {
             let (stream, peer) = match self.next_client(service)? {

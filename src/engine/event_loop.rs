@@ -237,6 +237,7 @@ impl<S: EventDriven> EventLoop<S> {
     }
 
     fn run(mut self) -> Result<(), Error> {
+        let _on_roll = self.acceptor.shared.enrol(super::ThreadRole::EventLoop);
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         loop {
             if self.acceptor.shared.is_stopping() {

@@ -5,6 +5,11 @@
 //! beside the listener), in `epoll` (a [`mio::Waker`] per event loop), in a worker's blocking
 //! `recv` (a `shutdown(SHUT_RDWR)` of that worker's socket, which makes the `recv` return 0),
 //! or waiting for a free slot (a condition variable). [`ServerHandle::stop`] does all four.
+//!
+//! The handle also keeps the server's *roll*: every thread that works for the server puts
+//! itself on it while it runs ([`ServerThread`]), by the id the kernel knows it by, so the
+//! cost of an engine can be counted from outside: `/proc/self/task/TID` is that thread, and
+//! its `status` says how often it was switched out (lessons 26 and 38, `server: threads`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -42,6 +47,44 @@ pub(crate) struct Shared {
     /// worker.
     clients: Mutex<HashMap<u64, Stream>>,
     pub(crate) slot_freed: Condvar,
+    /// The threads working for this server now.
+    roll: Mutex<Vec<ServerThread>>,
+}
+
+/// One thread working for a server, as the kernel knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerThread {
+    /// The kernel's id for the thread (`gettid(2)`): `/proc/self/task/TID` describes it.
+    pub tid: i32,
+    pub role: ThreadRole,
+}
+
+/// What a server's thread is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ThreadRole {
+    /// The iterative engine's only thread: it accepts a client, then serves it until it
+    /// leaves.
+    OneAtATime,
+    /// The threads engine's accept loop, which hands each connection to a worker.
+    AcceptLoop,
+    /// A worker of the threads engine's pool: it serves one connection at a time, blocking in
+    /// its `recv`, and waits for the next when that one ends.
+    Worker,
+    /// One of the epoll engine's event loops: it serves every connection it accepted.
+    EventLoop,
+}
+
+/// A thread's place on a server's roll; dropping it (as the thread's work for the server
+/// ends, or it unwinds) takes the thread off.
+pub(crate) struct OnRoll {
+    shared: Arc<Shared>,
+    tid: i32,
+}
+
+impl Drop for OnRoll {
+    fn drop(&mut self) {
+        self.shared.roll().retain(|thread| thread.tid != self.tid);
+    }
 }
 
 impl Shared {
@@ -59,6 +102,24 @@ impl Shared {
 
     pub(crate) fn is_paused(&self) -> bool {
         self.accept_paused.load(Ordering::SeqCst)
+    }
+
+    fn roll(&self) -> MutexGuard<'_, Vec<ServerThread>> {
+        self.roll
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Puts the calling thread on the server's roll, as `role`, until the returned guard is
+    /// dropped.
+    pub(crate) fn enrol(self: &Arc<Shared>, role: ThreadRole) -> OnRoll {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        self.roll().push(ServerThread { tid, role });
+        OnRoll {
+            shared: Arc::clone(self),
+            tid,
+        }
     }
 
     pub(crate) fn add_waker(&self, waker: Arc<mio::Waker>) {
@@ -97,6 +158,7 @@ impl ServerHandle {
             wakers: Mutex::new(Vec::new()),
             clients: Mutex::new(HashMap::new()),
             slot_freed: Condvar::new(),
+            roll: Mutex::new(Vec::new()),
         });
         Ok((ServerHandle { shared }, wake_rx))
     }
@@ -137,6 +199,13 @@ impl ServerHandle {
             let _ = stream.shutdown(Shutdown::Both);
         }
         self.shared.wake_everyone();
+    }
+
+    /// The threads working for the server now, oldest first: what its engine costs in
+    /// threads. The threads engine's grow with its connections (up to `max_clients`, plus
+    /// the accept loop); the epoll engine's are one per core, however many connections.
+    pub fn threads(&self) -> Vec<ServerThread> {
+        self.shared.roll().clone()
     }
 
     /// Calls [`ServerHandle::stop`] on the first SIGINT (Ctrl-C) or SIGTERM.

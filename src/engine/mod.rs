@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::{Address, Stream};
 use crate::error::Error;
 
-pub use handle::{RunningServer, ServerHandle};
+pub use handle::{RunningServer, ServerHandle, ServerThread, ThreadRole};
 
 /// How a server serves its connections: `--engine` and `engine=` in a lesson.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

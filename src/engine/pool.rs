@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use super::handle::{Shared, ThreadRole};
+
 /// Each connection's thread gets this much stack instead of std's 2 MiB. Only the pages a
 /// thread touches cost memory, but a small reservation keeps thousands of threads cheap in
 /// address space too; a worker needs a few recv buffers' worth (`BENCHMARKS.md` measures
@@ -44,6 +46,8 @@ pub(crate) struct WorkerPool {
     workers: Vec<JoinHandle<()>>,
     most: usize,
     idle_timeout: Duration,
+    /// The server whose roll each worker puts itself on while it lives.
+    roll: Option<Arc<Shared>>,
 }
 
 impl WorkerPool {
@@ -61,7 +65,15 @@ impl WorkerPool {
             workers: Vec::new(),
             most,
             idle_timeout,
+            roll: None,
         }
+    }
+
+    /// Each worker puts itself on this server's roll while it lives, so the server's thread
+    /// count can be read ([`super::ServerHandle::threads`]).
+    pub(crate) fn on_roll_of(mut self, shared: Arc<Shared>) -> WorkerPool {
+        self.roll = Some(shared);
+        self
     }
 
     /// Workers alive now: serving a connection or waiting for one.
@@ -99,10 +111,12 @@ impl WorkerPool {
         let available = Arc::clone(&self.available);
         let alive = Arc::clone(&self.alive);
         let idle_timeout = self.idle_timeout;
+        let roll = self.roll.clone();
         alive.fetch_add(1, Ordering::SeqCst);
         let started = thread::Builder::new()
             .stack_size(WORKER_STACK_SIZE)
             .spawn(move || {
+                let _on_roll = roll.map(|shared| shared.enrol(ThreadRole::Worker));
                 available.fetch_add(1, Ordering::SeqCst);
                 loop {
                     // The lock is held only while waiting; a worker serving a client holds none.

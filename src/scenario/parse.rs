@@ -199,6 +199,14 @@ impl Scenario {
                 message: "a `hint` line with no step after it".into(),
             });
         }
+        for step in &steps {
+            if let Action::Server(ServerCall::Replace(settings)) = &step.action {
+                check_fits(server.kind, settings).map_err(|message| ParseError {
+                    line: step.line,
+                    message,
+                })?;
+            }
+        }
         Ok(Scenario {
             title,
             server,
@@ -296,6 +304,29 @@ fn parse_server(tokens: &mut Tokens) -> Result<(ServerSpec, Option<String>), Str
     Ok((ServerSpec { kind, settings }, None))
 }
 
+/// Whether a server of `kind` takes each of `settings` (for `server: replace`, whose line
+/// does not name the kind).
+fn check_fits(kind: ServerKind, settings: &[Setting]) -> Result<(), String> {
+    for setting in settings {
+        if !kind.settings().contains(&setting.key()) {
+            return Err(format!(
+                "the {} server does not take `{}`",
+                kind.name(),
+                setting.key()
+            ));
+        }
+        if let Setting::Engine(engine) = setting
+            && !kind.engines().contains(engine)
+        {
+            return Err(format!(
+                "the {} server does not run on engine={engine}",
+                kind.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One setting's value, checked against the same limits the command line has.
 fn setting(key: &str, value: &str) -> Result<Setting, String> {
     let number = |max: usize| -> Result<usize, String> {
@@ -380,6 +411,10 @@ fn parse_step(tokens: &mut Tokens) -> Result<Action, String> {
         "kernel" => {
             let verb = verb(tokens, Actor::Kernel)?;
             Action::Kernel(parse_kernel_call(tokens, &verb)?)
+        }
+        "crowd" => {
+            let verb = verb(tokens, Actor::Crowd)?;
+            Action::Crowd(parse_crowd_call(tokens, &verb)?)
         }
         _ => {
             let verb = verb(tokens, Actor::Client)?;
@@ -735,6 +770,56 @@ fn parse_kernel_call(tokens: &mut Tokens, verb: &str) -> Result<KernelCall, Stri
     }
 }
 
+fn parse_crowd_call(tokens: &mut Tokens, verb: &str) -> Result<CrowdCall, String> {
+    Ok(match verb {
+        "connect" => {
+            let count = tokens.number(MAX_CROWD)?;
+            if count == 0 {
+                return Err("a crowd of 0 is nobody: `crowd: connect 10000`".into());
+            }
+            CrowdCall::Connect(count)
+        }
+        "send" => CrowdCall::Send(tokens.bytes_expr()?),
+        "recv" => {
+            let size = tokens.number(MAX_PAYLOAD)?;
+            if size == 0 {
+                return Err("recv 0 reads nothing: give the most one recv may take".into());
+            }
+            tokens.expect(&Token::Equals, "`= \"bytes\"` after `recv N`")?;
+            let expect = tokens.bytes_expr()?;
+            if expect.is_empty() {
+                return Err(
+                    "say what every connection receives: `= \"server recv success\"`".into(),
+                );
+            }
+            CrowdCall::Recv { size, expect }
+        }
+        "close" => CrowdCall::Close,
+        other => {
+            return Err(format!(
+                "unknown crowd verb `{other}`; the crowd can: {}",
+                verb_names(Actor::Crowd)
+            ));
+        }
+    })
+}
+
+/// `< 64 MiB`: a memory bound in bytes.
+fn memory_bound(tokens: &mut Tokens) -> Result<u64, String> {
+    let less = tokens.word("`<` before the bound, as in `memory < 64 MiB`")?;
+    if less != "<" {
+        return Err(format!("write the bound as `< 64 MiB`, not `{less}`"));
+    }
+    // A bound above 64 GiB would not be a bound a lesson could mean.
+    let number = tokens.number(64 * 1024)? as u64;
+    let unit = match tokens.word("a unit: KiB or MiB")?.as_str() {
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        other => return Err(format!("memory is counted in KiB or MiB, not `{other}`")),
+    };
+    Ok(number * unit)
+}
+
 fn parse_server_call(tokens: &mut Tokens, verb: &str) -> Result<ServerCall, String> {
     let call = match verb {
         "log" => ServerCall::Log(tokens.text("the log line to expect, as a string")?),
@@ -744,6 +829,49 @@ fn parse_server_call(tokens: &mut Tokens, verb: &str) -> Result<ServerCall, Stri
         },
         "stop" => ServerCall::Stop,
         "resume-accept" => ServerCall::ResumeAccept,
+        "threads" => {
+            tokens.expect(&Token::Equals, "`= N` or `= cores` after `threads`")?;
+            if tokens.peek_word() == Some("cores") {
+                tokens.next();
+                ServerCall::Threads(ThreadCount::Cores)
+            } else {
+                ServerCall::Threads(ThreadCount::Exactly(tokens.number(MAX_CROWD + 1)?))
+            }
+        }
+        "memory" => ServerCall::Memory {
+            below: if tokens.at_end() {
+                None
+            } else {
+                Some(memory_bound(tokens)?)
+            },
+        },
+        "replace" => {
+            let mut settings: Vec<Setting> = Vec::new();
+            while !tokens.at_end() {
+                let key = tokens.word("a setting such as engine=epoll")?;
+                tokens.expect(&Token::Equals, &format!("`=` after `{key}`"))?;
+                let value = match tokens.next() {
+                    Some(Token::Word(word)) => word,
+                    Some(Token::Bytes(bytes)) => String::from_utf8(bytes)
+                        .map_err(|_| format!("the value of `{key}` must be UTF-8 text"))?,
+                    _ => return Err(format!("a value after `{key}=`")),
+                };
+                if !REPLACEABLE.contains(&key.as_str()) {
+                    return Err(format!(
+                        "`replace` keeps the server's address and changes only: {}",
+                        REPLACEABLE.join(", ")
+                    ));
+                }
+                if settings.iter().any(|setting| setting.key() == key) {
+                    return Err(format!("`{key}` is given twice"));
+                }
+                settings.push(setting(&key, &value)?);
+            }
+            if settings.is_empty() {
+                return Err("say what changes: `server: replace engine=epoll`".into());
+            }
+            ServerCall::Replace(settings)
+        }
         "bind-again" | "restart" => {
             let mut address_reuse = AddressReuse::Allowed;
             if tokens.peek_word() == Some("reuseaddr") {

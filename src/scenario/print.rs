@@ -12,20 +12,32 @@ use crate::endpoint::AddressReuse;
 /// `server KIND key=value ...` for one server line.
 fn write_server(f: &mut fmt::Formatter<'_>, spec: &ServerSpec) -> fmt::Result {
     write!(f, "server {}", spec.kind.name())?;
-    for setting in &spec.settings {
-        write!(f, " {}=", setting.key())?;
-        match setting {
-            Setting::RecvSize(n) | Setting::MaxClients(n) => write!(f, "{n}")?,
-            Setting::Backlog(n) => write!(f, "{n}")?,
-            Setting::Ack(bytes) => write!(f, "{}", literal(bytes))?,
-            Setting::IdleTimeout(duration) => write!(f, "{}", show_duration(*duration))?,
-            Setting::Host(host) => write!(f, "{}", literal(host.as_bytes()))?,
-            Setting::Accept(AcceptMode::On) => write!(f, "on")?,
-            Setting::Accept(AcceptMode::Paused) => write!(f, "paused")?,
-            Setting::Engine(engine) => write!(f, "{}", engine.name())?,
-        }
+    write_settings(f, &spec.settings)
+}
+
+/// ` key=value` for each setting.
+fn write_settings(f: &mut fmt::Formatter<'_>, settings: &[Setting]) -> fmt::Result {
+    for setting in settings {
+        write!(f, " {setting}")?;
     }
     Ok(())
+}
+
+/// `key=value`, as a `server` line writes it.
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}=", self.key())?;
+        match self {
+            Setting::RecvSize(n) | Setting::MaxClients(n) => write!(f, "{n}"),
+            Setting::Backlog(n) => write!(f, "{n}"),
+            Setting::Ack(bytes) => write!(f, "{}", literal(bytes)),
+            Setting::IdleTimeout(duration) => write!(f, "{}", show_duration(*duration)),
+            Setting::Host(host) => write!(f, "{}", literal(host.as_bytes())),
+            Setting::Accept(AcceptMode::On) => write!(f, "on"),
+            Setting::Accept(AcceptMode::Paused) => write!(f, "paused"),
+            Setting::Engine(engine) => write!(f, "{}", engine.name()),
+        }
+    }
 }
 
 /// Prints the scenario back as a file that parses to the same scenario (comments aside).
@@ -74,6 +86,12 @@ impl fmt::Display for Action {
             Action::Kernel(KernelCall::AcceptQueue(count)) => {
                 write!(f, "kernel: accept-queue = {count}")
             }
+            Action::Crowd(CrowdCall::Connect(count)) => write!(f, "crowd: connect {count}"),
+            Action::Crowd(CrowdCall::Send(data)) => write!(f, "crowd: send {}", literal(data)),
+            Action::Crowd(CrowdCall::Recv { size, expect }) => {
+                write!(f, "crowd: recv {size} = {}", literal(expect))
+            }
+            Action::Crowd(CrowdCall::Close) => write!(f, "crowd: close"),
             Action::Wire(WireCall::Silence(wait)) => {
                 write!(f, "wire: no segment for {}", show_duration(*wait))
             }
@@ -116,6 +134,16 @@ pub(crate) fn literal(bytes: &[u8]) -> String {
         return format!("\"{}\" * {}", quote(&bytes[..unit]), bytes.len() / unit);
     }
     format!("\"{}\"", quote(bytes))
+}
+
+/// A bound as the file writes it: MiB when it is a whole number of them, else KiB.
+pub(crate) fn memory_bound(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
 }
 
 fn show_duration(duration: Duration) -> String {
@@ -235,6 +263,16 @@ impl fmt::Display for ServerCall {
                 address_reuse,
                 expect,
             } => bind(f, "restart", *address_reuse, expect),
+            ServerCall::Threads(ThreadCount::Exactly(count)) => write!(f, "threads = {count}"),
+            ServerCall::Threads(ThreadCount::Cores) => write!(f, "threads = cores"),
+            ServerCall::Memory { below: None } => write!(f, "memory"),
+            ServerCall::Memory { below: Some(bytes) } => {
+                write!(f, "memory < {}", memory_bound(*bytes))
+            }
+            ServerCall::Replace(settings) => {
+                write!(f, "replace")?;
+                write_settings(f, settings)
+            }
         }
     }
 }

@@ -113,6 +113,23 @@ impl Setting {
     }
 }
 
+impl Setting {
+    /// Changes `config` as this setting says (`host` and `accept` are the runner's to apply).
+    pub fn apply_to(&self, config: &mut ServerConfig) {
+        match self {
+            Setting::RecvSize(size) => config.recv_size = *size,
+            Setting::Ack(ack) => config.ack.clone_from(ack),
+            Setting::Backlog(backlog) => config.backlog = *backlog,
+            Setting::MaxClients(max) => config.max_clients = *max,
+            Setting::IdleTimeout(idle) => {
+                config.idle_timeout = (!idle.is_zero()).then_some(*idle);
+            }
+            Setting::Engine(engine) => config.engine = *engine,
+            Setting::Host(_) | Setting::Accept(_) => {}
+        }
+    }
+}
+
 impl ServerSpec {
     fn find<T>(&self, pick: impl Fn(&Setting) -> Option<T>) -> Option<T> {
         self.settings.iter().find_map(pick)
@@ -146,17 +163,7 @@ impl ServerSpec {
     pub fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::default();
         for setting in &self.settings {
-            match setting {
-                Setting::RecvSize(size) => config.recv_size = *size,
-                Setting::Ack(ack) => config.ack.clone_from(ack),
-                Setting::Backlog(backlog) => config.backlog = *backlog,
-                Setting::MaxClients(max) => config.max_clients = *max,
-                Setting::IdleTimeout(idle) => {
-                    config.idle_timeout = (!idle.is_zero()).then_some(*idle);
-                }
-                Setting::Engine(engine) => config.engine = *engine,
-                Setting::Host(_) | Setting::Accept(_) => {}
-            }
+            setting.apply_to(&mut config);
         }
         config
     }
@@ -303,6 +310,25 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The largest crowd the lesson opens (`crowd: connect N`), if it has one.
+    pub fn largest_crowd(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .filter_map(|step| match step.action {
+                Action::Crowd(CrowdCall::Connect(count)) => Some(count),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Whether the lesson measures its own process (`server: memory`): the test suite runs
+    /// such a lesson in a process of its own, so what it measures is the lesson's alone.
+    pub fn measures_its_process(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| matches!(step.action, Action::Server(ServerCall::Memory { .. })))
+    }
+
     /// Whether any step looks at the wire: such a lesson runs with `socket-lab run --wire`.
     pub fn watches_the_wire(&self) -> bool {
         self.steps
@@ -325,11 +351,34 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Narrate(String),
-    Client { name: String, call: ClientCall },
+    Client {
+        name: String,
+        call: ClientCall,
+    },
     Server(ServerCall),
     Kernel(KernelCall),
     Wire(WireCall),
+    /// `crowd: ...`: many connections at once, doing the same thing.
+    Crowd(CrowdCall),
 }
+
+/// What the crowd does: many clients at once, each making the same call. The crowd stands for
+/// the thousands of clients a real server meets, which a lesson cannot name one by one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrowdCall {
+    /// Open this many connections to the server at once and hold them.
+    Connect(usize),
+    /// Every connection sends these bytes, once.
+    Send(Vec<u8>),
+    /// Every connection receives these bytes, with `recv(size)` calls.
+    Recv { size: usize, expect: Vec<u8> },
+    /// Close every connection.
+    Close,
+}
+
+/// The most connections one crowd may open: a connection from this machine to itself needs a
+/// local port of its own, and there are at most 65,535.
+pub const MAX_CROWD: usize = 60_000;
 
 /// What the scenario expects to see on the wire (only with `socket-lab run --wire`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -560,7 +609,34 @@ pub enum ServerCall {
         address_reuse: crate::endpoint::AddressReuse,
         expect: BindOutcome,
     },
+    /// Count the threads working for the server (in `/proc/self/task`), waiting up to the
+    /// step's timeout for the count to be the one expected.
+    Threads(ThreadCount),
+    /// Show this process's resident memory and how much it grew since the server started,
+    /// checked to stay below a bound (in bytes) if the file gives one.
+    Memory { below: Option<u64> },
+    /// Stop the server and start another on the same address, with these settings changed
+    /// (the others stay as they were): the same clients meet another engine.
+    Replace(Vec<Setting>),
 }
+
+/// How many threads a server should have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadCount {
+    Exactly(usize),
+    /// `cores`: one per core, the event loop's count on this machine.
+    Cores,
+}
+
+/// The settings `server: replace` may change: everything but where the server listens.
+pub(crate) const REPLACEABLE: &[&str] = &[
+    "recv-size",
+    "ack",
+    "backlog",
+    "max-clients",
+    "idle-timeout",
+    "engine",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BindOutcome {
@@ -580,6 +656,21 @@ pub enum Actor {
     Kernel,
     /// `wire: ...`: what crossed the loopback interface (`run --wire`).
     Wire,
+    /// `crowd: VERB`: many connections at once (lesson 38).
+    Crowd,
+}
+
+impl Actor {
+    /// The actor as the README's verb table names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Actor::Client => "client",
+            Actor::Server => "server",
+            Actor::Kernel => "kernel",
+            Actor::Wire => "wire",
+            Actor::Crowd => "crowd",
+        }
+    }
 }
 
 /// One verb of the scenario language: its name, who may use it, and how it is written.
@@ -698,6 +789,30 @@ pub const VERBS: &[Verb] = &[
         does: "the bytes waiting in the kernel's queues for this socket (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD), checked where given",
     },
     Verb {
+        name: "connect",
+        actor: Actor::Crowd,
+        usage: "connect N",
+        does: "open N connections to the server at once and hold them, never more waiting for accept than the listen queue holds; the descriptor limit and the local ports are checked, and shown, first",
+    },
+    Verb {
+        name: "send",
+        actor: Actor::Crowd,
+        usage: "send BYTES",
+        does: "every connection of the crowd sends BYTES, once",
+    },
+    Verb {
+        name: "recv",
+        actor: Actor::Crowd,
+        usage: "recv N = BYTES",
+        does: "every connection of the crowd receives BYTES, by recv(N) calls, all within the step's timeout",
+    },
+    Verb {
+        name: "close",
+        actor: Actor::Crowd,
+        usage: "close",
+        does: "close every connection of the crowd, and wait until the lab's own server has seen each one end",
+    },
+    Verb {
         name: "log",
         actor: Actor::Server,
         usage: "log PATTERN",
@@ -739,6 +854,24 @@ pub const VERBS: &[Verb] = &[
         usage: "restart [reuseaddr=off] = bound | error PATTERN",
         does: "stop the server and bind a new one on the same address at once",
     },
+    Verb {
+        name: "replace",
+        actor: Actor::Server,
+        usage: "replace SETTING...",
+        does: "stop the server and start another on the same address with these settings changed (engine=epoll, max-clients=1, ...)",
+    },
+    Verb {
+        name: "threads",
+        actor: Actor::Server,
+        usage: "threads = N | cores",
+        does: "the server's threads, found in /proc/self/task, are N (`cores`: one per core, as the epoll engine runs them), waiting up to the timeout; shows what they do and how often they were switched out",
+    },
+    Verb {
+        name: "memory",
+        actor: Actor::Server,
+        usage: "memory [< N MiB | KiB]",
+        does: "this process's resident memory (Rss in /proc/self/smaps_rollup) and its growth since the server started, checked to be below N if given",
+    },
 ];
 
 /// The kernel's verbs, listed apart so the client and server tables above read as the
@@ -766,7 +899,7 @@ pub const KERNEL_VERBS: &[Verb] = &[
         name: "accept-queue",
         actor: Actor::Kernel,
         usage: "accept-queue = N",
-        does: "N connections, handshake done, wait in the listening socket's queue for accept",
+        does: "N connections, handshake done, wait in the listening socket's queue for accept, waiting for the count up to the timeout",
     },
 ];
 

@@ -24,6 +24,7 @@
 //! its ack, the ack before the client's recv of it; `tests/scenarios.rs` checks this on every
 //! lesson (see [`super::report::Transcript::check_causality`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -83,6 +84,8 @@ impl ServerEvent {
 pub struct Timeline {
     state: Mutex<State>,
     arrived: Condvar,
+    /// Connections the ack server has reported accepting, so a crowd can keep pace with them.
+    accepted: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -118,11 +121,19 @@ impl Timeline {
     /// and keeping happen under one lock, so once the runner holds a moment, every server
     /// event before it is already in the inbox.
     pub fn server_event(&self, event: ServerEvent) {
+        if let ServerEvent::Ack(Event::Connected { .. }) = event {
+            self.accepted.fetch_add(1, Ordering::SeqCst);
+        }
         let mut state = self.lock();
         let moment = Timeline::stamp(&mut state);
         state.inbox.push((moment, event));
         drop(state);
         self.arrived.notify_all();
+    }
+
+    /// How many connections the ack server has reported accepting so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// The server's events from before `moment`, oldest first, taken out of the inbox.

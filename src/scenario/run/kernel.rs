@@ -93,41 +93,7 @@ impl Runner<'_> {
                 Ok(())
             }
             KernelCall::State { end, state } => self.expect_state(end, *state),
-            KernelCall::AcceptQueue(expected) => {
-                let server = self.server_address().ok_or_else(|| {
-                    StepError::Misuse("the accept queue belongs to a TCP server".into())
-                })?;
-                let listener = tcp_sockets()
-                    .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
-                    .into_iter()
-                    .find(|socket| socket.local == server && socket.state == TcpState::Listen)
-                    .ok_or("the server has no listening socket")?;
-                // The queue's limit: the backlog given to listen, lowered to somaxconn, and
-                // Linux lets one more than that wait (lesson 18).
-                let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn").ok();
-                let backlog = u64::try_from(self.config.backlog).unwrap_or(0);
-                let limit = match somaxconn {
-                    Some(cap) if cap < backlog => format!(
-                        "listen backlog {backlog}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
-                        cap + 1
-                    ),
-                    _ => format!("listen backlog {backlog}, so up to {} wait", backlog + 1),
-                };
-                self.record(line(format!(
-                    "server's listening socket: {} connection{} in the accept queue ({limit})",
-                    listener.rx_queue,
-                    if listener.rx_queue == 1 { "" } else { "s" },
-                )));
-                if listener.rx_queue == *expected {
-                    Ok(())
-                } else {
-                    Err(StepError::Mismatch {
-                        call: "accept-queue".into(),
-                        expected: expected.to_string(),
-                        got: listener.rx_queue.to_string(),
-                    })
-                }
-            }
+            KernelCall::AcceptQueue(expected) => self.expect_accept_queue(*expected),
             KernelCall::SynSchedule => {
                 let syn = SynRetries::on_this_machine()
                     .map_err(|e| format!("cannot read the SYN retry sysctls: {e}"))?;
@@ -155,6 +121,52 @@ impl Runner<'_> {
 }
 
 impl Runner<'_> {
+    /// `kernel: accept-queue = N`: the connections waiting in the listening socket's queue,
+    /// as `/proc/net/tcp` counts them, waiting up to the step's timeout for the count (a
+    /// handshake's last ACK, or an `accept`, may still be on its way).
+    fn expect_accept_queue(&mut self, expected: usize) -> Result<(), StepError> {
+        let server = self
+            .server_address()
+            .ok_or_else(|| StepError::Misuse("the accept queue belongs to a TCP server".into()))?;
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            let listener = tcp_sockets()
+                .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
+                .into_iter()
+                .find(|socket| socket.local == server && socket.state == TcpState::Listen)
+                .ok_or("the server has no listening socket")?;
+            if listener.rx_queue != expected && Instant::now() < deadline {
+                std::thread::sleep(STATE_POLL);
+                continue;
+            }
+            // The queue's limit: the backlog given to listen, lowered to somaxconn, and
+            // Linux lets one more than that wait (lesson 18).
+            let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn").ok();
+            let backlog = u64::try_from(self.config.backlog).unwrap_or(0);
+            let limit = match somaxconn {
+                Some(cap) if cap < backlog => format!(
+                    "listen backlog {backlog}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
+                    cap + 1
+                ),
+                _ => format!("listen backlog {backlog}, so up to {} wait", backlog + 1),
+            };
+            self.record(line(format!(
+                "server's listening socket: {} connection{} in the accept queue ({limit})",
+                listener.rx_queue,
+                if listener.rx_queue == 1 { "" } else { "s" },
+            )));
+            return if listener.rx_queue == expected {
+                Ok(())
+            } else {
+                Err(StepError::Mismatch {
+                    call: "accept-queue".into(),
+                    expected: expected.to_string(),
+                    got: listener.rx_queue.to_string(),
+                })
+            };
+        }
+    }
+
     /// The (local, remote) addresses of one end of a client's connection.
     fn end_addresses(&self, end: &End) -> Result<(SocketAddr, SocketAddr), StepError> {
         let server = self.address_of("server")?;

@@ -10,16 +10,21 @@
 //! stamps the clients' calls on the same timeline, so the transcript shows both sides in the
 //! order things happened (see [`super::timeline`] for which point of a call is stamped).
 //!
-//! The runner is split by who acts: `client.rs` plays the clients' verbs, `server.rs` the
-//! server's checks and its life (stop, restart, resume accepting); this file starts the
-//! server, keeps the transcript and shows the server's events.
+//! The runner is split by who acts: `client.rs` plays the clients' verbs, `crowd.rs` the
+//! crowd's (thousands of connections at once, counted rather than shown one by one),
+//! `server.rs` the server's checks, its life (stop, restart, replace, resume accepting) and
+//! its cost (threads, memory, read through `process.rs` from `/proc`), `kernel.rs` and
+//! `wire.rs` what the kernel and the wire say; this file starts the server, keeps the
+//! transcript and shows the server's events.
 
 mod client;
+mod crowd;
 mod kernel;
+mod process;
 mod server;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -39,6 +44,8 @@ use crate::server::{Event, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
 use crate::wire::{Capture, Segment};
 use std::net::SocketAddr;
+
+pub use crowd::room_for_crowd;
 
 /// Where the client side of a scenario connects.
 #[derive(Clone, Debug)]
@@ -109,6 +116,11 @@ pub fn run_with(
         kernel_view: views.kernel.then(HashMap::new),
         private_network: views.private_network,
         said_private: false,
+        crowd: None,
+        crowd_members: HashSet::new(),
+        crowd_tally: crowd::Tally::default(),
+        memory_at_start: None,
+        replaced: Vec::new(),
         _socket_dir: None,
     };
     runner.record(Entry::new(EntryKind::Title, scenario.title.clone()));
@@ -137,6 +149,8 @@ pub fn run_with(
             error,
         ));
     }
+    // The crowd leaves before the server stops, as clients do at the end of every lesson.
+    drop(runner.crowd.take());
     if let Some(proxy) = runner.proxy.take() {
         let _ = proxy.stop();
     }
@@ -225,6 +239,15 @@ struct Runner<'a> {
     private_network: bool,
     /// The note about the private network's sysctls was printed.
     said_private: bool,
+    /// The crowd (`crowd: connect N`), its connections' addresses, and what the server did
+    /// for them that the transcript has not said yet.
+    crowd: Option<crowd::Crowd>,
+    crowd_members: HashSet<Address>,
+    crowd_tally: crowd::Tally,
+    /// This process's resident memory when the server (last) started, for `server: memory`.
+    memory_at_start: Option<u64>,
+    /// The settings `server: replace` has changed, by key.
+    replaced: Vec<&'static str>,
     /// A Unix socket's directory, removed when the runner is dropped.
     _socket_dir: Option<TempDir>,
 }
@@ -295,6 +318,10 @@ impl Runner<'_> {
     }
 
     fn emit(&mut self, entry: Entry) {
+        // What the server did for the crowd came before this entry.
+        if !self.crowd_tally.is_empty() {
+            self.flush_crowd();
+        }
         // An empty `#` line separates paragraphs of narration; there is nothing to separate
         // right after the title or another break.
         if entry.kind == EntryKind::Narration
@@ -316,6 +343,7 @@ impl Runner<'_> {
         let now = self.timeline.now();
         let events = self.timeline.take_before(now);
         self.show_until(events, now.at);
+        self.flush_crowd();
     }
 
     fn fail(&mut self, file: &str, line: usize, step: String, error: StepError) -> Failure {
@@ -382,20 +410,7 @@ impl Runner<'_> {
         self.config.endpoint = self.endpoint.clone();
         self.bind_and_spawn(self.scenario.server.accept())
             .map_err(|e| format!("cannot start the server: {e}"))?;
-        let what = match self.kind() {
-            ServerKind::Http => "the web server".to_string(),
-            kind if kind.is_datagram() => format!(
-                "{} ack server, recv size {}: it binds and waits for datagrams, no listen",
-                kind.name(),
-                self.config.recv_size
-            ),
-            kind => format!(
-                "{} ack server, recv size {}, listen backlog {}",
-                kind.name(),
-                self.config.recv_size,
-                self.config.backlog
-            ),
-        };
+        let what = self.describe_server();
         let text = format!("server listening on {} ({what})", self.endpoint);
         let text = if self.kind().is_datagram() {
             format!("server bound to {} ({what})", self.endpoint)
@@ -411,6 +426,45 @@ impl Runner<'_> {
         }
         self.start_second()?;
         self.start_network()
+    }
+
+    /// What the server is, in a few words: its kind and the settings that shape the lesson.
+    /// The engine and the cap on clients are said when the lesson chose them.
+    fn describe_server(&self) -> String {
+        let chosen = |key: &str| {
+            self.scenario
+                .server
+                .settings
+                .iter()
+                .any(|setting| setting.key() == key)
+                || self.replaced.contains(&key)
+        };
+        let mut how = String::new();
+        if chosen("engine") {
+            how.push_str(&format!(", engine {}", self.config.engine));
+        }
+        if chosen("max-clients") {
+            let most = self.config.max_clients;
+            how.push_str(&format!(
+                ", at most {} client{} at once",
+                super::report::thousands(most),
+                if most == 1 { "" } else { "s" }
+            ));
+        }
+        match self.kind() {
+            ServerKind::Http => format!("the web server{how}"),
+            kind if kind.is_datagram() => format!(
+                "{} ack server, recv size {}: it binds and waits for datagrams, no listen",
+                kind.name(),
+                self.config.recv_size
+            ),
+            kind => format!(
+                "{} ack server, recv size {}, listen backlog {}{how}",
+                kind.name(),
+                self.config.recv_size,
+                self.config.backlog
+            ),
+        }
     }
 
     /// The lesson's second server, beside the first (`server udp ... as NAME`).
@@ -520,6 +574,7 @@ impl Runner<'_> {
     /// Binds the scenario's server at `self.endpoint` and starts it on a thread. Afterwards
     /// `self.endpoint` is the address actually bound (the port the kernel chose).
     fn bind_and_spawn(&mut self, accept: AcceptMode) -> Result<(), Error> {
+        self.memory_at_start = process::resident_memory().ok();
         let server = match self.kind() {
             ServerKind::Udp | ServerKind::UnixDgram => {
                 DatagramServer::bind(self.config.clone())?.spawn(forward(&self.timeline))
@@ -575,6 +630,7 @@ impl Runner<'_> {
             Action::Server(call) => self.server_call(call),
             Action::Kernel(call) => self.kernel_call(call),
             Action::Wire(call) => self.wire_call(call),
+            Action::Crowd(call) => self.crowd_call(call),
         }
     }
 
@@ -582,6 +638,9 @@ impl Runner<'_> {
     fn show(&mut self, moment: Moment, event: ServerEvent) {
         if let ServerEvent::Network(ProxyEvent::Relaying { client, upstream }) = &event {
             self.aliases.insert(upstream.clone(), client.clone());
+        }
+        if self.tally_crowd(moment, &event) {
+            return;
         }
         let text = event.log_line();
         for entry in self.describe(moment, &event) {

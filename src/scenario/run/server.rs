@@ -7,15 +7,71 @@
 //! form: the first unmatched line logged after the one the previous `log` or `log-next` step
 //! matched must match, so "the server logs alice's message before bob's" can fail.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::Runner;
+use super::{Runner, process};
 use crate::endpoint::AddressReuse;
 use crate::engine::RunningServer;
+use crate::engine::ThreadRole;
 use crate::error::Error;
-use crate::scenario::report::{Entry, EntryKind, StepError, matches};
-use crate::scenario::syntax::{AcceptMode, BindOutcome, ServerCall};
+use crate::scenario::report::{Entry, EntryKind, StepError, matches, thousands};
+use crate::scenario::syntax::{AcceptMode, BindOutcome, ServerCall, Setting, ThreadCount};
 use crate::server::{Server, ServerConfig};
+
+/// How often `server: threads` looks again while it waits for the count: no event says that
+/// a thread started, so the step asks; the deadline is the step's timeout.
+const THREAD_POLL: Duration = Duration::from_millis(2);
+
+/// `1 accept loop, 2 workers (a worker serves one connection at a time)`: how many
+/// threads do what.
+fn describe_roles(roles: &[ThreadRole]) -> String {
+    let mut counts: Vec<(ThreadRole, usize)> = Vec::new();
+    for role in roles {
+        match counts.iter_mut().find(|(seen, _)| seen == role) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((*role, 1)),
+        }
+    }
+    counts.sort();
+    let mut what = Vec::new();
+    let mut why = Vec::new();
+    for (role, count) in counts {
+        let plural = if count == 1 { "" } else { "s" };
+        let count = thousands(count);
+        match role {
+            ThreadRole::OneAtATime => {
+                what.push(format!("{count} thread{plural}"));
+                why.push("it accepts a client and serves it until it leaves".to_string());
+            }
+            ThreadRole::AcceptLoop => what.push(format!("{count} accept loop{plural}")),
+            ThreadRole::Worker => {
+                what.push(format!("{count} worker{plural}"));
+                why.push(format!(
+                    "a worker serves one connection at a time, on a stack of {} KiB it reserved",
+                    crate::engine::pool::WORKER_STACK_SIZE / 1024
+                ));
+            }
+            ThreadRole::EventLoop => {
+                what.push(format!("{count} event loop{plural}"));
+                why.push("an event loop serves every connection it accepted".to_string());
+            }
+        }
+    }
+    match (what.is_empty(), why.is_empty()) {
+        (true, _) => "none".into(),
+        (false, true) => what.join(", "),
+        (false, false) => format!("{} ({})", what.join(", "), why.join("; ")),
+    }
+}
+
+/// `1 time`, `2,085 times`.
+fn times(count: usize) -> String {
+    if count == 1 {
+        "1 time".into()
+    } else {
+        format!("{} times", thousands(count))
+    }
+}
 
 fn line(text: String) -> Entry {
     Entry::new(EntryKind::Server, format!("      {text}"))
@@ -70,6 +126,9 @@ impl Runner<'_> {
                 );
                 self.expect_bind(&what, result, expect)
             }
+            ServerCall::Threads(count) => self.expect_threads(*count),
+            ServerCall::Memory { below } => self.show_memory(*below),
+            ServerCall::Replace(settings) => self.replace(settings),
             ServerCall::Restart {
                 address_reuse,
                 expect,
@@ -88,6 +147,139 @@ impl Runner<'_> {
                 self.config.address_reuse = reuse;
                 self.expect_bind(&what, result, expect)
             }
+        }
+    }
+
+    /// `server: replace engine=epoll`: the same address, the same clients, another server.
+    fn replace(&mut self, settings: &[Setting]) -> Result<(), StepError> {
+        if let Some(crowd) = &self.crowd {
+            return Err(StepError::Misuse(format!(
+                "the crowd still holds {} connections: add `crowd: close` before replacing the server",
+                crate::scenario::report::thousands(crowd.size)
+            )));
+        }
+        let server = self.server.take().ok_or("the server is not running")?;
+        self.stop_server(server)?;
+        for setting in settings {
+            setting.apply_to(&mut self.config);
+            self.replaced.push(setting.key());
+        }
+        let changed: Vec<String> = settings.iter().map(ToString::to_string).collect();
+        self.config.address_reuse = AddressReuse::Allowed;
+        self.bind_and_spawn(AcceptMode::On)
+            .map_err(|e| format!("cannot start the new server on {}: {e}", self.endpoint))?;
+        self.accepting = true;
+        let description = self.describe_server();
+        self.record(line(format!(
+            "server starts again on {} with {}: {description}",
+            self.endpoint,
+            changed.join(" ")
+        )));
+        Ok(())
+    }
+
+    /// `server: threads = N`: counts the server's threads as the kernel lists them, waiting
+    /// for the count (a thread starts a moment after the connection that needs it).
+    fn expect_threads(&mut self, expected: ThreadCount) -> Result<(), StepError> {
+        if self.kind().is_datagram() {
+            return Err(StepError::Misuse(
+                "a datagram server has no engine: it is one thread, reading datagrams".into(),
+            ));
+        }
+        let loops = crate::engine::event_loop::loops();
+        let wanted = match expected {
+            ThreadCount::Exactly(count) => count,
+            ThreadCount::Cores => loops,
+        };
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            let roll = self
+                .server
+                .as_ref()
+                .ok_or("the server is not running")?
+                .handle
+                .threads();
+            // The engine's roll names the threads; the kernel's list says they exist.
+            let mut found = Vec::new();
+            let mut switches = process::Switches::default();
+            for thread in roll {
+                let of_thread = process::switches_of(thread.tid)
+                    .map_err(|e| format!("cannot read /proc/self/task/{}: {e}", thread.tid))?;
+                if let Some(of_thread) = of_thread {
+                    switches.voluntary += of_thread.voluntary;
+                    switches.involuntary += of_thread.involuntary;
+                    found.push(thread.role);
+                }
+            }
+            if found.len() == wanted || Instant::now() >= deadline {
+                let cores = match expected {
+                    ThreadCount::Cores => format!(
+                        "; `cores` is {loops} here: the epoll engine runs one event loop per core (std::thread::available_parallelism)"
+                    ),
+                    ThreadCount::Exactly(_) => String::new(),
+                };
+                self.record(Entry::new(
+                    EntryKind::Kernel,
+                    format!(
+                        "kernel   the server's threads, in /proc/self/task: {}: {}; switched out {} since they started ({} waiting, voluntary_ctxt_switches; {} preempted, nonvoluntary_ctxt_switches){cores}",
+                        thousands(found.len()),
+                        describe_roles(&found),
+                        times((switches.voluntary + switches.involuntary) as usize),
+                        thousands(switches.voluntary as usize),
+                        thousands(switches.involuntary as usize),
+                    ),
+                ));
+                return if found.len() == wanted {
+                    Ok(())
+                } else {
+                    Err(StepError::Mismatch {
+                        call: "the server's threads".into(),
+                        expected: match expected {
+                            ThreadCount::Exactly(count) => count.to_string(),
+                            ThreadCount::Cores => format!("cores ({loops})"),
+                        },
+                        got: found.len().to_string(),
+                    })
+                };
+            }
+            std::thread::sleep(THREAD_POLL);
+        }
+    }
+
+    /// `server: memory < 64 MiB`: this process's resident memory, and how much it grew since
+    /// the server started.
+    fn show_memory(&mut self, below: Option<u64>) -> Result<(), StepError> {
+        let now = process::resident_memory()
+            .map_err(|e| format!("cannot read Rss in /proc/self/smaps_rollup: {e}"))?;
+        let start = self
+            .memory_at_start
+            .ok_or("the server's starting memory was not read")?;
+        let growth = now.saturating_sub(start);
+        let change = if now >= start {
+            format!("{} more", process::show_size(growth))
+        } else {
+            format!("{} less", process::show_size(start - now))
+        };
+        let bound = below.map_or(String::new(), |below| {
+            format!(
+                " (the lesson expects less than {} more)",
+                crate::scenario::print::memory_bound(below)
+            )
+        });
+        self.record(Entry::new(
+            EntryKind::Kernel,
+            format!(
+                "kernel   this process's resident memory (Rss in /proc/self/smaps_rollup; the process holds the server and the lesson's clients): {}, {change} than when the server started{bound}",
+                process::show_size(now)
+            ),
+        ));
+        match below {
+            Some(below) if growth >= below => Err(StepError::Mismatch {
+                call: "the growth of resident memory".into(),
+                expected: format!("less than {}", crate::scenario::print::memory_bound(below)),
+                got: process::show_size(growth),
+            }),
+            _ => Ok(()),
         }
     }
 
