@@ -219,6 +219,7 @@ impl Proxy {
                 address_reuse: AddressReuse::Allowed,
                 max_clients: 256,
                 io_timeout: Some(Duration::from_secs(300)),
+                engine: crate::engine::Engine::Threads,
             },
         )?;
         Ok(Proxy {

@@ -262,6 +262,7 @@ impl Server {
                 address_reuse: config.address_reuse,
                 max_clients: config.max_clients,
                 io_timeout: config.idle_timeout,
+                engine: config.engine,
             },
         )?;
         Ok(Server { acceptor, config })
@@ -285,12 +286,11 @@ impl Server {
 
     /// Accepts and serves clients until [`ServerHandle::stop`] is called.
     pub fn run(self, log: EventLog) -> Result<(), Error> {
-        let engine = self.config.engine;
         let service = AckService {
             config: Arc::new(self.config),
             log,
         };
-        self.acceptor.run(engine, service)
+        self.acceptor.run(service)
     }
 }
 
@@ -324,6 +324,7 @@ impl EventDriven for AckService {
             config: Arc::clone(&self.config),
             log: Arc::clone(&self.log),
             idle_until: self.config.idle_timeout.map(deadline_after),
+            stalled_since: None,
         }
     }
 
@@ -340,6 +341,9 @@ pub struct AckConversation {
     log: EventLog,
     /// A peer silent until then is disconnected (`--idle-timeout`).
     idle_until: Option<Instant>,
+    /// Acks are queued and the peer has taken none of them since then. A peer that reads
+    /// nothing for `--idle-timeout` is cut off, as a blocking `send` with that timeout is.
+    stalled_since: Option<Instant>,
 }
 
 impl AckConversation {
@@ -358,6 +362,7 @@ impl Conversation for AckConversation {
             data: bytes.to_vec(),
         });
         out.extend_from_slice(&self.config.ack);
+        self.stalled_since.get_or_insert(now);
         self.idle_until = self
             .config
             .idle_timeout
@@ -371,14 +376,31 @@ impl Conversation for AckConversation {
     }
 
     fn sent(&mut self, _out: &mut Vec<u8>, _now: Instant) -> Flow {
+        self.stalled_since = None;
         Flow::Continue
     }
 
+    fn progressed(&mut self, now: Instant) {
+        if self.stalled_since.is_some() {
+            self.stalled_since = Some(now);
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
-        self.idle_until
+        let idle = self.config.idle_timeout?;
+        match self.stalled_since {
+            Some(since) => Some(deadline_from(since, idle)),
+            None => self.idle_until,
+        }
     }
 
     fn timed_out(&mut self, _out: &mut Vec<u8>, _now: Instant) -> Flow {
+        if self.stalled_since.is_some() {
+            // The words a blocking `send` that timed out gives (EAGAIN).
+            let timed_out = io::Error::from_raw_os_error(libc::EAGAIN);
+            self.disconnected(Some(crate::error::describe(&timed_out)));
+            return Flow::Abort;
+        }
         let idle = self.config.idle_timeout.unwrap_or_default();
         self.disconnected(Some(format!("idle for {idle:?}, closed by the server")));
         Flow::Abort

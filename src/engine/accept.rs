@@ -50,6 +50,8 @@ pub struct ListenConfig {
     pub max_clients: usize,
     /// Set on every accepted socket as its read and write timeout (blocking engines).
     pub io_timeout: Option<Duration>,
+    /// How the connections will be served.
+    pub engine: super::Engine,
 }
 
 /// A listener, a cap on connections served at once, and a stop that works from any thread.
@@ -60,6 +62,8 @@ pub struct Acceptor {
     pub(crate) config: ListenConfig,
     pub(crate) shared: Arc<Shared>,
     wake_rx: UnixStream,
+    /// The event loops' epoll instances, made at bind ([`super::Engine::Epoll`] only).
+    pub(crate) polls: Vec<mio::Poll>,
 }
 
 impl Acceptor {
@@ -73,12 +77,17 @@ impl Acceptor {
             .set_nonblocking(true)
             .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
         let (handle, wake_rx) = ServerHandle::with_wake_socket()?;
+        let polls = match config.engine {
+            super::Engine::Epoll => super::event_loop::prepare(&listener, &handle.shared)?,
+            super::Engine::Threads | super::Engine::Iterative => Vec::new(),
+        };
         Ok(Acceptor {
             listener,
             local_addr,
             config,
             shared: handle.shared,
             wake_rx,
+            polls,
         })
     }
 
@@ -92,9 +101,9 @@ impl Acceptor {
         }
     }
 
-    /// Runs `service` on `engine` until [`ServerHandle::stop`] is called.
-    pub fn run<S: EventDriven>(self, engine: super::Engine, service: S) -> Result<(), Error> {
-        match engine {
+    /// Runs `service` on the configured engine until [`ServerHandle::stop`] is called.
+    pub fn run<S: EventDriven>(self, service: S) -> Result<(), Error> {
+        match self.config.engine {
             super::Engine::Iterative => self.run_iterative(&service),
             super::Engine::Threads => self.run_threads(Arc::new(service)),
             super::Engine::Epoll => super::event_loop::run(self, Arc::new(service)),

@@ -51,8 +51,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::accept::{Acceptor, out_of_descriptors};
+use super::handle::Shared;
 use super::{AcceptNotice, Conversation, EventDriven, Flow, deadline_from};
-use crate::endpoint::Stream;
+use crate::endpoint::{Listener, Stream};
 use crate::error::Error;
 
 /// Queued output beyond which a connection is not read from until it drains.
@@ -86,23 +87,47 @@ struct Common {
     busy_said: AtomicBool,
 }
 
+/// Makes each loop's epoll instance, with its waker and the listening socket registered: done
+/// when the server binds, so a server that has said where it listens already holds every
+/// descriptor it keeps, and a failure is reported before it says so.
+pub(crate) fn prepare(listener: &Listener, shared: &Shared) -> Result<Vec<Poll>, Error> {
+    (0..loops())
+        .map(|_| {
+            let poll = Poll::new().map_err(|e| Error::io("cannot create an epoll instance", e))?;
+            let waker = Waker::new(poll.registry(), WAKER)
+                .map_err(|e| Error::io("cannot create the event loop's waker", e))?;
+            shared.add_waker(Arc::new(waker));
+            poll.registry()
+                .register(
+                    &mut SourceFd(&listener.as_raw_fd()),
+                    LISTENER,
+                    Interest::READABLE,
+                )
+                .map_err(|e| Error::io("cannot watch the listening socket with epoll", e))?;
+            Ok(poll)
+        })
+        .collect()
+}
+
 /// Runs one event loop per core until the server is stopped.
-pub(crate) fn run<S: EventDriven>(acceptor: Acceptor, service: Arc<S>) -> Result<(), Error> {
+pub(crate) fn run<S: EventDriven>(mut acceptor: Acceptor, service: Arc<S>) -> Result<(), Error> {
+    let polls = std::mem::take(&mut acceptor.polls);
     let acceptor = Arc::new(acceptor);
     let common = Arc::new(Common {
         open: AtomicUsize::new(0),
         busy_said: AtomicBool::new(false),
     });
-    // Each loop is set up here, before any runs, so a failure is reported at once and a stop
-    // requested right after `spawn` finds every waker registered.
-    let mut loops_to_run = Vec::new();
-    for _ in 0..loops() {
-        loops_to_run.push(EventLoop::new(
-            Arc::clone(&acceptor),
-            Arc::clone(&service),
-            Arc::clone(&common),
-        )?);
-    }
+    let mut loops_to_run: Vec<EventLoop<S>> = polls
+        .into_iter()
+        .map(|poll| {
+            EventLoop::new(
+                poll,
+                Arc::clone(&acceptor),
+                Arc::clone(&service),
+                Arc::clone(&common),
+            )
+        })
+        .collect();
     let last = loops_to_run.pop();
     let others: Vec<_> = loops_to_run
         .into_iter()
@@ -204,23 +229,13 @@ struct EventLoop<S: EventDriven> {
 
 impl<S: EventDriven> EventLoop<S> {
     fn new(
+        poll: Poll,
         acceptor: Arc<Acceptor>,
         service: Arc<S>,
         common: Arc<Common>,
-    ) -> Result<EventLoop<S>, Error> {
-        let poll = Poll::new().map_err(|e| Error::io("cannot create an epoll instance", e))?;
-        let waker = Waker::new(poll.registry(), WAKER)
-            .map_err(|e| Error::io("cannot create the event loop's waker", e))?;
-        acceptor.shared.add_waker(Arc::new(waker));
-        poll.registry()
-            .register(
-                &mut SourceFd(&acceptor.listener.as_raw_fd()),
-                LISTENER,
-                Interest::READABLE,
-            )
-            .map_err(|e| Error::io("cannot watch the listening socket with epoll", e))?;
+    ) -> EventLoop<S> {
         let recv_size = service.recv_size().max(1);
-        Ok(EventLoop {
+        EventLoop {
             poll,
             acceptor,
             service,
@@ -233,7 +248,7 @@ impl<S: EventDriven> EventLoop<S> {
             // Connections may have queued before this loop started.
             accept_blocked: true,
             accept_retry_at: None,
-        })
+        }
     }
 
     fn run(mut self) -> Result<(), Error> {

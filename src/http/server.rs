@@ -268,6 +268,7 @@ impl HttpServer {
                 address_reuse: AddressReuse::Allowed,
                 max_clients: config.max_clients,
                 io_timeout: Some(config.read_timeout),
+                engine: config.engine,
             },
         )?;
         Ok(HttpServer {
@@ -295,13 +296,12 @@ impl HttpServer {
 
     /// Accepts and serves until [`ServerHandle::stop`] is called.
     pub fn run(self, log: HttpLog) -> Result<(), Error> {
-        let engine = self.config.engine;
         let service = HttpService {
             config: Arc::new(self.config),
             log,
             handler: self.handler,
         };
-        self.acceptor.run(engine, service)
+        self.acceptor.run(service)
     }
 }
 
