@@ -166,6 +166,21 @@ impl HeldServer {
         }
     }
 
+    /// `bench` against this server: one connection, one 5-byte message.
+    fn bench_one_message(&self) -> [&str; 9] {
+        [
+            "bench",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &self.port,
+            "--msgs",
+            "1",
+            "--size",
+            "5",
+        ]
+    }
+
     /// Accepts the bench's connection and reads its first `size`-byte message, unanswered.
     /// A bench that never connects (it failed at once, say) fails the test within [`WAIT`].
     fn first_message(&self, size: usize) -> TcpStream {
@@ -195,17 +210,7 @@ impl HeldServer {
 fn the_first_line_is_printed_before_the_run_ends() {
     let server = HeldServer::new();
     let mut bench = socket_lab_process()
-        .args([
-            "bench",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &server.port,
-            "--msgs",
-            "1",
-            "--size",
-            "5",
-        ])
+        .args(server.bench_one_message())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -231,17 +236,7 @@ fn on_a_terminal_a_live_line_shows_the_messages_so_far_and_is_cleared_after() {
     let server = HeldServer::new();
     let mut pty = Pty::open();
     let bench = socket_lab_process()
-        .args([
-            "bench",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &server.port,
-            "--msgs",
-            "1",
-            "--size",
-            "5",
-        ])
+        .args(server.bench_one_message())
         .stdout(Stdio::piped())
         .stderr(pty.stdio())
         // What a terminal sets; without TERM (as under CI) or with `dumb`, nothing is drawn.

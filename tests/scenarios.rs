@@ -170,32 +170,18 @@ fn run_file(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
 
 /// `socket-lab run --wire FILE`, in a child process of its own.
 fn run_with_wire(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_socket-lab"));
-    command.args(["run", "--wire", "--kernel"]);
-    if let Some(engine) = engine {
-        command.args(["--engine", engine.name()]);
-    }
-    let output = command
-        .arg(path)
-        .output()
-        .map_err(|e| format!("cannot start socket-lab: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{}: `socket-lab run --wire` failed ({}):\n{}\n{}",
-        shown(path),
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    )
-    .into())
+    run_in_child(path, engine, &["--wire", "--kernel"])
 }
 
 /// `socket-lab run FILE`, in a child process of its own (which checks causality itself).
 fn run_alone(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
+    run_in_child(path, engine, &[])
+}
+
+/// `socket-lab run VIEWS [--engine E] FILE` in a child process; its output is the failure.
+fn run_in_child(path: &Path, engine: Option<Engine>, views: &[&str]) -> Result<(), Failed> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_socket-lab"));
-    command.arg("run");
+    command.arg("run").args(views);
     if let Some(engine) = engine {
         command.args(["--engine", engine.name()]);
     }
@@ -206,8 +192,12 @@ fn run_alone(path: &Path, engine: Option<Engine>) -> Result<(), Failed> {
     if output.status.success() {
         return Ok(());
     }
+    let shown_command = std::iter::once("socket-lab run")
+        .chain(views.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
     Err(format!(
-        "{}: `socket-lab run` failed ({}):\n{}\n{}",
+        "{}: `{shown_command}` failed ({}):\n{}\n{}",
         shown(path),
         output.status,
         String::from_utf8_lossy(&output.stderr),
