@@ -12,8 +12,11 @@
 //! engine waits with `epoll` instead, through `mio`: `poll` hands the kernel the whole list on
 //! every call, which is fine for two descriptors and not for ten thousand.
 //!
-//! Readiness is a hint, not a promise: "readable" means a `recv` will not block, and it may
-//! return 0 (the peer closed) or an error. `POLLHUP` and `POLLERR` are reported whether asked
+//! Readiness is a hint, not a promise: "readable" means a `recv` could proceed when `poll`
+//! returned. It may still block (another thread took the data or the connection first, or
+//! the readiness was spurious: select(2), accept(2)), so a socket that must never block is
+//! also made non-blocking, as the listener is; and the `recv` may return 0 (the peer closed)
+//! or an error. `POLLHUP` and `POLLERR` are reported whether asked
 //! for or not, and count as ready here, so the caller's next call finds out what happened.
 
 use std::io;

@@ -6,11 +6,14 @@
 //! built on; the loop and the state machines are the lesson, the syscall wrappers are not).
 //! Then, for each ready socket, it does what can be done *without waiting*:
 //!
-//! - **readable**: `recv` until it says `EAGAIN` ("would block"), and hand each chunk to the
-//!   connection's [`Conversation`], a state machine that queues its answer. `mio` registers
-//!   sockets *edge-triggered* (`EPOLLET`): the kernel reports a socket once when it becomes
-//!   ready, not again while it stays ready, so the loop must read until `EAGAIN` or remember
-//!   that it stopped early.
+//! - **readable**: `recv` until it says `EAGAIN` ("would block"), or until a `recv` returns
+//!   less than it asked for (on a stream socket that means the receive queue was emptied, and
+//!   new bytes bring a new event, epoll(7)), and hand each chunk to the connection's
+//!   [`Conversation`], a state machine that queues its answer. `mio` registers sockets
+//!   *edge-triggered* (`EPOLLET`): the kernel reports a socket when something changes (new
+//!   bytes arrive, the peer closes), not because unread bytes are still waiting, so a loop
+//!   that stops reading early gets no reminder and must remember it stopped (the `again`
+//!   list).
 //! - **writable**: `send` what is queued, until `EAGAIN`. A `send` on a non-blocking socket
 //!   takes only what fits in the kernel's send buffer; the rest waits for the next
 //!   "writable".
@@ -34,9 +37,11 @@
 //! a listener per loop with the kernel choosing among them, spreads connections more evenly
 //! but does not exist for Unix sockets, which the lab serves too.
 //!
-//! Memory per connection is its state machine (for the ack protocol a few dozen bytes) plus
-//! its queued output, bounded by [`HIGH_WATER`] plus one answer; the `recv` buffer is one per
-//! loop. `BENCHMARKS.md` measures it.
+//! Memory per connection is its state machine (for the ack protocol a few dozen bytes), its
+//! slot, socket handle and timer entry (about 0.4 KiB in all for an idle ack connection,
+//! measured in `BENCHMARKS.md`), plus its queued output, bounded by [`HIGH_WATER`] plus one
+//! answer; the `recv` buffer is one per loop. The kernel's socket and buffers are extra, and
+//! do not show in the process's resident memory.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};

@@ -238,7 +238,7 @@ impl DescriptorLimit {
         let needed = max_clients as u64 + Self::SPARE;
         (self.now < needed).then(|| {
             format!(
-                "this process may open {} descriptors (ulimit -n; the hard limit), and {max_clients} clients need about {needed}: connections beyond about {} will wait in the listen queue. Raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service) or lower --max-clients",
+                "this process may open {} descriptors (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`), and {max_clients} clients need about {needed}: connections beyond about {} will wait in the listen queue. Raise the hard limit (ulimit -Hn, or LimitNOFILE= for a service) or lower --max-clients",
                 self.now,
                 self.now.saturating_sub(Self::SPARE)
             )

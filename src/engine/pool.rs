@@ -6,8 +6,8 @@
 //! Why not a fresh thread per connection, which is simpler? On this lab's 2-core VM a client
 //! connecting in a loop (`python3`, connect then close) took about 3.4 ms per connection
 //! against a server that started a thread for each, and about 0.03 ms against this pool, with
-//! the machine otherwise idle; Python's `socketserver` shows the same gap between a thread per
-//! connection and a pool. `tests/faults.rs` makes 10,000 connections and relies on it.
+//! the machine otherwise idle (Python's `ThreadingMixIn`, a new thread per connection, pays
+//! the same cost). `tests/engines/faults.rs` makes 10,000 connections and relies on it.
 //!
 //! Why shrink? A burst of 2,048 connections leaves 2,048 parked threads behind. A parked
 //! thread costs no CPU, but it keeps its touched stack pages and a kernel task; after a

@@ -2,8 +2,8 @@
 //!
 //! The blocking server ([`super::server`]) reads a connection top to bottom: receive until a
 //! request is complete, answer, repeat. The event loop cannot wait, so the same steps become
-//! reactions: *bytes arrived* (parse what is there, answer every complete request, ask for
-//! `100 Continue` if the head wants it), *everything queued was sent* (answer the pipelined
+//! reactions: *bytes arrived* (parse what is there, answer every complete request, send
+//! `100 Continue` when the head carries `Expect: 100-continue`), *everything queued was sent* (answer the pipelined
 //! requests held back meanwhile), *a deadline passed* (408 for a request that did not arrive
 //! in time, a quiet close for an idle keep-alive connection, a failure for a response nobody
 //! reads), *the peer closed* (answer what is complete, then close).

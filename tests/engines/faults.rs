@@ -336,7 +336,7 @@ fn descriptor_exhaustion_is_logged_and_the_accept_loop_backs_off() {
     let warning = server.next_stderr_line();
     assert!(
         warning.starts_with(
-            "warning: this process may open 24 descriptors (ulimit -n; the hard limit), and 64 clients need about 96"
+            "warning: this process may open 24 descriptors (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`), and 64 clients need about 96"
         ),
         "{warning}"
     );

@@ -825,7 +825,7 @@ impl Runner<'_> {
             )
         };
         let mut said = format!(
-            "kernel   descriptors: at most {} per table (ulimit -n, the hard limit{raised}); the crowd's {} go in a table of its own{server_side}",
+            "kernel   descriptors: at most {} per table (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`{raised}); the crowd's {} go in a table of its own{server_side}",
             thousands(room.limit.now as usize),
             thousands(count)
         );
