@@ -446,3 +446,233 @@ pub fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig
     };
     log(Event::Disconnected { peer, reason });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::thread::JoinHandleExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn refusal(config: ServerConfig) -> String {
+        match config.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_limit_admits_its_edge_and_refuses_one_past_it() {
+        let default = ServerConfig::default;
+        for accepted in [
+            ServerConfig {
+                recv_size: 1,
+                ..default()
+            },
+            ServerConfig {
+                recv_size: MAX_RECV_SIZE,
+                ..default()
+            },
+            ServerConfig {
+                backlog: 0,
+                ..default()
+            },
+            ServerConfig {
+                backlog: 65_535,
+                ..default()
+            },
+            ServerConfig {
+                max_clients: 1,
+                ack: b"k".to_vec(),
+                ..default()
+            },
+        ] {
+            assert!(accepted.validate().is_ok(), "{accepted:?}");
+        }
+        assert_eq!(
+            refusal(ServerConfig {
+                recv_size: MAX_RECV_SIZE + 1,
+                ..default()
+            }),
+            "--recv-size must be between 1 and 16777216 bytes, not 16777217"
+        );
+        assert_eq!(
+            refusal(ServerConfig {
+                recv_size: 0,
+                ..default()
+            }),
+            "--recv-size must be between 1 and 16777216 bytes, not 0"
+        );
+        for backlog in [-1, 65_536] {
+            assert_eq!(
+                refusal(ServerConfig {
+                    backlog,
+                    ..default()
+                }),
+                format!(
+                    "--backlog must be between 0 and 65535, not {backlog} (the kernel caps it at net.core.somaxconn)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn every_event_prints_as_the_log_line_the_binary_shows() {
+        let peer = Address::Inet("127.0.0.1:40370".parse().unwrap());
+        let cases = [
+            (
+                Event::Connected { peer: peer.clone() },
+                "[127.0.0.1:40370] connected",
+                false,
+            ),
+            (
+                Event::Message {
+                    peer: peer.clone(),
+                    data: b"hi\r\n\x1b".to_vec(),
+                },
+                r"[127.0.0.1:40370] send a message to server: hi\r\n\x1b",
+                false,
+            ),
+            (
+                Event::Disconnected {
+                    peer: peer.clone(),
+                    reason: None,
+                },
+                "[127.0.0.1:40370] disconnected",
+                false,
+            ),
+            (
+                Event::Disconnected {
+                    peer: peer.clone(),
+                    reason: Some("connection reset by peer".into()),
+                },
+                "[127.0.0.1:40370] disconnected (connection reset by peer)",
+                false,
+            ),
+            (
+                Event::Busy { max_clients: 2 },
+                "all 2 client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)",
+                true,
+            ),
+            (
+                Event::AcceptFailed {
+                    error: "too many open files".into(),
+                },
+                "accept failed: too many open files; retrying",
+                true,
+            ),
+            (
+                Event::Refused {
+                    peer: peer.clone(),
+                    error: "too many open files".into(),
+                },
+                "[127.0.0.1:40370] cannot be served: too many open files; connection closed",
+                true,
+            ),
+            (
+                Event::Truncated {
+                    peer: peer.clone(),
+                    data: b"abc".to_vec(),
+                    datagram_len: 10,
+                },
+                "[127.0.0.1:40370] send a message to server: abc (truncated: the datagram had 10 bytes, recv read 3, the other 7 were discarded)",
+                false,
+            ),
+            (
+                Event::ReplyFailed {
+                    peer: Address::Unix(None),
+                    reason: "no return address".into(),
+                },
+                "[unnamed] cannot send the ack: no return address",
+                true,
+            ),
+        ];
+        for (event, line, is_problem) in cases {
+            assert_eq!(event.to_string(), line);
+            assert_eq!(event.is_problem(), is_problem, "{event:?}");
+        }
+    }
+
+    /// Which system call the thread `name` of this process is blocked in, from
+    /// `/proc/self/task/TID/syscall` (its first field; `running` while it runs).
+    fn blocked_in(name: &str) -> Option<i64> {
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                let syscall = std::fs::read_to_string(task.path().join("syscall")).ok()?;
+                return syscall.split(' ').next()?.parse().ok();
+            }
+        }
+        None
+    }
+
+    fn wait_until_blocked_in_recv(name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(blocked_in(name), Some(n) if n == libc::SYS_read || n == libc::SYS_recvfrom)
+        {
+            assert!(Instant::now() < deadline, "{name} never blocked in recv");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A signal that arrives while `recv` waits makes it fail with EINTR (always, on a socket
+    /// with a receive timeout, as every engine sets for `--idle-timeout`): the loop must
+    /// `recv` again, not take it for a broken connection.
+    #[test]
+    fn a_signal_during_recv_is_not_a_disconnect() {
+        let delivered = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&delivered)).unwrap();
+        let (server_side, mut client) = UnixStream::pair().unwrap();
+        server_side
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let (log, events) = channel_log();
+        let name = "serve-eintr";
+        let worker = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let config = ServerConfig::default();
+                serve_connection(
+                    Stream::Unix(server_side),
+                    Address::Unix(None),
+                    &config,
+                    &log,
+                )
+            })
+            .unwrap();
+
+        wait_until_blocked_in_recv(name);
+        // SAFETY: the thread is alive (its handle is not joined yet, and it waits in recv),
+        // and SIGUSR1 has a handler, registered above.
+        assert_eq!(
+            unsafe { libc::pthread_kill(worker.as_pthread_t(), libc::SIGUSR1) },
+            0
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !delivered.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "SIGUSR1 never arrived");
+            std::thread::yield_now();
+        }
+
+        client.write_all(b"after the signal").unwrap();
+        let mut ack = [0; ACK.len()];
+        client.read_exact(&mut ack).unwrap();
+        assert_eq!(&ack, ACK);
+        drop(client);
+        worker.join().unwrap();
+        let logged: Vec<Event> = events.try_iter().collect();
+        assert_eq!(
+            logged,
+            [
+                Event::Message {
+                    peer: Address::Unix(None),
+                    data: b"after the signal".to_vec()
+                },
+                Event::Disconnected {
+                    peer: Address::Unix(None),
+                    reason: None
+                }
+            ]
+        );
+    }
+}

@@ -188,9 +188,13 @@ impl Acceptor {
             }
             // A stop that came after `accept` but before `register` shut down every socket in
             // the table except this one, so serving it would wait in `recv` for the idle
-            // timeout. The stop flag is set before that shutdown, so it is seen here.
+            // timeout. The stop flag is set before that shutdown, so it is seen here; the
+            // socket is shut down here instead, and served all the same: its `recv` returns 0
+            // at once, so the log says `disconnected` for this `connected` too.
             if self.shared.is_stopping() {
                 self.shared.clients().remove(&id);
+                let _ = stream.shutdown(Shutdown::Both);
+                service.serve(stream, peer);
                 break;
             }
             service.serve(stream, peer);

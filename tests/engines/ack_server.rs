@@ -173,10 +173,17 @@ fn beyond_max_clients_new_connections_wait_in_the_listen_queue() {
 fn stop_closes_open_connections_and_returns() {
     let (server, events) = start(ServerConfig::default());
     let mut idle = connect(&server);
-    assert_eq!(next_event(&events), Event::Connected { peer: me(&idle) });
+    let peer = me(&idle);
+    assert_eq!(next_event(&events), Event::Connected { peer: peer.clone() });
     server.stop().unwrap();
     let mut rest = Vec::new();
     assert_eq!(idle.read_to_end(&mut rest).unwrap(), 0);
+    // Every engine says goodbye the same way: the blocking ones see their recv return 0
+    // after the stop's shutdown, the event loop says it for them.
+    assert_eq!(
+        next_event(&events),
+        Event::Disconnected { peer, reason: None }
+    );
 }
 
 #[test]
