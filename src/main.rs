@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Args, Parser, Subcommand};
 use socket_lab::bench::{self, BenchConfig, Transport};
 use socket_lab::client::Client;
-use socket_lab::engine::Engine;
+use socket_lab::engine::{Engine, LogEvent};
 use socket_lab::http::request::Limits;
 use socket_lab::http::server::{self as http_server, HttpConfig, HttpEvent, HttpServer};
 use socket_lab::namespace;
 use socket_lab::proxy::{MOST_HELD, Network, Proxy};
 use socket_lab::scenario::syntax::ServerKind;
 use socket_lab::scenario::{self, Scenario, Target as ScenarioTarget};
-use socket_lab::server::{self, Event, Server, ServerConfig, ServerHandle};
+use socket_lab::server::{self, Server, ServerConfig, ServerHandle};
 use socket_lab::udp::{self, DatagramClient, DatagramServer};
 use socket_lab::wire::Capture;
 use socket_lab::{Address, Endpoint, Error};
@@ -744,15 +744,17 @@ fn pause_until_enter(handle: ServerHandle) {
 
 /// The server's log: every event, or with `--quiet` only the problems. Once stdout is
 /// closed the server stops, as any writer to a closed pipe would.
-fn event_printer(quiet: bool, handle: ServerHandle) -> server::EventLog {
+/// Where a server's log goes: problems to stderr, the rest to stdout unless `quiet`. One
+/// printer for the ack server, the datagram server and the web server.
+fn event_printer<E: LogEvent>(quiet: bool, handle: ServerHandle) -> Arc<dyn Fn(E) + Send + Sync> {
     if quiet {
-        Arc::new(|event: Event| {
+        Arc::new(|event: E| {
             if event.is_problem() {
                 eprintln!("{event}");
             }
         })
     } else {
-        Arc::new(move |event: Event| {
+        Arc::new(move |event: E| {
             if STDOUT_CLOSED.load(Ordering::SeqCst) {
                 // Stopping: what the stop itself causes is not news.
             } else if event.is_problem() {
@@ -809,23 +811,8 @@ fn run_http(args: HttpArgs) -> Result<(), Error> {
         };
         eprintln!("open http://{host}:{}/ in a browser", addr.port());
     }
-    if args.quiet {
-        return server.run(Arc::new(|event: HttpEvent| {
-            if event.is_problem() {
-                eprintln!("{event}");
-            }
-        }));
-    }
-    let handle = server.handle();
-    server.run(Arc::new(move |event: HttpEvent| {
-        if STDOUT_CLOSED.load(Ordering::SeqCst) {
-            // Stopping: what the stop itself causes is not news.
-        } else if event.is_problem() {
-            eprintln!("{event}");
-        } else {
-            print_event(event, &handle);
-        }
-    }))
+    let log = event_printer::<HttpEvent>(args.quiet, server.handle());
+    server.run(log)
 }
 
 fn run_client(args: ClientArgs) -> Result<(), Error> {

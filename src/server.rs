@@ -186,6 +186,12 @@ impl Event {
     }
 }
 
+impl crate::engine::LogEvent for Event {
+    fn is_problem(&self) -> bool {
+        Event::is_problem(self)
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -111,6 +111,11 @@ pub enum AcceptNotice {
     SetupFailed { peer: Address, error: String },
 }
 
+/// A line a server logs: the binary prints it on stdout, or on stderr when it is a problem.
+pub trait LogEvent: std::fmt::Display + Send + 'static {
+    fn is_problem(&self) -> bool;
+}
+
 /// The accept loop's news as the servers log it: the same words from every server.
 impl std::fmt::Display for AcceptNotice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

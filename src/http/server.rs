@@ -195,6 +195,12 @@ impl HttpEvent {
     }
 }
 
+impl crate::engine::LogEvent for HttpEvent {
+    fn is_problem(&self) -> bool {
+        HttpEvent::is_problem(self)
+    }
+}
+
 impl fmt::Display for HttpEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
