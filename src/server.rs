@@ -454,7 +454,7 @@ pub fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
     use std::os::unix::thread::JoinHandleExt;
@@ -612,11 +612,37 @@ mod tests {
         None
     }
 
-    fn wait_until_blocked_in_recv(name: &str) {
+    /// Waits until the thread `name` (at most 15 bytes, the kernel's limit for a thread name)
+    /// is blocked in `read` or `recv`, then interrupts that call with a signal that has a
+    /// handler, and waits until the handler ran. On a socket with a receive timeout the call
+    /// then fails with EINTR, whatever `SA_RESTART` says (signal(7)): what a loop around
+    /// `recv` must take in its stride.
+    pub(crate) fn interrupt_recv<T>(name: &str, thread: &std::thread::JoinHandle<T>) {
+        // One interruption at a time, so the flag below is this call's signal, no other's.
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        static DELIVERED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let delivered = DELIVERED.get_or_init(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&flag)).unwrap();
+            flag
+        });
+        delivered.store(false, Ordering::SeqCst);
+
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !matches!(blocked_in(name), Some(n) if n == libc::SYS_read || n == libc::SYS_recvfrom)
-        {
+        let in_recv = [libc::SYS_read, libc::SYS_recvfrom, libc::SYS_recvmsg];
+        while !blocked_in(name).is_some_and(|call| in_recv.contains(&call)) {
             assert!(Instant::now() < deadline, "{name} never blocked in recv");
+            std::thread::yield_now();
+        }
+        // SAFETY: the thread is alive (its handle is not joined, and it waits in recv), and
+        // SIGUSR1 has a handler, registered above.
+        assert_eq!(
+            unsafe { libc::pthread_kill(thread.as_pthread_t(), libc::SIGUSR1) },
+            0
+        );
+        while !delivered.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "SIGUSR1 never reached {name}");
             std::thread::yield_now();
         }
     }
@@ -626,8 +652,6 @@ mod tests {
     /// `recv` again, not take it for a broken connection.
     #[test]
     fn a_signal_during_recv_is_not_a_disconnect() {
-        let delivered = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(libc::SIGUSR1, Arc::clone(&delivered)).unwrap();
         let (server_side, mut client) = UnixStream::pair().unwrap();
         server_side
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -646,19 +670,7 @@ mod tests {
                 )
             })
             .unwrap();
-
-        wait_until_blocked_in_recv(name);
-        // SAFETY: the thread is alive (its handle is not joined yet, and it waits in recv),
-        // and SIGUSR1 has a handler, registered above.
-        assert_eq!(
-            unsafe { libc::pthread_kill(worker.as_pthread_t(), libc::SIGUSR1) },
-            0
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !delivered.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "SIGUSR1 never arrived");
-            std::thread::yield_now();
-        }
+        interrupt_recv(name, &worker);
 
         client.write_all(b"after the signal").unwrap();
         let mut ack = [0; ACK.len()];

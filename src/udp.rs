@@ -533,3 +533,64 @@ fn bind_client_path() -> Result<DatagramSocket, Error> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::tests::interrupt_recv;
+    use std::net::UdpSocket;
+
+    /// The reply timeout is a receive timeout, so a signal makes the client's `recv` fail
+    /// with EINTR: it must wait on for the ack, not report "no reply".
+    #[test]
+    fn a_signal_while_waiting_for_the_ack_is_not_a_lost_ack() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let endpoint = Endpoint::inet("127.0.0.1", server.local_addr().unwrap().port());
+        let client = DatagramClient::connect(&endpoint, Duration::from_secs(60)).unwrap();
+        let Address::Inet(client_addr) = client.local_addr().unwrap() else {
+            panic!("a UDP client has an IP address");
+        };
+        let name = "udp-ack-eintr";
+        let waiting = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || client.recv_reply())
+            .unwrap();
+        interrupt_recv(name, &waiting);
+        server.send_to(b"late ack", client_addr).unwrap();
+        assert_eq!(waiting.join().unwrap().unwrap(), b"late ack");
+    }
+
+    /// A name in the temp directory already taken (by a file a crashed client left, say) is
+    /// skipped for the next one. Only this test binds client paths in the unit tests, so the
+    /// names follow one another.
+    #[test]
+    fn a_client_path_already_taken_is_skipped() {
+        let first = bind_client_path().unwrap();
+        let first_path = first.path.clone().unwrap();
+        let name = first_path.file_name().unwrap().to_str().unwrap();
+        let n: u32 = name
+            .strip_suffix(".sock")
+            .and_then(|rest| rest.rsplit('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        let named = |n: u32| {
+            std::env::temp_dir().join(format!("socket-lab-client-{}-{n}.sock", std::process::id()))
+        };
+        assert_eq!(first_path, named(n));
+        // The next two names are taken by plain files: bind says EADDRINUSE for both.
+        let taken = [named(n + 1), named(n + 2)];
+        for path in &taken {
+            std::fs::write(path, b"").unwrap();
+        }
+        let next = bind_client_path();
+        for path in &taken {
+            std::fs::remove_file(path).unwrap();
+        }
+        assert_eq!(next.unwrap().path, Some(named(n + 3)));
+        drop(first);
+        assert!(
+            !first_path.exists(),
+            "a client's socket file is removed with it"
+        );
+    }
+}

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use kinds_common::{BINARY, STEP_TIMEOUT, ServerProcess, channel_log, next_event};
 use predicates::prelude::*;
+use socket_lab::client::SessionSummary;
+use socket_lab::kernel::Queues;
 use socket_lab::server::{ACK, Event, RunningServer, ServerConfig};
 use socket_lab::udp::{DatagramClient, DatagramServer, MAX_UDP_PAYLOAD_V4};
-use socket_lab::{Endpoint, Error};
+use socket_lab::{Address, Endpoint, Error};
 
 /// A UDP ack server on 127.0.0.1, any free port, reading `recv_size` bytes per datagram.
 fn start_server(recv_size: usize) -> (RunningServer, std::sync::mpsc::Receiver<Event>) {
@@ -355,6 +357,86 @@ fn each_datagram_gets_exactly_one_ack() {
             .as_ref()
             .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
         "a fourth ack: {extra:?}"
+    );
+    server.stop().expect("stop");
+}
+
+#[test]
+fn a_datagram_client_names_its_server_and_obeys_its_socket_settings() {
+    // A peer that never answers, so every wait below is the client's own setting.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind a silent peer");
+    let port = silent.local_addr().expect("its address").port();
+    let client =
+        DatagramClient::connect(&Endpoint::inet("127.0.0.1", port), STEP_TIMEOUT).expect("connect");
+    assert_eq!(client.server(), format!("127.0.0.1:{port}"));
+
+    // Non-blocking: recv answers at once that nothing is there, long before the reply
+    // timeout (STEP_TIMEOUT) would have ended a blocking wait.
+    client.set_nonblocking(true).expect("non-blocking");
+    let started = Instant::now();
+    let nothing = client.recv(1024).expect_err("nothing was sent");
+    assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(started.elapsed() < STEP_TIMEOUT, "recv blocked");
+
+    // Blocking again, with a shorter timeout than the one connect set.
+    client.set_nonblocking(false).expect("blocking");
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let started = Instant::now();
+    let nothing = client.recv(1024).expect_err("nothing was sent");
+    assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < STEP_TIMEOUT,
+        "waited {waited:?} for a 100 ms timeout"
+    );
+}
+
+#[test]
+fn the_kernel_counts_a_datagram_waiting_for_the_client() {
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("bind a peer");
+    let port = peer.local_addr().expect("its address").port();
+    let client =
+        DatagramClient::connect(&Endpoint::inet("127.0.0.1", port), STEP_TIMEOUT).expect("connect");
+    let Address::Inet(client_addr) = client.local_addr().expect("client address") else {
+        panic!("a UDP client has an IP address");
+    };
+    peer.send_to(b"hello", client_addr).expect("send");
+
+    // FIONREAD on a UDP socket is the size of the next datagram, once it is queued.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let queues = loop {
+        let queues = Queues::of(&client).expect("the client's own socket answers");
+        if queues.recv > 0 || Instant::now() > deadline {
+            break queues;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(queues.recv, 5);
+    assert_eq!(client.recv_reply().expect("the datagram"), b"hello");
+    assert_eq!(Queues::of(&client).expect("queues").recv, 0);
+}
+
+#[test]
+fn a_datagram_session_counts_each_line_and_each_ack() {
+    let (server, _events) = start_server(1024);
+    let client = client_for(&server);
+    let mut output = Vec::new();
+    let summary = client
+        .run_session(&b"one\n\nthree\nq\nnot sent\n"[..], &mut output, None)
+        .expect("session");
+    // Over UDP the empty line is a real, empty datagram: three lines, three acks.
+    assert_eq!(
+        summary,
+        SessionSummary {
+            lines_sent: 3,
+            replies: 3
+        }
+    );
+    assert_eq!(
+        String::from_utf8(output).unwrap(),
+        "server recv success\n".repeat(3)
     );
     server.stop().expect("stop");
 }

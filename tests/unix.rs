@@ -579,3 +579,64 @@ fn cli_unix_bind_errors_give_hints_about_paths_not_ports() {
             ));
     }
 }
+
+#[test]
+fn a_datagram_server_gone_from_its_path_is_reported_as_such() {
+    let dir = socket_dir();
+    let path = dir.path().join("server.sock");
+    let (log, _events) = channel_log();
+    let server = DatagramServer::bind(config_at(&path))
+        .expect("bind")
+        .spawn(log);
+    let client = DatagramClient::connect(&Endpoint::Unix(path.clone()), STEP_TIMEOUT)
+        .expect("connect to the datagram server");
+    assert_eq!(client.request(b"hi").expect("ack"), ACK);
+    server.stop().expect("stop");
+
+    // Unlike UDP, the kernel knows that the socket this one is connected to is gone. Not
+    // always at the first send: a test of this binary that starts a process holds a copy of
+    // every descriptor between its fork and its exec, the server's socket too, which lives
+    // until then and takes the datagram.
+    let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+    let error = loop {
+        match client.send(b"anyone?") {
+            Err(error) => break error,
+            Ok(()) => assert!(
+                std::time::Instant::now() < deadline,
+                "the closed server's socket still takes datagrams"
+            ),
+        }
+    };
+    assert_eq!(error.exit_code(), 6);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "no reply from {}: connection refused (no socket is bound at that path any more) (UDP has no connection, so nothing could fail earlier: is a datagram server running there? start one with `socket-lab server --udp`)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_datagram_client_that_cannot_bind_its_own_path_says_where_at_once() {
+    // The client binds a path in the temp directory, so the server can answer it. A temp
+    // directory that does not exist fails the first name tried, and no other would do better.
+    let dir = socket_dir();
+    let missing = dir.path().join("missing");
+    Command::new(BINARY)
+        .args(["client", "--unix", "/tmp/no-server-here.sock", "--udp"])
+        .env("TMPDIR", &missing)
+        .write_stdin("hello\n")
+        .timeout(STEP_TIMEOUT)
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::starts_with(format!(
+                "error: cannot bind {}/socket-lab-client-",
+                missing.display()
+            ))
+            .and(predicate::str::contains(
+                "-0.sock: no such file or directory",
+            )),
+        );
+}
