@@ -26,6 +26,8 @@
 //! [`Browser`] asks Chromium to close, kills what is left of it, and removes its temporary
 //! profile.
 
+mod common;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, PipeWriter, Write};
 use std::os::fd::AsRawFd;
@@ -295,17 +297,8 @@ impl Browser {
 
         let mut command = Command::new("chromium");
         command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-pipe",
-            ])
+            .args(common::HEADLESS_CHROMIUM)
+            .arg("--remote-debugging-pipe")
             .arg(format!(
                 "--user-data-dir={}",
                 dir.path().join("profile").display()

@@ -220,3 +220,17 @@ fn whole_responses_finds_a_truncated_one() {
     assert!(whole_responses(b"HTTP/1.1 200").is_err());
     assert_eq!(whole_responses(b""), Ok(vec![]));
 }
+
+/// How the tests start headless Chromium (Debian's, `/usr/bin/chromium`): no sandbox (CI runs
+/// as root), no GPU, and none of the background connections that this machine's closed
+/// network refuses, many at a time.
+pub const HEADLESS_CHROMIUM: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];

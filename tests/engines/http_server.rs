@@ -756,18 +756,10 @@ fn headless_chromium_renders_its_own_request() {
         "headless_chromium_renders_its_own_request",
         "chromium",
         &[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &profile_flag,
-            "--dump-dom",
-            &url,
-        ],
+            &common::HEADLESS_CHROMIUM[..],
+            &[profile_flag.as_str(), "--dump-dom", &url],
+        ]
+        .concat(),
         90,
     ) else {
         return;
