@@ -465,7 +465,310 @@ impl<'a> Prompt<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::AckSplitter;
+    use super::*;
+    use crate::kernel::Queues;
+    use crate::server::tests::{POLL_CALLS, interrupt, wait_until_blocked_in};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc::{self, Receiver, Sender};
+    use std::thread::JoinHandle;
+    use std::time::Instant;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A client connected to the test's own server socket, and a second handle on the
+    /// client's socket, to ask the kernel what is left unread in it.
+    fn connected(ack: &[u8]) -> (Client, Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = Stream::Tcp(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        let (server, _) = listener.accept().unwrap();
+        server.set_read_timeout(Some(WAIT)).unwrap();
+        let watch = stream.try_clone().unwrap();
+        let client = Client {
+            stream,
+            server: "the test's server".into(),
+            ack: ack.to_vec(),
+        };
+        (client, watch, server)
+    }
+
+    /// Output that reaches the test as it is written, so the test can wait on it.
+    struct Shown(Sender<Vec<u8>>);
+
+    impl Write for Shown {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let _ = self.0.send(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Waits until the output so far is `expected`.
+    fn wait_for_output(output: &Receiver<Vec<u8>>, expected: &str) {
+        let mut shown = Vec::new();
+        while shown.len() < expected.len() {
+            shown.extend(output.recv_timeout(WAIT).expect("output in time"));
+        }
+        assert_eq!(String::from_utf8_lossy(&shown), expected);
+    }
+
+    type Session = JoinHandle<(Result<SessionSummary, Error>, String)>;
+
+    /// Runs the session on a thread called `name`, as if at a terminal: what it shows as the
+    /// prompt comes back with its result.
+    fn session(
+        name: &str,
+        client: Client,
+        input: impl Read + AsFd + Send + 'static,
+    ) -> (Session, Receiver<Vec<u8>>) {
+        let (shown, output) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut prompt = Vec::new();
+                let result = client.run_session(input, Shown(shown), Some(&mut prompt));
+                (result, String::from_utf8_lossy(&prompt).into_owned())
+            })
+            .unwrap();
+        (thread, output)
+    }
+
+    /// The server's end of the session: `q`, then it closes once the client has half-closed.
+    fn quit(keyboard: &mut UnixStream, mut server: TcpStream) {
+        keyboard.write_all(b"q\n").unwrap();
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"", "nothing sent after the last line");
+    }
+
+    fn reset(stream: TcpStream) {
+        // SO_LINGER with a zero timeout makes close send RST instead of FIN.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_signal_while_the_client_waits_is_not_an_error() {
+        let (client, _, server) = connected(b"ok");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let name = "client-eintr";
+        let (thread, _output) = session(name, client, input);
+        // poll(2) is never restarted after a signal handler: it fails with EINTR.
+        interrupt(name, &thread, POLL_CALLS);
+        quit(&mut keyboard, server);
+        let (result, prompt) = thread.join().unwrap();
+        assert_eq!(result.unwrap(), SessionSummary::default());
+        assert_eq!(prompt, "> ");
+    }
+
+    #[test]
+    fn bytes_nobody_asked_for_start_a_line_of_their_own_and_a_reset_is_named() {
+        let (client, _, mut server) = connected(b"ok");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let (thread, output) = session("client-unasked", client, input);
+        server.write_all(b"news").unwrap();
+        wait_for_output(&output, "news\n");
+        keyboard.write_all(b"hi\n").unwrap();
+        let mut line = [0; 2];
+        server.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"hi");
+        reset(server);
+        let (result, prompt) = thread.join().unwrap();
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "connection to the test's server lost: connection reset by peer (the server stopped or closed this connection; start it again and reconnect)"
+        );
+        // The prompt, a newline before `news`, the prompt again; Enter after `hi` was the
+        // terminal's own newline.
+        assert_eq!(prompt, "> \n> ");
+    }
+
+    #[test]
+    fn an_ack_in_pieces_is_one_reply_and_the_prompt_waits_for_all_of_it() {
+        let (client, watch, mut server) = connected(b"server recv success");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let name = "client-pieces";
+        let (thread, output) = session(name, client, input);
+        keyboard.write_all(b"one\n").unwrap();
+        let mut line = [0; 3];
+        server.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"one");
+
+        server.write_all(b"server recv").unwrap();
+        // The client has read the piece and waits for more.
+        let deadline = Instant::now() + WAIT;
+        while Queues::of(&watch).unwrap().recv > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the client never read the first piece"
+            );
+            std::thread::yield_now();
+        }
+        wait_until_blocked_in(name, POLL_CALLS);
+        server.write_all(b" success").unwrap();
+        wait_for_output(&output, "server recv success\n");
+
+        quit(&mut keyboard, server);
+        let (result, prompt) = thread.join().unwrap();
+        assert_eq!(
+            result.unwrap(),
+            SessionSummary {
+                lines_sent: 1,
+                replies: 1
+            }
+        );
+        assert_eq!(
+            prompt, "> > ",
+            "one prompt before the line, one after its whole ack"
+        );
+    }
+
+    /// Waits until the client has taken every byte typed so far and waits in `poll` again.
+    fn wait_until_all_typed_is_taken(name: &str, input: &UnixStream) {
+        let deadline = Instant::now() + WAIT;
+        while Queues::of(input).unwrap().recv > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the client stopped reading its input"
+            );
+            std::thread::yield_now();
+        }
+        wait_until_blocked_in(name, POLL_CALLS);
+    }
+
+    #[test]
+    fn a_line_of_max_line_bytes_is_sent_and_a_longer_one_refused() {
+        let (client, _, mut server) = connected(b"ok");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let typed = input.try_clone().unwrap();
+        let name = "client-max-line";
+        let (thread, output) = session(name, client, input);
+        let line = vec![b'x'; MAX_LINE];
+        let mut arrived = vec![0; MAX_LINE];
+        std::thread::scope(|scope| {
+            scope.spawn(|| server.read_exact(&mut arrived).unwrap());
+            keyboard.write_all(&line).unwrap();
+            // All of it held, no newline yet: not too long, the client waits for the rest.
+            wait_until_all_typed_is_taken(name, &typed);
+            keyboard.write_all(b"\n").unwrap();
+        });
+        assert!(arrived == line, "the line arrived changed");
+        server.write_all(b"ok").unwrap();
+        wait_for_output(&output, "ok\n");
+        quit(&mut keyboard, server);
+        let (result, _) = thread.join().unwrap();
+        assert_eq!(
+            result.unwrap(),
+            SessionSummary {
+                lines_sent: 1,
+                replies: 1
+            }
+        );
+
+        let (client, _, _server) = connected(b"ok");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let typed = input.try_clone().unwrap();
+        let (thread, _output) = session(name, client, input);
+        keyboard.write_all(&line[10..]).unwrap();
+        wait_until_all_typed_is_taken(name, &typed);
+        // Ten bytes short of the limit, then twenty more: past it, never at it.
+        keyboard.write_all(&[b'x'; 20]).unwrap();
+        let deadline = Instant::now() + WAIT;
+        while !thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "a line past MAX_LINE was not refused"
+            );
+            std::thread::yield_now();
+        }
+        let error = thread.join().unwrap().0.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "standard input has a line longer than 1048576 bytes (the client sends each line as one message; split it into lines)"
+        );
+        assert_eq!(error.exit_code(), 9);
+    }
+
+    #[test]
+    fn a_signal_during_the_drain_is_not_an_error_and_a_partial_ack_is_shown() {
+        let (client, _, mut server) = connected(b"server recv success");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let name = "client-drain";
+        let (thread, output) = session(name, client, input);
+        keyboard.write_all(b"q\n").unwrap();
+        // The drain is the one blocking recv of a session, with CLOSE_TIMEOUT as its
+        // receive timeout: a signal makes it fail with EINTR.
+        interrupt(name, &thread, crate::server::tests::RECV_CALLS);
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).unwrap();
+        server.write_all(b"serv").unwrap();
+        drop(server);
+        let (result, _) = thread.join().unwrap();
+        assert_eq!(
+            result.unwrap(),
+            SessionSummary {
+                lines_sent: 0,
+                replies: 1
+            },
+            "what was left of an ack at the end is a reply too"
+        );
+        wait_for_output(&output, "serv\n");
+    }
+
+    #[test]
+    fn a_reset_before_the_half_close_is_reported_as_the_reset() {
+        let (client, _, mut server) = connected(b"ok");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        // All before the session starts: an ack, the server's reset, and `q`. The ack is
+        // read first, then `q` ends the session: the half-close finds the connection gone
+        // (ENOTCONN, not an error in itself), and the drain's recv names the reset.
+        server.write_all(b"ok").unwrap();
+        reset(server);
+        keyboard.write_all(b"q\n").unwrap();
+        let (thread, output) = session("client-reset", client, input);
+        let (result, _) = thread.join().unwrap();
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "connection to the test's server lost: connection reset by peer (the server stopped or closed this connection; start it again and reconnect)"
+        );
+        wait_for_output(&output, "ok\n");
+    }
+
+    /// A server that never closes its side costs the client CLOSE_TIMEOUT, then it closes
+    /// anyway: the session went well.
+    #[test]
+    fn a_server_that_never_closes_is_left_after_the_close_timeout() {
+        let (client, _, mut server) = connected(b"ok");
+        let (input, mut keyboard) = UnixStream::pair().unwrap();
+        let (thread, _output) = session("client-linger", client, input);
+        keyboard.write_all(b"q\n").unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).unwrap();
+        let (result, _) = thread.join().unwrap();
+        assert_eq!(result.unwrap(), SessionSummary::default());
+        assert!(started.elapsed() >= CLOSE_TIMEOUT - Duration::from_millis(100));
+        drop(server);
+    }
+
+    #[test]
+    fn an_input_that_fails_is_an_error_not_the_end_of_input() {
+        let (client, _, _server) = connected(b"ok");
+        // Standard input can be a socket; this one is reset by its other end.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let keyboard = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (input, _) = listener.accept().unwrap();
+        let (thread, _output) = session("client-input", client, input);
+        reset(keyboard);
+        let (result, _) = thread.join().unwrap();
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "cannot read standard input: connection reset by peer"
+        );
+    }
 
     #[test]
     fn acks_split_anywhere_come_out_whole_and_one_each() {
@@ -492,5 +795,19 @@ mod tests {
             Some(b"ok".to_vec()),
             "a partial ack at the end is shown"
         );
+    }
+
+    #[test]
+    fn other_bytes_end_where_an_ack_or_the_start_of_one_begins() {
+        let mut splitter = AckSplitter::new(b"ok!");
+        // Two whole acks after the stranger's bytes: the first starts the cut.
+        assert_eq!(
+            splitter.push(b"xx ok!ok!"),
+            vec![b"xx ".to_vec(), b"ok!".to_vec(), b"ok!".to_vec()]
+        );
+        // The start of an ack at the very end waits for the rest.
+        assert_eq!(splitter.push(b"yy o"), vec![b"yy ".to_vec()]);
+        assert_eq!(splitter.push(b"k!"), vec![b"ok!".to_vec()]);
+        assert_eq!(splitter.finish(), None);
     }
 }

@@ -29,8 +29,8 @@
 //!
 //! The protocol is written twice, on purpose: [`serve_connection`] is the blocking loop the
 //! walkthrough describes (`recv`, log, `send`, repeat), and [`AckConversation`] is the same
-//! conversation as a state machine for the event loop, which may not block. `tests/engines.rs`
-//! holds them to the same answers.
+//! conversation as a state machine for the event loop, which may not block. The cases of
+//! `tests/engines/ack_server.rs`, run on every engine, hold them to the same answers.
 //!
 //! The datagram server in [`crate::udp`] shares this module's [`Event`].
 
@@ -612,12 +612,32 @@ pub(crate) mod tests {
         None
     }
 
+    /// The system calls that wait in `recv`: std's and socket2's reads call one of these.
+    pub(crate) const RECV_CALLS: &[i64] = &[libc::SYS_read, libc::SYS_recvfrom, libc::SYS_recvmsg];
+    /// The system calls `poll(2)` may be, by architecture.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const POLL_CALLS: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll];
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(crate) const POLL_CALLS: &[i64] = &[libc::SYS_ppoll];
+
     /// Waits until the thread `name` (at most 15 bytes, the kernel's limit for a thread name)
-    /// is blocked in `read` or `recv`, then interrupts that call with a signal that has a
-    /// handler, and waits until the handler ran. On a socket with a receive timeout the call
-    /// then fails with EINTR, whatever `SA_RESTART` says (signal(7)): what a loop around
-    /// `recv` must take in its stride.
-    pub(crate) fn interrupt_recv<T>(name: &str, thread: &std::thread::JoinHandle<T>) {
+    /// is blocked in one of `calls`.
+    pub(crate) fn wait_until_blocked_in(name: &str, calls: &[i64]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !blocked_in(name).is_some_and(|call| calls.contains(&call)) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never blocked in {calls:?}"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits until the thread `name` is blocked in one of `calls`, then interrupts the call
+    /// with a signal that has a handler, and waits until the handler ran. `poll` then fails
+    /// with EINTR, always; so does `recv` on a socket with a receive timeout, whatever
+    /// `SA_RESTART` says (signal(7)): what a loop around either must take in its stride.
+    pub(crate) fn interrupt<T>(name: &str, thread: &std::thread::JoinHandle<T>, calls: &[i64]) {
         // One interruption at a time, so the flag below is this call's signal, no other's.
         static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
         static DELIVERED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
@@ -628,23 +648,23 @@ pub(crate) mod tests {
             flag
         });
         delivered.store(false, Ordering::SeqCst);
-
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let in_recv = [libc::SYS_read, libc::SYS_recvfrom, libc::SYS_recvmsg];
-        while !blocked_in(name).is_some_and(|call| in_recv.contains(&call)) {
-            assert!(Instant::now() < deadline, "{name} never blocked in recv");
-            std::thread::yield_now();
-        }
-        // SAFETY: the thread is alive (its handle is not joined, and it waits in recv), and
-        // SIGUSR1 has a handler, registered above.
+        wait_until_blocked_in(name, calls);
+        // SAFETY: the thread is alive (its handle is not joined, and it waits in a system
+        // call), and SIGUSR1 has a handler, registered above.
         assert_eq!(
             unsafe { libc::pthread_kill(thread.as_pthread_t(), libc::SIGUSR1) },
             0
         );
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !delivered.load(Ordering::SeqCst) {
             assert!(Instant::now() < deadline, "SIGUSR1 never reached {name}");
             std::thread::yield_now();
         }
+    }
+
+    /// [`interrupt`] a thread waiting in `recv`.
+    pub(crate) fn interrupt_recv<T>(name: &str, thread: &std::thread::JoinHandle<T>) {
+        interrupt(name, thread, RECV_CALLS);
     }
 
     /// A signal that arrives while `recv` waits makes it fail with EINTR (always, on a socket

@@ -440,3 +440,32 @@ fn a_datagram_session_counts_each_line_and_each_ack() {
     );
     server.stop().expect("stop");
 }
+
+#[test]
+fn a_datagram_session_keeps_the_prompt_on_lines_of_its_own() {
+    let (server, _events) = start_server(1024);
+    let client = client_for(&server);
+    let mut output = Vec::new();
+    let mut prompt = Vec::new();
+    // The last line ends without a newline (Ctrl-D after text): it is sent, and the session
+    // ends without a second prompt; the cursor, left after the text, gets a newline.
+    let summary = client
+        .run_session(&b"one\nlast"[..], &mut output, Some(&mut prompt))
+        .expect("session");
+    assert_eq!(
+        summary,
+        SessionSummary {
+            lines_sent: 2,
+            replies: 2
+        }
+    );
+    assert_eq!(String::from_utf8(prompt).unwrap(), "> > \n");
+
+    // End of input at the prompt: the prompt's line is ended too.
+    let mut prompt = Vec::new();
+    client
+        .run_session(&b"one\n"[..], &mut Vec::new(), Some(&mut prompt))
+        .expect("session");
+    assert_eq!(String::from_utf8(prompt).unwrap(), "> > \n");
+    server.stop().expect("stop");
+}

@@ -933,3 +933,196 @@ fn describe_recv(outcome: &RecvOutcome) -> String {
         RecvOutcome::WouldBlock => "would block (nothing to read yet)".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::tests::interrupt_recv;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+
+    const FAR: Duration = Duration::from_secs(60);
+
+    /// A connected pair: the runner's end (with a receive timeout, so a silent peer ends a
+    /// read) and the peer's.
+    fn pair(timeout: Duration) -> (Stream, UnixStream) {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(timeout)).unwrap();
+        (Stream::Unix(ours), peer)
+    }
+
+    #[test]
+    fn find_gives_where_the_needle_first_starts() {
+        assert_eq!(find(b"HTTP/1.1 200 OK\r\n\r\nbody", b"\r\n\r\n"), Some(15));
+        assert_eq!(find(b"abab", b"b"), Some(1));
+        assert_eq!(find(b"\r\n\r\n", b"\r\n\r\n"), Some(0));
+        assert_eq!(find(b"HTTP/1.1 200 OK\r\n", b"\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn read_until_a_limit_reads_no_byte_past_it() {
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(b"llo world").unwrap();
+        // Bytes already read count towards the limit.
+        let mut got = b"he".to_vec();
+        let deadline = Instant::now() + FAR;
+        assert_eq!(read_until(&mut ours, &mut got, Some(5), deadline), Ok(()));
+        assert_eq!(got, b"hello");
+        // The rest is still in the socket, for the next read.
+        got.clear();
+        assert_eq!(read_until(&mut ours, &mut got, Some(6), deadline), Ok(()));
+        assert_eq!(got, b" world");
+    }
+
+    #[test]
+    fn read_until_the_end_takes_everything_and_a_limit_short_of_it_fails() {
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(b"all of it").unwrap();
+        peer.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + FAR;
+        assert_eq!(read_until(&mut ours, &mut got, None, deadline), Ok(()));
+        assert_eq!(got, b"all of it");
+
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(b"short").unwrap();
+        drop(peer);
+        let mut got = Vec::new();
+        assert_eq!(
+            read_until(&mut ours, &mut got, Some(10), deadline),
+            Err("the stream ended".to_string())
+        );
+        assert_eq!(got, b"short");
+    }
+
+    #[test]
+    fn a_silent_peer_and_a_passed_deadline_end_a_read_with_different_words() {
+        let (mut ours, _peer) = pair(Duration::from_millis(20));
+        let mut got = Vec::new();
+        let deadline = Instant::now() + FAR;
+        assert_eq!(
+            read_until(&mut ours, &mut got, None, deadline),
+            Err("nothing more arrived in time".to_string())
+        );
+        assert_eq!(
+            read_some(&mut ours, &mut got, deadline),
+            Err("nothing more arrived in time".to_string())
+        );
+
+        // Bytes are waiting, but the step's time is up: the deadline is checked first.
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(b"too late").unwrap();
+        let passed = Instant::now() - Duration::from_secs(1);
+        assert_eq!(
+            read_until(&mut ours, &mut got, None, passed),
+            Err("the step's timeout passed".to_string())
+        );
+        assert_eq!(
+            read_some(&mut ours, &mut got, passed),
+            Err("the step's timeout passed".to_string())
+        );
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn a_peer_that_never_stops_is_cut_off_at_the_payload_limit() {
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(b"more").unwrap();
+        // vec! of zeros is calloc'd: 64 MiB of address space, not of touched memory.
+        let mut got = vec![0; MAX_PAYLOAD];
+        let deadline = Instant::now() + FAR;
+        let too_much = Err(format!("more than {MAX_PAYLOAD} bytes arrived"));
+        assert_eq!(read_until(&mut ours, &mut got, None, deadline), too_much);
+        assert_eq!(read_some(&mut ours, &mut got, deadline), too_much);
+        assert_eq!(got.len(), MAX_PAYLOAD, "nothing was read past the limit");
+    }
+
+    #[test]
+    fn read_some_takes_what_one_recv_returns_and_names_the_end() {
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(b"HTTP/1.1 ").unwrap();
+        let mut buffered = b"[before]".to_vec();
+        let deadline = Instant::now() + FAR;
+        assert_eq!(read_some(&mut ours, &mut buffered, deadline), Ok(()));
+        assert_eq!(buffered, b"[before]HTTP/1.1 ");
+        drop(peer);
+        assert_eq!(
+            read_some(&mut ours, &mut buffered, deadline),
+            Err("the stream ended".to_string())
+        );
+    }
+
+    #[test]
+    fn a_reset_is_a_failed_recv_not_a_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(FAR)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // SO_LINGER with a zero timeout makes close send RST instead of FIN.
+        socket2::SockRef::from(&server)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(server);
+        let mut ours = Stream::Tcp(client);
+        let deadline = Instant::now() + FAR;
+        let reset = Err("recv failed: connection reset by peer".to_string());
+        assert_eq!(read_some(&mut ours, &mut Vec::new(), deadline), reset);
+
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(FAR)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&server)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(server);
+        let mut ours = Stream::Tcp(client);
+        assert_eq!(
+            read_until(&mut ours, &mut Vec::new(), None, deadline),
+            reset
+        );
+    }
+
+    #[test]
+    fn a_signal_during_a_read_is_not_the_end_of_it() {
+        for (name, until) in [("until-eintr", true), ("some-eintr", false)] {
+            let (mut ours, mut peer) = pair(FAR);
+            let reading = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let mut got = Vec::new();
+                    let deadline = Instant::now() + FAR;
+                    let outcome = if until {
+                        read_until(&mut ours, &mut got, Some(5), deadline)
+                    } else {
+                        read_some(&mut ours, &mut got, deadline)
+                    };
+                    outcome.map(|()| got)
+                })
+                .unwrap();
+            interrupt_recv(name, &reading);
+            peer.write_all(b"after").unwrap();
+            assert_eq!(reading.join().unwrap(), Ok(b"after".to_vec()), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_recv_outcome_has_its_words() {
+        assert_eq!(
+            describe_recv(&RecvOutcome::Data(b"hi\n".to_vec())),
+            format!("{} (3 B)", show_bytes(b"hi\n").0)
+        );
+        assert_eq!(describe_recv(&RecvOutcome::Eof), "end of stream (0 bytes)");
+        assert_eq!(
+            describe_recv(&RecvOutcome::Reset),
+            "connection reset by peer"
+        );
+        assert_eq!(
+            describe_recv(&RecvOutcome::Timeout),
+            "timed out (nothing arrived)"
+        );
+        assert_eq!(
+            describe_recv(&RecvOutcome::WouldBlock),
+            "would block (nothing to read yet)"
+        );
+    }
+}
