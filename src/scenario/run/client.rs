@@ -1024,6 +1024,64 @@ mod tests {
         assert!(got.is_empty());
     }
 
+    /// One recv takes what has arrived, up to the whole buffer: the limit is checked between
+    /// recvs, so a read may pass it by what one recv returned, and no more.
+    #[test]
+    fn the_payload_limit_is_checked_between_recvs() {
+        let arrived = vec![b'x'; 2000];
+        let deadline = Instant::now() + FAR;
+        let too_much = Err(format!("more than {MAX_PAYLOAD} bytes arrived"));
+
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(&arrived).unwrap();
+        let mut got = vec![0; MAX_PAYLOAD - 1];
+        assert_eq!(read_until(&mut ours, &mut got, None, deadline), too_much);
+        assert_eq!(got.len(), MAX_PAYLOAD - 1 + 2000);
+
+        let (mut ours, mut peer) = pair(FAR);
+        peer.write_all(&arrived).unwrap();
+        let mut got = vec![0; MAX_PAYLOAD - 1];
+        assert_eq!(read_some(&mut ours, &mut got, deadline), Ok(()));
+        assert_eq!(got.len(), MAX_PAYLOAD - 1 + 2000);
+        assert_eq!(read_some(&mut ours, &mut got, deadline), too_much);
+    }
+
+    /// Lesson 27's server: the walkthrough's response, whose body is 97 bytes where its
+    /// Content-Length says 122. `short` expects exactly that, and the line says how long the
+    /// client waited for the rest (until its 300 ms timeout) and how much came.
+    #[test]
+    fn a_body_that_stops_short_is_shown_with_the_wait_and_the_count() {
+        let text = r#"# a body that stops short
+server tcp ack="HTTP/1.1 200 OK\r\nContent-Length: 122\r\n\r\n<html>\n<head>\n<title>Wrox Homepage</title>\n</head>\n<body>\n<!-- body goes here -->\n</body>\n</html>"
+alice: connect
+alice: settimeout 300ms
+alice: send "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+alice: recv-response = short "HTTP/1.1 200 OK\r\n[..]</html>"
+"#;
+        let scenario = crate::scenario::Scenario::parse(text).unwrap();
+        let transcript = crate::scenario::run(
+            &scenario,
+            "short-body",
+            &crate::scenario::Target::OwnServer,
+            &mut |_| {},
+        )
+        .unwrap();
+        let line = transcript
+            .entries
+            .iter()
+            .map(|entry| entry.text.as_str())
+            .find(|text| text.starts_with("alice ◀──\"HTTP/1.1 200 OK"))
+            .expect("the response's line");
+        let (before, waited) = line.split_once("   after ").expect("the wait is shown");
+        assert!(before.ends_with("… (137 B)── server"), "{line}");
+        let (ms, rest) = waited.split_once(" ms").expect("in milliseconds");
+        assert!(ms.parse::<u64>().unwrap() >= 300, "{line}");
+        assert_eq!(
+            rest,
+            "   the body stopped at 97 of the 122 bytes Content-Length announced"
+        );
+    }
+
     #[test]
     fn a_peer_that_never_stops_is_cut_off_at_the_payload_limit() {
         let (mut ours, mut peer) = pair(FAR);
