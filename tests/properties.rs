@@ -282,6 +282,10 @@ fn client_call() -> impl Strategy<Value = ClientCall> {
             size,
             expect: RecvOutcome::Reset
         }),
+        (1usize..5000).prop_map(|size| ClientCall::Recv {
+            size,
+            expect: RecvOutcome::Refused
+        }),
         bytes().prop_map(|expect| ClientCall::RecvExactly {
             size: expect.len(),
             expect

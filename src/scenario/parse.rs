@@ -483,7 +483,7 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
             let size = tokens.number(MAX_PAYLOAD)?;
             tokens.expect(
                 &Token::Equals,
-                "`= \"bytes\"`, `= eof`, `= timeout` or `= error ECONNRESET|EAGAIN` after `recv N`",
+                "`= \"bytes\"`, `= eof`, `= timeout` or `= error ECONNRESET|ECONNREFUSED|EAGAIN` after `recv N`",
             )?;
             let expect = match tokens.peek_word() {
                 Some("eof") => {
@@ -496,8 +496,9 @@ fn parse_client_call(tokens: &mut Tokens, verb: &str) -> Result<ClientCall, Stri
                 }
                 Some("error") => {
                     tokens.next();
-                    match errno(tokens, &["ECONNRESET", "EAGAIN"])? {
+                    match errno(tokens, &["ECONNRESET", "ECONNREFUSED", "EAGAIN"])? {
                         "ECONNRESET" => RecvOutcome::Reset,
+                        "ECONNREFUSED" => RecvOutcome::Refused,
                         _ => RecvOutcome::WouldBlock,
                     }
                 }
@@ -1054,8 +1055,8 @@ mod tests {
             "line 3: an error is written `= error ECONNRESET` (the errno name), not `= reset`"
         );
         assert_eq!(
-            parse_err("# t\nserver tcp\nalice: recv 8 = error ECONNREFUSED"),
-            "line 3: this call's errors are written ECONNRESET or EAGAIN, not `ECONNREFUSED`"
+            parse_err("# t\nserver tcp\nalice: recv 8 = error EPIPE"),
+            "line 3: this call's errors are written ECONNRESET or ECONNREFUSED or EAGAIN, not `EPIPE`"
         );
     }
 

@@ -178,6 +178,7 @@ impl fmt::Display for ClientCall {
                     RecvOutcome::Data(data) => write!(f, "{}", literal(data)),
                     RecvOutcome::Eof => write!(f, "eof"),
                     RecvOutcome::Reset => write!(f, "error ECONNRESET"),
+                    RecvOutcome::Refused => write!(f, "error ECONNREFUSED"),
                     RecvOutcome::Timeout => write!(f, "timeout"),
                     RecvOutcome::WouldBlock => write!(f, "error EAGAIN"),
                 }

@@ -565,6 +565,9 @@ pub enum RecvOutcome {
     Eof,
     /// `recv` failed with "connection reset by peer".
     Reset,
+    /// `recv` failed with "connection refused": on a connected datagram socket, the kernel's
+    /// report of an ICMP "port unreachable" that came back for an earlier send (udp(7)).
+    Refused,
     /// Nothing arrived within the socket's timeout (`settimeout`).
     Timeout,
     /// A non-blocking `recv` found nothing to read.
@@ -719,7 +722,7 @@ pub const VERBS: &[Verb] = &[
     Verb {
         name: "recv",
         actor: Actor::Client,
-        usage: "recv N = BYTES | eof | timeout | error ECONNRESET | error EAGAIN",
+        usage: "recv N = BYTES | eof | timeout | error ECONNRESET | error ECONNREFUSED | error EAGAIN",
         does: "one recv call, and what it returns",
     },
     Verb {

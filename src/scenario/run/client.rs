@@ -398,11 +398,10 @@ impl Runner<'_> {
         let got = match result {
             Ok(None) => RecvOutcome::Eof,
             Ok(Some(data)) => RecvOutcome::Data(data),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => RecvOutcome::Reset,
-            // SO_RCVTIMEO and a non-blocking socket both end a recv with EAGAIN.
-            Err(e) if timed_out(&e) && !blocking => RecvOutcome::WouldBlock,
-            Err(e) if timed_out(&e) => RecvOutcome::Timeout,
-            Err(e) => return Err(format!("recv failed: {}", describe(&e)).into()),
+            Err(e) => match recv_failure(&e, blocking) {
+                Some(outcome) => outcome,
+                None => return Err(format!("recv failed: {}", describe(&e)).into()),
+            },
         };
         let mut entry = line(format!(
             "{name} ◀──{}── {to}   recv({size})",
@@ -909,11 +908,25 @@ fn read_until(
     }
 }
 
+/// The outcome a lesson can name for a failed `recv`, or `None` for an error no lesson expects
+/// (which then fails the step with its own words).
+fn recv_failure(error: &io::Error, blocking: bool) -> Option<RecvOutcome> {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset => Some(RecvOutcome::Reset),
+        io::ErrorKind::ConnectionRefused => Some(RecvOutcome::Refused),
+        // SO_RCVTIMEO and a non-blocking socket both end a recv with EAGAIN.
+        _ if timed_out(error) && !blocking => Some(RecvOutcome::WouldBlock),
+        _ if timed_out(error) => Some(RecvOutcome::Timeout),
+        _ => None,
+    }
+}
+
+/// A recv that ended because its wait ran out: Linux reports `SO_RCVTIMEO` (and a
+/// non-blocking socket with nothing to read) as EAGAIN, never as ETIMEDOUT. ETIMEDOUT means
+/// the connection itself died, its retransmissions or keepalive probes unanswered (tcp(7)),
+/// and no lesson's `timeout` may hide that.
 fn timed_out(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    error.kind() == io::ErrorKind::WouldBlock
 }
 
 fn describe_connect(outcome: ConnectOutcome) -> String {
@@ -929,6 +942,7 @@ fn describe_recv(outcome: &RecvOutcome) -> String {
         RecvOutcome::Data(data) => format!("{} ({} B)", show_bytes(data).0, data.len()),
         RecvOutcome::Eof => "end of stream (0 bytes)".into(),
         RecvOutcome::Reset => "connection reset by peer".into(),
+        RecvOutcome::Refused => "connection refused (an ICMP \"port unreachable\")".into(),
         RecvOutcome::Timeout => "timed out (nothing arrived)".into(),
         RecvOutcome::WouldBlock => "would block (nothing to read yet)".into(),
     }
@@ -1181,6 +1195,34 @@ alice: recv-response = short "HTTP/1.1 200 OK\r\n[..]</html>"
         assert_eq!(
             describe_recv(&RecvOutcome::WouldBlock),
             "would block (nothing to read yet)"
+        );
+        assert_eq!(
+            describe_recv(&RecvOutcome::Refused),
+            "connection refused (an ICMP \"port unreachable\")"
+        );
+    }
+
+    #[test]
+    fn a_failed_recv_is_named_only_for_the_errors_lessons_expect() {
+        let error = |errno| io::Error::from_raw_os_error(errno);
+        let blocking = true;
+        for socket in [blocking, !blocking] {
+            let refused = recv_failure(&error(libc::ECONNREFUSED), socket);
+            assert_eq!(refused, Some(RecvOutcome::Refused));
+            let reset = recv_failure(&error(libc::ECONNRESET), socket);
+            assert_eq!(reset, Some(RecvOutcome::Reset));
+            // Any other error fails the step in its own words, on either kind of socket: a
+            // non-blocking socket's "not connected" is not "nothing to read yet".
+            assert_eq!(recv_failure(&error(libc::ENOTCONN), socket), None);
+            assert_eq!(recv_failure(&error(libc::ETIMEDOUT), socket), None);
+        }
+        // EAGAIN is the socket's receive timeout on a blocking socket, and "would block" on
+        // a non-blocking one.
+        let eagain = error(libc::EAGAIN);
+        assert_eq!(recv_failure(&eagain, blocking), Some(RecvOutcome::Timeout));
+        assert_eq!(
+            recv_failure(&eagain, !blocking),
+            Some(RecvOutcome::WouldBlock)
         );
     }
 }

@@ -55,6 +55,14 @@ const MEANINGS: &[(&str, &str)] = &[
         "how long an orphaned connection waits in FIN_WAIT2 (not TIME_WAIT's length)",
     ),
     (
+        "net.ipv4.icmp_msgs_per_sec",
+        "how many ICMP error messages (such as \"port unreachable\") this host sends per second at most; the ones over it are never sent",
+    ),
+    (
+        "net.ipv4.icmp_msgs_burst",
+        "how many ICMP error messages may go out at once before icmp_msgs_per_sec paces them",
+    ),
+    (
         "net.core.rmem_max",
         "the largest receive buffer SO_RCVBUF may ask for",
     ),

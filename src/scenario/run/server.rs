@@ -15,7 +15,9 @@ use crate::engine::RunningServer;
 use crate::engine::ThreadRole;
 use crate::error::Error;
 use crate::scenario::report::{Entry, EntryKind, StepError, matches, thousands};
-use crate::scenario::syntax::{AcceptMode, BindOutcome, ServerCall, Setting, ThreadCount};
+use crate::scenario::syntax::{
+    AcceptMode, BindOutcome, ServerCall, ServerKind, Setting, ThreadCount,
+};
 use crate::server::{Server, ServerConfig};
 
 /// How often `server: threads` looks again while it waits for the count: no event says that
@@ -291,10 +293,13 @@ impl Runner<'_> {
             .stop()
             .map_err(|e| format!("the server failed: {e}"))?;
         self.stops.push((started, self.timeline.now()));
-        self.record_at(
-            started,
-            line("server stops: it closes the listening socket and every connection".into()),
-        );
+        let what = match self.kind() {
+            ServerKind::Udp | ServerKind::UnixDgram => {
+                "server stops: it closes its one socket (a datagram server has no connections)"
+            }
+            _ => "server stops: it closes the listening socket and every connection",
+        };
+        self.record_at(started, line(what.into()));
         Ok(())
     }
 
