@@ -456,8 +456,8 @@ pub fn serve_connection(mut stream: Stream, peer: Address, config: &ServerConfig
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::engine::ThreadRole;
     use std::os::unix::net::UnixStream;
-    use std::os::unix::thread::JoinHandleExt;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn refusal(config: ServerConfig) -> String {
@@ -599,17 +599,27 @@ pub(crate) mod tests {
         }
     }
 
-    /// Which system call the thread `name` of this process is blocked in, from
+    /// The kernel's id of the thread `name` (at most 15 bytes, the kernel's limit for a
+    /// thread name) of this process, from `/proc/self/task/TID/comm`.
+    fn tid_of(name: &str) -> Option<i32> {
+        std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .flatten()
+            .find(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == name)
+            })?
+            .file_name()
+            .to_str()?
+            .parse()
+            .ok()
+    }
+
+    /// Which system call the thread `tid` of this process is blocked in, from
     /// `/proc/self/task/TID/syscall` (its first field; `running` while it runs).
-    fn blocked_in(name: &str) -> Option<i64> {
-        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.trim_end() == name {
-                let syscall = std::fs::read_to_string(task.path().join("syscall")).ok()?;
-                return syscall.split(' ').next()?.parse().ok();
-            }
-        }
-        None
+    fn blocked_in(tid: i32) -> Option<i64> {
+        let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+        syscall.split(' ').next()?.parse().ok()
     }
 
     /// The system calls that wait in `recv`: std's and socket2's reads call one of these.
@@ -619,25 +629,56 @@ pub(crate) mod tests {
     pub(crate) const POLL_CALLS: &[i64] = &[libc::SYS_poll, libc::SYS_ppoll];
     #[cfg(not(target_arch = "x86_64"))]
     pub(crate) const POLL_CALLS: &[i64] = &[libc::SYS_ppoll];
+    /// The system calls `epoll_wait(2)` (mio's `Poll::poll`) may be, by architecture.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const EPOLL_CALLS: &[i64] = &[
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(crate) const EPOLL_CALLS: &[i64] = &[libc::SYS_epoll_pwait, libc::SYS_epoll_pwait2];
 
-    /// Waits until the thread `name` (at most 15 bytes, the kernel's limit for a thread name)
-    /// is blocked in one of `calls`.
-    pub(crate) fn wait_until_blocked_in(name: &str, calls: &[i64]) {
+    /// The kernel's id of the thread `name`, waited for until the thread has its name.
+    fn tid_named(name: &str) -> i32 {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !blocked_in(name).is_some_and(|call| calls.contains(&call)) {
+        loop {
+            if let Some(tid) = tid_of(name) {
+                return tid;
+            }
+            assert!(Instant::now() < deadline, "no thread is named {name}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits until the thread `name` is blocked in one of `calls`.
+    pub(crate) fn wait_until_blocked_in(name: &str, calls: &[i64]) {
+        wait_until_tid_blocked_in(tid_named(name), calls);
+    }
+
+    /// Waits until the thread `tid` is blocked in one of `calls`.
+    fn wait_until_tid_blocked_in(tid: i32, calls: &[i64]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !blocked_in(tid).is_some_and(|call| calls.contains(&call)) {
             assert!(
                 Instant::now() < deadline,
-                "{name} never blocked in {calls:?}"
+                "thread {tid} never blocked in {calls:?}"
             );
             std::thread::yield_now();
         }
     }
 
-    /// Waits until the thread `name` is blocked in one of `calls`, then interrupts the call
-    /// with a signal that has a handler, and waits until the handler ran. `poll` then fails
-    /// with EINTR, always; so does `recv` on a socket with a receive timeout, whatever
-    /// `SA_RESTART` says (signal(7)): what a loop around either must take in its stride.
-    pub(crate) fn interrupt<T>(name: &str, thread: &std::thread::JoinHandle<T>, calls: &[i64]) {
+    /// [`interrupt_tid`] for the thread `name`, whose handle says it has not been joined.
+    pub(crate) fn interrupt<T>(name: &str, _alive: &std::thread::JoinHandle<T>, calls: &[i64]) {
+        interrupt_tid(tid_named(name), calls);
+    }
+
+    /// Waits until the thread `tid` is blocked in one of `calls`, then interrupts the call
+    /// with a signal that has a handler, and waits until the handler ran. `poll` and
+    /// `epoll_wait` then fail with EINTR, always; so does `recv` on a socket with a receive
+    /// timeout, whatever `SA_RESTART` says (signal(7)): what a loop around any of them must
+    /// take in its stride.
+    pub(crate) fn interrupt_tid(tid: i32, calls: &[i64]) {
         // One interruption at a time, so the flag below is this call's signal, no other's.
         static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
         static DELIVERED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
@@ -648,16 +689,24 @@ pub(crate) mod tests {
             flag
         });
         delivered.store(false, Ordering::SeqCst);
-        wait_until_blocked_in(name, calls);
-        // SAFETY: the thread is alive (its handle is not joined, and it waits in a system
-        // call), and SIGUSR1 has a handler, registered above.
-        assert_eq!(
-            unsafe { libc::pthread_kill(thread.as_pthread_t(), libc::SIGUSR1) },
-            0
-        );
+        wait_until_tid_blocked_in(tid, calls);
+        // SAFETY: tgkill only sends a signal; SIGUSR1 has a handler, registered above, so it
+        // cannot end the process.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::pid_t::from(tid),
+                libc::SIGUSR1,
+            )
+        };
+        assert_eq!(sent, 0, "tgkill of thread {tid}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !delivered.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "SIGUSR1 never reached {name}");
+            assert!(
+                Instant::now() < deadline,
+                "SIGUSR1 never reached thread {tid}"
+            );
             std::thread::yield_now();
         }
     }
@@ -712,5 +761,72 @@ pub(crate) mod tests {
                 }
             ]
         );
+    }
+
+    /// A signal that interrupts a server's thread while it waits for clients (`poll` in the
+    /// blocking engines' accept loops, `epoll_wait` in every event loop) fails that wait
+    /// with EINTR. That is no reason to stop: the loop must wait again, and serve the next
+    /// client.
+    #[test]
+    fn a_signal_to_a_server_waiting_for_clients_is_not_a_stop() {
+        for engine in Engine::ALL {
+            let server = Server::bind(ServerConfig {
+                endpoint: Endpoint::inet("127.0.0.1", 0),
+                engine,
+                ..ServerConfig::default()
+            })
+            .unwrap();
+            let (log, _events) = channel_log();
+            let running = server.spawn(log);
+            let (waiter, calls, count) = match engine {
+                Engine::Iterative => (ThreadRole::OneAtATime, POLL_CALLS, 1),
+                Engine::Threads => (ThreadRole::AcceptLoop, POLL_CALLS, 1),
+                Engine::Epoll => (
+                    ThreadRole::EventLoop,
+                    EPOLL_CALLS,
+                    crate::engine::event_loop::loops(),
+                ),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let waiting = loop {
+                let waiting: Vec<i32> = running
+                    .handle
+                    .threads()
+                    .iter()
+                    .filter(|thread| thread.role == waiter)
+                    .map(|thread| thread.tid)
+                    .collect();
+                if waiting.len() == count {
+                    break waiting;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{engine}: {waiting:?} {waiter:?}"
+                );
+                std::thread::yield_now();
+            };
+            for tid in waiting {
+                interrupt_tid(tid, calls);
+            }
+
+            let Address::Inet(addr) = running.addr else {
+                panic!("{engine}: not an Internet address: {}", running.addr)
+            };
+            let mut client = std::net::TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("{engine}: no server after the signal: {e}"));
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            client.write_all(b"after the signal").unwrap();
+            let mut ack = [0; ACK.len()];
+            client
+                .read_exact(&mut ack)
+                .unwrap_or_else(|e| panic!("{engine}: no ack after the signal: {e}"));
+            assert_eq!(&ack, ACK, "{engine}");
+            drop(client);
+            running
+                .stop()
+                .unwrap_or_else(|e| panic!("{engine}: the server failed: {e}"));
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::poll::{self, Want, Watch};
 /// How long the accept loop waits after running out of descriptors before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-pub(crate) fn out_of_descriptors(error: &io::Error) -> bool {
+fn out_of_descriptors(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
@@ -172,7 +172,9 @@ impl Acceptor {
     /// kernel does the handshake and queues the connection, up to the backlog (lesson 34).
     pub fn run_iterative<S: Service>(self, service: &S) -> Result<(), Error> {
         let _on_roll = self.shared.enrol(ThreadRole::OneAtATime);
-        let mut id: u64 = 0;
+        // The client table (which a stop shuts down) never holds more than this one client,
+        // so one id serves them all.
+        let id: u64 = 0;
         while self.wait_for_free_slot(service) {
             let (stream, peer) = match self.next_client(service)? {
                 Next::Client(stream, peer) => (stream, peer),
@@ -199,7 +201,6 @@ impl Acceptor {
             }
             service.serve(stream, peer);
             self.shared.clients().remove(&id);
-            id += 1;
         }
         Ok(())
     }

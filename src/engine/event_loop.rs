@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::accept::{Acceptor, out_of_descriptors};
+use super::accept::Acceptor;
 use super::handle::Shared;
 use super::{AcceptNotice, Conversation, EventDriven, Flow, deadline_from};
 use crate::endpoint::{Listener, Stream};
@@ -372,12 +372,12 @@ impl<S: EventDriven> EventLoop<S> {
                     peer,
                     error: crate::error::describe(&e),
                 });
-                if out_of_descriptors(&e) {
-                    self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
-                    self.accept_blocked = true;
-                    return;
-                }
-                continue;
+                // epoll_ctl fails only for lack of memory or of watches
+                // (`fs.epoll.max_user_watches`, epoll(7)): the next connection would fail
+                // the same way, so pause as for EMFILE.
+                self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                self.accept_blocked = true;
+                return;
             }
             self.common.open.fetch_add(1, Ordering::SeqCst);
             let conversation = self.service.open(peer);
@@ -637,4 +637,42 @@ fn apply<C>(connection: &mut Connection<C>, flow: Flow, now: Instant) -> bool {
         };
     }
     connection.phase == Phase::Closing && connection.unsent() == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn connection(out: &[u8], sent: usize) -> (Connection<()>, UnixStream) {
+        let (ours, peer) = UnixStream::pair().unwrap();
+        let connection = Connection {
+            stream: Stream::Unix(ours),
+            conversation: (),
+            out: out.to_vec(),
+            sent,
+            phase: Phase::Open,
+            peer_done: false,
+            end_announced: false,
+            timer: None,
+        };
+        (connection, peer)
+    }
+
+    /// The conversation holds back while `out` is long, so `out` must hold only what is
+    /// still to go once a `recv` or a timer hands it to the conversation.
+    #[test]
+    fn compacting_drops_the_bytes_already_sent_and_keeps_the_rest() {
+        let (mut partly, _peer) = connection(b"sent|unsent", 5);
+        partly.compact();
+        assert_eq!((partly.out.as_slice(), partly.sent), (&b"unsent"[..], 0));
+        assert_eq!(partly.unsent(), 6);
+
+        let (mut none_sent, _peer) = connection(b"all unsent", 0);
+        none_sent.compact();
+        assert_eq!(
+            (none_sent.out.as_slice(), none_sent.sent),
+            (&b"all unsent"[..], 0)
+        );
+    }
 }
