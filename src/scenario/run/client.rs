@@ -403,8 +403,15 @@ impl Runner<'_> {
                 None => return Err(format!("recv failed: {}", describe(&e)).into()),
             },
         };
+        // ECONNREFUSED on a datagram socket is the local kernel passing on an ICMP error:
+        // nothing came from the peer, which may not exist any more.
+        let from = if got == RecvOutcome::Refused {
+            "kernel".to_string()
+        } else {
+            to
+        };
         let mut entry = line(format!(
-            "{name} ◀──{}── {to}   recv({size})",
+            "{name} ◀──{}── {from}   recv({size})",
             describe_recv(&got)
         ));
         if let RecvOutcome::Data(data) = &got {
@@ -942,7 +949,9 @@ fn describe_recv(outcome: &RecvOutcome) -> String {
         RecvOutcome::Data(data) => format!("{} ({} B)", show_bytes(data).0, data.len()),
         RecvOutcome::Eof => "end of stream (0 bytes)".into(),
         RecvOutcome::Reset => "connection reset by peer".into(),
-        RecvOutcome::Refused => "connection refused (an ICMP \"port unreachable\")".into(),
+        RecvOutcome::Refused => {
+            "connection refused (an ICMP \"port unreachable\" came back)".into()
+        }
         RecvOutcome::Timeout => "timed out (nothing arrived)".into(),
         RecvOutcome::WouldBlock => "would block (nothing to read yet)".into(),
     }
@@ -1198,7 +1207,7 @@ alice: recv-response = short "HTTP/1.1 200 OK\r\n[..]</html>"
         );
         assert_eq!(
             describe_recv(&RecvOutcome::Refused),
-            "connection refused (an ICMP \"port unreachable\")"
+            "connection refused (an ICMP \"port unreachable\" came back)"
         );
     }
 

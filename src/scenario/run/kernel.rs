@@ -63,6 +63,14 @@ const MEANINGS: &[(&str, &str)] = &[
         "how many ICMP error messages may go out at once before icmp_msgs_per_sec paces them",
     ),
     (
+        "net.ipv4.icmp_ratemask",
+        "which ICMP types the rate limits cover, one bit per type: bit 3 is \"destination unreachable\", whose codes include \"port unreachable\"",
+    ),
+    (
+        "net.ipv4.icmp_ratelimit",
+        "the fewest milliseconds between two such ICMP messages to one destination; loopback is exempt",
+    ),
+    (
         "net.core.rmem_max",
         "the largest receive buffer SO_RCVBUF may ask for",
     ),
