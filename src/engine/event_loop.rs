@@ -319,6 +319,8 @@ impl<S: EventDriven> EventLoop<S> {
         }
         if let Some(at) = self.accept_retry_at {
             if Instant::now() < at {
+                // Still blocked: the loop's wait ends at `at` (`next_deadline`), and the top
+                // of the loop tries again.
                 self.accept_blocked = true;
                 return;
             }
@@ -437,9 +439,6 @@ impl<S: EventDriven> EventLoop<S> {
             } else {
                 self.drive(index);
             }
-        }
-        if self.accept_retry_at.is_some_and(|at| at <= now) {
-            self.accept_blocked = true;
         }
     }
 

@@ -207,6 +207,48 @@ mod tests {
         pool.join();
     }
 
+    /// A stop waits for every connection to end: `join` returns only when every worker has
+    /// exited, including those started before others exited.
+    #[test]
+    fn join_waits_for_every_worker_still_serving() {
+        let mut pool = WorkerPool::new(2);
+        let alive = Arc::clone(&pool.alive);
+        let (started_tx, started_rx) = mpsc::channel();
+        let mut releases = Vec::new();
+        for job in ["first", "second"] {
+            let (release, wait) = mpsc::channel::<()>();
+            releases.push(release);
+            let started_tx = started_tx.clone();
+            pool.execute(Box::new(move || {
+                started_tx.send(job).unwrap();
+                let _ = wait.recv();
+            }))
+            .unwrap();
+            // The first job holds its worker, so the second gets a worker of its own.
+            assert_eq!(started_rx.recv().unwrap(), job);
+        }
+        assert_eq!(alive.load(Ordering::SeqCst), 2);
+        let joining = thread::spawn(move || pool.join());
+        // The second job ends, and its worker with it: the pool is closed.
+        releases.pop().unwrap().send(()).unwrap();
+        eventually("the second worker has exited", || {
+            alive.load(Ordering::SeqCst) == 1
+        });
+        // The first is still serving, so join must not return, in this window or any other:
+        // a loaded machine can only make it return later.
+        let window = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < window {
+            assert!(
+                !joining.is_finished(),
+                "join returned while a worker was still serving"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        releases.pop().unwrap().send(()).unwrap();
+        joining.join().unwrap();
+        assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
     #[test]
     fn a_panicking_job_does_not_take_its_worker_with_it() {
         let mut pool = WorkerPool::new(1);

@@ -404,6 +404,48 @@ fn a_huge_content_length_is_413_without_allocating() {
     assert_still_serves(server.port);
 }
 
+/// After an error response the server shuts down its sending side (the client reads the end
+/// at once) and reads and drops what the client still sends, for at most a second
+/// (`DRAIN_TIME`), before it closes its socket: a client that goes silent without closing is
+/// let go then, not after the minute of `--read-timeout`. Bytes that arrived after the last
+/// answered request are never answered, not even with a 408 when that second runs out.
+#[test]
+fn after_an_error_a_silent_client_is_let_go_after_the_drain_time_and_nothing_more_is_answered() {
+    let server = HttpChild::start(&["--read-timeout", "60s", "--request-timeout", "60s"]);
+    let before = server.descriptors();
+    let mut stream = connect(server.port);
+    stream
+        .write_all(b"GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n")
+        .expect("send");
+    let answer = read_until_close(&mut stream);
+    let responses = split_responses(&answer, &[]);
+    assert_eq!(responses.len(), 1, "{}", show(&answer));
+    assert_eq!(responses[0].status, 404);
+    let logged = String::from_utf8_lossy(&server.next_log_line()).into_owned();
+    assert!(logged.contains("\"GET /nope HTTP/1.1\" 404"), "{logged}");
+
+    // The client keeps its socket open. The server's is closed within ten times the drain
+    // time, measured from now, when its descriptor count is back where it was.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.descriptors() != before {
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds the connection 10 s after answering it"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    drop(stream);
+    // The next line is the next client's: nothing was logged for the half request.
+    assert_still_serves(server.port);
+    let logged = String::from_utf8_lossy(&server.next_log_line()).into_owned();
+    assert!(
+        logged.contains("\"GET /favicon.ico HTTP/1.1\" 204"),
+        "{logged}"
+    );
+    // Nor was the end of the drain a failure: the answer was sent in full.
+    assert_eq!(server.problems_so_far(), Vec::<String>::new());
+}
+
 /// Clients that pipeline many requests and then reset (`SO_LINGER` 0, so `close` sends RST)
 /// while the server is still writing responses (about 6 MiB of them, into a 4 KiB window, so
 /// the worker is blocked in `send`): the `send` fails with a reset (never a SIGPIPE that

@@ -65,6 +65,22 @@ pub struct HttpChild {
     pub port: u16,
     /// Its stdout (one line per request), as raw bytes, line by line.
     log: Receiver<Vec<u8>>,
+    /// Its stderr after the address line, line by line.
+    problems: Receiver<Vec<u8>>,
+}
+
+/// Reads `reader` line by line on a thread of its own, as long as it has lines.
+fn lines_of(mut reader: impl BufRead + Send + 'static) -> Receiver<Vec<u8>> {
+    let (lines, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            if lines.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 impl HttpChild {
@@ -85,19 +101,26 @@ impl HttpChild {
             .strip_prefix("listening on 127.0.0.1:")
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("expected `listening on 127.0.0.1:PORT`, got {first:?}"));
-        // The log must keep flowing: a full pipe would block the server's println!.
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let (lines, log) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = Vec::new();
-            while matches!(stdout.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                if lines.send(std::mem::take(&mut line)).is_err() {
-                    break;
-                }
-            }
-        });
-        thread::spawn(move || drain(stderr));
-        HttpChild { child, port, log }
+        let mut second = String::new();
+        stderr.read_line(&mut second).expect("read stderr");
+        assert!(second.starts_with("open http://"), "{second:?}");
+        // The logs must keep flowing: a full pipe would block the server's println!.
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        HttpChild {
+            child,
+            port,
+            log: lines_of(stdout),
+            problems: lines_of(stderr),
+        }
+    }
+
+    /// The lines the server has written to stderr (its problems) and this test has not
+    /// taken yet, without waiting.
+    pub fn problems_so_far(&self) -> Vec<String> {
+        self.problems
+            .try_iter()
+            .map(|line| String::from_utf8_lossy(&line).into_owned())
+            .collect()
     }
 
     /// The next line the server logs, waiting at most [`WAIT`].
@@ -169,11 +192,6 @@ impl Drop for HttpChild {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn drain(mut reader: impl Read) {
-    let mut sink = [0u8; 4096];
-    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 pub fn connect(port: u16) -> TcpStream {
