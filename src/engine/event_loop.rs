@@ -552,12 +552,9 @@ fn step<C: Conversation>(
                 continue;
             }
         }
-        let all_sent = connection.unsent() == 0;
-        if all_sent && connection.phase == Phase::Closing {
-            return Outcome::Closed;
-        }
-        let drain_next = matches!(connection.phase, Phase::DrainAfterSending { .. });
-        if all_sent && drain_next && apply(connection, Flow::Continue, now) {
+        // Once everything is sent, a closing connection is done and one that drains after
+        // sending starts draining (`apply` checks both).
+        if apply(connection, Flow::Continue, now) {
             return Outcome::Closed;
         }
         // 2. Read, unless the output is backed up or nothing more can come.

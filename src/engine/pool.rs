@@ -249,6 +249,39 @@ mod tests {
         assert_eq!(alive.load(Ordering::SeqCst), 0);
     }
 
+    /// `execute` counts on a waiting worker (takes one from `available`) before it sends the
+    /// job. A worker whose idle timeout ends in between must stay for that job: this test
+    /// takes the count as `execute` would and holds the job back for many idle timeouts.
+    #[test]
+    fn an_idle_worker_counted_on_stays_for_the_job() {
+        let idle = Duration::from_millis(5);
+        let mut pool = WorkerPool::with_idle_timeout(1, idle);
+        let (tx, rx) = mpsc::channel();
+        let first = tx.clone();
+        pool.execute(Box::new(move || first.send("first").unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv().unwrap(), "first");
+        eventually("the worker waits for work again", || {
+            pool.available.load(Ordering::SeqCst) == 1
+        });
+        // What `execute` does before it sends: this worker is now counted on.
+        pool.available.fetch_sub(1, Ordering::SeqCst);
+        let window = Instant::now() + idle * 40;
+        while Instant::now() < window {
+            assert_eq!(
+                pool.alive(),
+                1,
+                "the worker left though a job counted on it"
+            );
+            thread::sleep(idle);
+        }
+        let jobs = pool.jobs.as_ref().unwrap();
+        jobs.send(Box::new(move || tx.send("second").unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv().unwrap(), "second");
+        pool.join();
+    }
+
     #[test]
     fn a_panicking_job_does_not_take_its_worker_with_it() {
         let mut pool = WorkerPool::new(1);

@@ -284,6 +284,40 @@ fn ten_mebibytes_without_a_pause_keep_memory_bounded() {
     assert_still_serves(&server);
 }
 
+/// A connection that was answered and is now idle keeps no answer buffer: with ten thousand
+/// idle clients that would be most of the server's memory. Two hundred clients each get one
+/// 64 KiB ack and stay connected; the server grows by far less than 64 KiB a client (about
+/// 0.4 KiB on the event loop, 11 KiB on threads, each with its stack: BENCHMARKS.md).
+#[test]
+fn idle_connections_keep_no_answer_buffer() {
+    let ack = "a".repeat(64 * 1024);
+    let server = ack_server(&["--port", "0", "--ack", &ack, "--max-clients", "256"]);
+    let pid = server.child.id();
+    let mut clients = Vec::new();
+    let mut answer_one_more = || {
+        let mut client = TcpStream::connect(&server.addr).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.write_all(b"x").unwrap();
+        let mut answer = vec![0; ack.len()];
+        client.read_exact(&mut answer).unwrap();
+        assert!(answer == ack.as_bytes());
+        clients.push(client);
+    };
+    // The first few bring what every server has once: allocator arenas, the first stacks.
+    for _ in 0..10 {
+        answer_one_more();
+    }
+    let before = rss_kib(pid);
+    for _ in 0..200 {
+        answer_one_more();
+    }
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(
+        grown < 200 * 32,
+        "the server grew by {grown} KiB for 200 idle clients, each answered once with 64 KiB"
+    );
+}
+
 #[test]
 fn a_message_dripped_one_byte_at_a_time_is_acked_byte_by_byte() {
     let server = ack_server(&["--port", "0"]);

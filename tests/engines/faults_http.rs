@@ -446,6 +446,43 @@ fn after_an_error_a_silent_client_is_let_go_after_the_drain_time_and_nothing_mor
     assert_eq!(server.problems_so_far(), Vec::<String>::new());
 }
 
+/// After an error the server reads and drops what the client still sends, 64 KiB of it
+/// (`DRAIN_BYTES`) and no more: a client that keeps sending is cut off once that much is
+/// read, long before the second of `DRAIN_TIME` is over, and its sends fail. Until then they
+/// succeed: the server has read all of the first 64 KiB.
+#[test]
+fn after_an_error_a_client_that_keeps_sending_is_cut_off_after_the_drain_bytes() {
+    const DRAIN_BYTES: usize = 64 * 1024;
+    let server = TestServer::start();
+    let mut stream = connect(server.port);
+    stream
+        .write_all(b"GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let chunk = [b'x'; 1024];
+    // Bounded: 64 MiB at most, far more than 64 KiB and the two socket buffers can take.
+    const MOST: usize = 64 << 20;
+    let mut sent = 0;
+    let cut_off = loop {
+        if sent >= MOST {
+            break None;
+        }
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) => break Some(e),
+        }
+    };
+    let error = cut_off.unwrap_or_else(|| panic!("the server read all {MOST} bytes after an error"));
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "{error} after {sent} bytes"
+    );
+    assert!(sent >= DRAIN_BYTES, "cut off after {sent} bytes");
+    assert_still_serves(server.port);
+}
+
 /// Clients that pipeline many requests and then reset (`SO_LINGER` 0, so `close` sends RST)
 /// while the server is still writing responses (about 6 MiB of them, into a 4 KiB window, so
 /// the worker is blocked in `send`): the `send` fails with a reset (never a SIGPIPE that
@@ -506,6 +543,61 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
     assert!(form(1).contains("<th>message</th><td><code>1</code>"));
     assert!(form(3).contains("<th>message</th><td><code>2</code>"));
     assert!(responses[2].body.is_empty());
+}
+
+/// Pipelined requests whose answers add up to more than the event loop queues (64 KiB) are
+/// all answered: the server stops parsing while its output is backed up and goes on as it
+/// drains, even though no new byte arrives to wake it.
+#[test]
+fn pipelined_requests_beyond_the_output_bound_are_all_answered() {
+    let server = TestServer::start();
+    let count = 4 * socket_lab::engine::event_loop::HIGH_WATER / site::ABOUT_PAGE.len() + 1;
+    let mut requests = b"GET /about HTTP/1.1\r\nHost: a\r\n\r\n".repeat(count);
+    requests.extend_from_slice(b"GET /favicon.ico HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let answer = exchange(server.port, &requests);
+    let responses = split_responses(&answer, &[]);
+    assert_eq!(responses.len(), count + 1, "{} bytes came", answer.len());
+    assert!(
+        responses[..count]
+            .iter()
+            .all(|response| response.status == 200 && response.body == site::ABOUT_PAGE.as_bytes())
+    );
+    assert_eq!(responses[count].status, 204);
+}
+
+/// A client that pipelines request after request and never reads an answer cannot make the
+/// server hold its requests: once 64 KiB of answers wait (on threads, once the worker's
+/// `send` blocks) the server reads no further, the kernel's buffers fill, and the client's
+/// own `send` stops. By then the server has taken in a few MiB, not the 64 MiB offered.
+#[test]
+fn a_client_that_pipelines_without_reading_is_read_no_further() {
+    let server = HttpChild::start(&["--quiet", "--read-timeout", "60s", "--write-timeout", "60s"]);
+    assert_still_serves(server.port);
+    let baseline = server.peak_memory_kib();
+    let mut stream = connect(server.port);
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("set a write timeout");
+    let requests = b"GET /about HTTP/1.1\r\nHost: a\r\n\r\n".repeat(1024);
+    const OFFERED: usize = 64 << 20;
+    let mut sent = 0;
+    // Bounded by OFFERED; it ends sooner, when a send has moved nothing for a second.
+    while sent < OFFERED {
+        match stream.write(&requests) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("send failed after {sent} bytes: {e}"),
+        }
+    }
+    assert!(
+        sent < OFFERED,
+        "the server read all {OFFERED} bytes of requests without one answer being read"
+    );
+    let grown = server.peak_memory_kib().saturating_sub(baseline);
+    assert!(
+        grown < 16 * 1024,
+        "peak memory grew by {grown} KiB while {sent} bytes of requests were sent"
+    );
 }
 
 /// A client that pipelines requests and never reads the responses: the server's `send`
