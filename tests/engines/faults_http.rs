@@ -483,6 +483,41 @@ fn after_an_error_a_client_that_keeps_sending_is_cut_off_after_the_drain_bytes()
     assert_still_serves(server.port);
 }
 
+/// The 64 KiB are counted over every `recv` of the drain, however small: a client that sends
+/// its bytes in pieces, each read by the server before the next is sent (the server's
+/// receive queue, in `/proc/net/tcp`, is empty again), gets all four 16 KiB pieces read.
+#[test]
+fn after_an_error_the_drain_counts_its_bytes_across_recvs() {
+    let server = TestServer::start();
+    let mut stream = connect(server.port);
+    let me = stream.local_addr().expect("local address");
+    stream
+        .write_all(b"GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let server_side_unread = || {
+        socket_lab::kernel::tcp_sockets_on_port(server.port)
+            .expect("read /proc/net/tcp")
+            .into_iter()
+            .find(|socket| socket.remote == me)
+            .map(|socket| socket.rx_queue)
+    };
+    let piece = [b'x'; 16 * 1024];
+    for sent in 0..4 {
+        stream
+            .write_all(&piece)
+            .unwrap_or_else(|e| panic!("cut off after {sent} pieces of 16 KiB: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server_side_unread().is_some_and(|unread| unread > 0) {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not read piece {sent}"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_still_serves(server.port);
+}
+
 /// Clients that pipeline many requests and then reset (`SO_LINGER` 0, so `close` sends RST)
 /// while the server is still writing responses (about 6 MiB of them, into a 4 KiB window, so
 /// the worker is blocked in `send`): the `send` fails with a reset (never a SIGPIPE that
