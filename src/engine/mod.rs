@@ -286,12 +286,27 @@ mod tests {
     fn engine_names_round_trip_and_an_unknown_name_lists_the_choices() {
         for engine in Engine::ALL {
             assert_eq!(engine.name().parse::<Engine>().unwrap(), engine);
+            // What the transcripts and errors print is the name that parses back.
+            assert_eq!(engine.to_string(), engine.name());
         }
+        assert_eq!(Engine::Epoll.name(), "epoll");
         let error = "fibers".parse::<Engine>().unwrap_err().to_string();
         assert_eq!(
             error,
             "there is no engine called \"fibers\"; choose one of: iterative, threads, epoll"
         );
+    }
+
+    /// A deadline is the timeout from now, however long (fifty years is a wait, not an
+    /// error); only beyond a century is it cut, so that no timeout overflows the clock.
+    #[test]
+    fn a_deadline_is_the_timeout_from_now_up_to_a_century() {
+        let now = Instant::now();
+        let year = Duration::from_secs(365 * 24 * 60 * 60);
+        assert_eq!(deadline_from(now, Duration::ZERO), now);
+        assert_eq!(deadline_from(now, 50 * year), now + 50 * year);
+        assert_eq!(deadline_from(now, 100 * year), now + 100 * year);
+        assert_eq!(deadline_from(now, Duration::MAX), now + 100 * year);
     }
 
     #[test]
