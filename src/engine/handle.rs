@@ -245,3 +245,35 @@ impl RunningServer {
             .unwrap_or_else(|_| Err(Error::Config("the server thread panicked".into())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A thread is on the server's roll while its guard lives and off it once the guard is
+    /// dropped: a worker that exits when idle is no longer counted.
+    #[test]
+    fn a_thread_is_on_the_roll_while_it_works_for_the_server() {
+        let (handle, _wake) = ServerHandle::with_wake_socket().unwrap();
+        let roles = |handle: &ServerHandle| -> Vec<ThreadRole> {
+            handle.threads().iter().map(|thread| thread.role).collect()
+        };
+        let accepting = handle.shared.enrol(ThreadRole::AcceptLoop);
+        let (enrolled_tx, enrolled) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let shared = Arc::clone(&handle.shared);
+        let worker = thread::spawn(move || {
+            let _on_roll = shared.enrol(ThreadRole::Worker);
+            enrolled_tx.send(()).unwrap();
+            let _ = released.recv();
+        });
+        enrolled.recv().unwrap();
+        assert_eq!(roles(&handle), [ThreadRole::AcceptLoop, ThreadRole::Worker]);
+        release.send(()).unwrap();
+        worker.join().unwrap();
+        assert_eq!(roles(&handle), [ThreadRole::AcceptLoop]);
+        drop(accepting);
+        assert_eq!(roles(&handle), []);
+    }
+}

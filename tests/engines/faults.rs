@@ -343,6 +343,51 @@ fn a_message_dripped_one_byte_at_a_time_is_acked_byte_by_byte() {
     assert_eq!(received, "drip, drip");
 }
 
+/// A soft descriptor limit below the hard one is raised to it at start (no privilege
+/// needed), so a server started with `ulimit -n 64` under a hard limit of 1024 has room for
+/// its 64 clients and says nothing about it; started with a hard limit of 64 it warns.
+#[test]
+fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+    for (soft, hard, warned) in [(64, 1024, false), (64, 64, true)] {
+        let mut command = common::socket_lab_process();
+        command
+            .args(["server", "--port", "0", "--engine", ENGINE.name()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let server = ServerProcess::from_command(command);
+        // The warning, if any, is written after the address and before the first client is
+        // served: once an ack has come back, it is in the pipe.
+        assert_still_serves(&server);
+        let said = if warned {
+            Some(server.next_stderr_line())
+        } else {
+            server.try_stderr_line(Duration::from_millis(200))
+        };
+        assert_eq!(
+            said.as_deref().is_some_and(|line| {
+                line.starts_with("warning: this process may open 64 descriptors")
+            }),
+            warned,
+            "soft limit {soft}, hard limit {hard}: {said:?}"
+        );
+    }
+}
+
 /// The server is started with `limit` descriptors; clients are held until one is refused,
 /// and the line that says why is returned.
 ///
