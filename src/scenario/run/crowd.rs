@@ -649,10 +649,14 @@ impl Runner<'_> {
             },
             ServerEvent::Ack(Event::Busy { .. }) if !self.crowd_members.is_empty() => {
                 let text = event.log_line();
+                // Said in the crowd's own line. How often depends on how the crowd's
+                // connections and closes interleave with the accept loop, so no step could
+                // expect an exact count: the strict end does not ask for one.
                 self.log.lines.push(super::Logged {
                     moment,
                     text: text.clone(),
                     matched: false,
+                    problem: false,
                 });
                 Part::Said(text)
             }

@@ -141,7 +141,10 @@ pub fn run_with(
     // What the server did up to the end of the file belongs to the lesson; what it does while
     // being stopped afterwards does not.
     runner.catch_up();
-    if let Err(error) = runner.check_nothing_left() {
+    if let Err(error) = runner
+        .check_nothing_left()
+        .and_then(|()| runner.check_no_unexpected_problem())
+    {
         return Err(runner.fail(
             file,
             scenario.last_line,
@@ -199,6 +202,8 @@ struct Logged {
     text: String,
     /// A `log` or `log-next` step has matched it.
     matched: bool,
+    /// The server reports it as a problem (on stderr): a lesson must expect it.
+    problem: bool,
 }
 
 /// The server's log as the steps see it, and what its recvs returned per peer.
@@ -643,6 +648,11 @@ impl Runner<'_> {
             return;
         }
         let text = event.log_line();
+        let problem = match &event {
+            ServerEvent::Ack(event) => event.is_problem(),
+            ServerEvent::Http(event) => event.is_problem(),
+            ServerEvent::Network(_) => false,
+        };
         for entry in self.describe(moment, &event) {
             self.emit(entry);
         }
@@ -656,6 +666,7 @@ impl Runner<'_> {
             moment,
             text,
             matched: false,
+            problem,
         });
     }
 
@@ -955,6 +966,24 @@ impl Runner<'_> {
                 return;
             }
             self.show_events(events);
+        }
+    }
+
+    /// The strict end, for the server: every problem it reported (a busy server, a failed
+    /// accept, a refused or unanswered client, a failed connection) was expected by a `log`
+    /// step. A lesson that passed while its server complained would teach the wrong thing.
+    fn check_no_unexpected_problem(&self) -> Result<(), StepError> {
+        match self
+            .log
+            .lines
+            .iter()
+            .find(|line| line.problem && !line.matched)
+        {
+            Some(line) => Err(StepError::Other(format!(
+                "the server reported a problem no step expected:\n  {}\nadd a `server: log` step for it if the lesson expects it",
+                line.text
+            ))),
+            None => Ok(()),
         }
     }
 

@@ -385,9 +385,12 @@ impl Runner<'_> {
             if let Some(found) = found {
                 found.matched = true;
                 self.log.cursor = Some(found.moment);
-                // The line itself, as the server printed it: what the lesson says it logs.
-                let text = format!("server log: {}", found.text);
-                self.record(line(text));
+                // The line itself, as the server printed it: what the lesson says it logs. A
+                // problem is already shown where it happened, in the server's own words.
+                if !found.problem {
+                    let text = format!("server log: {}", found.text);
+                    self.record(line(text));
+                }
                 return Ok(());
             }
             let events = self.timeline.wait_for_events(deadline);
