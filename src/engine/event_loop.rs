@@ -68,7 +68,7 @@ const IDLE_OUT_CAPACITY: usize = 1024;
 /// `recv`s per connection per turn of the loop.
 pub const READS_PER_TURN: usize = 16;
 /// The most event loops, whatever the core count.
-const MAX_LOOPS: usize = 64;
+pub const MAX_LOOPS: usize = 64;
 /// Readiness events taken from the kernel per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 1024;
 /// How long accepting pauses after running out of descriptors.

@@ -188,7 +188,11 @@ impl Runner<'_> {
                 "a datagram server has no engine: it is one thread, reading datagrams".into(),
             ));
         }
-        let loops = crate::engine::event_loop::loops();
+        // Counted here from the machine, not asked of the engine: the lesson checks the
+        // engine's claim of one event loop per core (up to its cap).
+        let loops = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(crate::engine::event_loop::MAX_LOOPS);
         let wanted = match expected {
             ThreadCount::Exactly(count) => count,
             ThreadCount::Cores => loops,
