@@ -345,33 +345,39 @@ fn a_message_dripped_one_byte_at_a_time_is_acked_byte_by_byte() {
     assert_eq!(received, "drip, drip");
 }
 
+/// `socket-lab server --port 0 --engine ENGINE`, started with these descriptor limits
+/// (`RLIMIT_NOFILE`, soft and hard).
+fn ack_server_with_descriptors(soft: libc::rlim_t, hard: libc::rlim_t) -> ServerProcess {
+    let mut command = common::socket_lab_process();
+    command
+        .args(["server", "--port", "0", "--engine", ENGINE.name()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    ServerProcess::from_command(command)
+}
+
 /// A soft descriptor limit below the hard one is raised to it at start (no privilege
 /// needed), so a server started with `ulimit -n 64` under a hard limit of 1024 has room for
 /// its 64 clients and says nothing about it; started with a hard limit of 64 it warns.
 #[test]
 fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
     for (soft, hard, warned) in [(64, 1024, false), (64, 64, true)] {
-        let mut command = common::socket_lab_process();
-        command
-            .args(["server", "--port", "0", "--engine", ENGINE.name()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
-        unsafe {
-            command.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: soft,
-                    rlim_max: hard,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let server = ServerProcess::from_command(command);
+        let server = ack_server_with_descriptors(soft, hard);
         // The warning, if any, is written after the address and before the first client is
         // served: once an ack has come back, it is in the pipe.
         assert_still_serves(&server);
@@ -397,27 +403,7 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
 /// descriptors are left, one or none, so on the parity of `limit`: the caller tries two
 /// limits, one apart, and so reaches both.
 fn run_out_of_descriptors(limit: libc::rlim_t) -> String {
-    let mut command = common::socket_lab_process();
-    command
-        .args(["server", "--port", "0", "--engine", ENGINE.name()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let server = ServerProcess::from_command(command);
+    let server = ack_server_with_descriptors(limit, limit);
     // Said at start: the server raised the soft limit to the hard one, and it is still short.
     let warning = server.next_stderr_line();
     assert!(
