@@ -1133,9 +1133,8 @@ alice: recv-response = short "HTTP/1.1 200 OK\r\n[..]</html>"
         );
     }
 
-    #[test]
-    fn a_reset_is_a_failed_recv_not_a_timeout() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// The runner's end of a TCP connection whose peer has reset it.
+    fn reset_by_peer(listener: &TcpListener) -> Stream {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(FAR)).unwrap();
         let (server, _) = listener.accept().unwrap();
@@ -1144,19 +1143,18 @@ alice: recv-response = short "HTTP/1.1 200 OK\r\n[..]</html>"
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(server);
-        let mut ours = Stream::Tcp(client);
+        Stream::Tcp(client)
+    }
+
+    #[test]
+    fn a_reset_is_a_failed_recv_not_a_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let deadline = Instant::now() + FAR;
         let reset = Err("recv failed: connection reset by peer".to_string());
+        let mut ours = reset_by_peer(&listener);
         assert_eq!(read_some(&mut ours, &mut Vec::new(), deadline), reset);
 
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client.set_read_timeout(Some(FAR)).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        socket2::SockRef::from(&server)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(server);
-        let mut ours = Stream::Tcp(client);
+        let mut ours = reset_by_peer(&listener);
         assert_eq!(
             read_until(&mut ours, &mut Vec::new(), None, deadline),
             reset
