@@ -488,3 +488,38 @@ enum Order {
     Any,
     Next,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_of_times_is_singular_only_for_one() {
+        assert_eq!(times(0), "0 times");
+        assert_eq!(times(1), "1 time");
+        assert_eq!(times(2), "2 times");
+        assert_eq!(times(2085), "2,085 times");
+    }
+
+    #[test]
+    fn the_roll_counts_each_role_once_in_a_fixed_order() {
+        assert_eq!(describe_roles(&[]), "none");
+        assert_eq!(
+            describe_roles(&[ThreadRole::AcceptLoop]),
+            "1 accept loop",
+            "an accept loop needs no why: it only accepts"
+        );
+        assert_eq!(
+            describe_roles(&[
+                ThreadRole::Worker,
+                ThreadRole::AcceptLoop,
+                ThreadRole::Worker,
+            ]),
+            "1 accept loop, 2 workers (a worker serves one connection at a time, on a stack of 256 KiB it reserved)"
+        );
+        assert_eq!(
+            describe_roles(&[ThreadRole::EventLoop, ThreadRole::OneAtATime]),
+            "1 thread, 1 event loop (it accepts a client and serves it until it leaves; an event loop serves every connection it accepted)"
+        );
+    }
+}

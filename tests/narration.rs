@@ -1,0 +1,172 @@
+//! What the transcript says. A lesson passes or fails on what its steps check, but a learner
+//! reads the transcript's words too: that the server has "1 accept loop, 2 workers", that a
+//! bind was tried "without SO_REUSEADDR, as Python's default", how many times its threads
+//! were switched out. A wrong word there teaches something false while every lesson still
+//! passes, so these tests run small scenarios against the lab's own server and compare the
+//! lines the transcript shows, word for word, with `[..]` where a port, a count the kernel
+//! decides or a duration goes.
+//!
+//! The lines are looked up, not compared in order: the server's threads report what they
+//! did while the clients act, so two runs can show the same lines in different orders
+//! (lesson 06); the order is checked by `Transcript::check_causality`, in every lesson.
+
+use socket_lab::scenario::report::matches;
+use socket_lab::scenario::{self, Scenario, Target};
+
+/// Runs `text` against the lab's own server and returns the transcript's lines.
+fn transcript(text: &str) -> Vec<String> {
+    let text = format!("# narration\n{text}");
+    let scenario = Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let transcript = scenario::run(&scenario, "narration", &Target::OwnServer, &mut |_| {})
+        .unwrap_or_else(|failure| panic!("the scenario failed: {failure:?}\n{text}"));
+    transcript
+        .entries
+        .iter()
+        .map(|entry| entry.text.clone())
+        .collect()
+}
+
+/// The lines that match `pattern`.
+fn lines_like<'a>(lines: &'a [String], pattern: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .map(String::as_str)
+        .filter(|line| matches(pattern, line))
+        .collect()
+}
+
+/// The one line that matches `pattern`; the whole transcript if there is not exactly one.
+fn the_line<'a>(lines: &'a [String], pattern: &str) -> &'a str {
+    match lines_like(lines, pattern)[..] {
+        [line] => line,
+        ref found => panic!(
+            "{} lines match {pattern:?}; the transcript:\n{}",
+            found.len(),
+            lines.join("\n")
+        ),
+    }
+}
+
+/// The numbers in `line`, in order (`2,085` read as 2085).
+fn numbers(line: &str) -> Vec<u64> {
+    line.split(|c: char| !c.is_ascii_digit() && c != ',')
+        .map(|word| word.replace(',', ""))
+        .filter_map(|word| word.parse().ok())
+        .collect()
+}
+
+/// The context switches a `server: threads` line reports, as (all, waiting, preempted).
+fn switches(line: &str) -> (u64, u64, u64) {
+    let (_, tail) = line
+        .split_once("switched out ")
+        .unwrap_or_else(|| panic!("no switches in {line:?}"));
+    match numbers(tail)[..] {
+        [all, waiting, preempted, ..] => (all, waiting, preempted),
+        _ => panic!("not three counts in {line:?}"),
+    }
+}
+
+#[test]
+fn the_threads_engine_is_shown_as_an_accept_loop_and_a_worker_a_client() {
+    let lines = transcript(
+        "server tcp engine=threads\n\
+         alice: connect\n\
+         bob: connect\n\
+         alice: send \"hi\"\n\
+         alice: recv 1024 = \"server recv success\"\n\
+         bob: send \"hi\"\n\
+         bob: recv 1024 = \"server recv success\"\n\
+         server: threads = 3\n",
+    );
+    let line = the_line(
+        &lines,
+        "kernel   the server's threads, in /proc/self/task: 3: 1 accept loop, 2 workers (a worker serves one connection at a time, on a stack of 256 KiB it reserved); switched out [..] since they started ([..] waiting, voluntary_ctxt_switches; [..] preempted, nonvoluntary_ctxt_switches)",
+    );
+    let (all, waiting, preempted) = switches(line);
+    assert_eq!(all, waiting + preempted, "{line}");
+    // Each worker blocked in recv until its client's message came: it waited at least once.
+    assert!(waiting >= 2, "{line}");
+}
+
+#[test]
+fn the_iterative_engine_is_shown_as_one_thread_that_serves_one_client() {
+    let lines = transcript(
+        "server tcp engine=iterative\n\
+         alice: connect\n\
+         alice: send \"hi\"\n\
+         alice: recv 1024 = \"server recv success\"\n\
+         bob: connect\n\
+         bob: send \"anyone?\"\n\
+         bob: settimeout 300ms\n\
+         bob: recv 1024 = timeout\n\
+         server: threads = 1\n\
+         alice: close\n\
+         bob: settimeout 5s\n\
+         bob: recv 1024 = \"server recv success\"\n",
+    );
+    let line = the_line(
+        &lines,
+        "kernel   the server's threads, in /proc/self/task: 1: 1 thread (it accepts a client and serves it until it leaves); switched out [..] since they started ([..] waiting, voluntary_ctxt_switches; [..] preempted, nonvoluntary_ctxt_switches)",
+    );
+    let (all, waiting, preempted) = switches(line);
+    assert_eq!(all, waiting + preempted, "{line}");
+    // The one thread has been in recv on alice's idle connection for bob's 300 ms.
+    assert!(waiting >= 1, "{line}");
+    let times = if all == 1 { "time" } else { "times" };
+    assert!(line.contains(&format!("switched out {all} {times} since")));
+}
+
+#[test]
+fn the_epoll_engine_is_shown_as_one_event_loop_a_core() {
+    let lines = transcript("server tcp engine=epoll\nserver: threads = cores\n");
+    let cores = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(socket_lab::engine::event_loop::MAX_LOOPS);
+    let loops = if cores == 1 { "loop" } else { "loops" };
+    the_line(
+        &lines,
+        &format!(
+            "kernel   the server's threads, in /proc/self/task: {cores}: {cores} event {loops} (an event loop serves every connection it accepted); switched out [..]; `cores` is {cores} here: the epoll engine runs one event loop per core (std::thread::available_parallelism)"
+        ),
+    );
+}
+
+#[test]
+fn a_second_bind_says_which_socket_option_it_tried() {
+    let lines = transcript(
+        "server tcp\n\
+         server: bind-again = error \"cannot bind 127.0.0.1:[..]: address already in use[..]\"\n\
+         server: bind-again reuseaddr=off = error \"cannot bind 127.0.0.1:[..]: address already in use[..]\"\n",
+    );
+    the_line(
+        &lines,
+        "      bind a second server on 127.0.0.1:[..] (with SO_REUSEADDR): cannot bind 127.0.0.1:[..]: address already in use (is another server still running?[..]",
+    );
+    the_line(
+        &lines,
+        "      bind a second server on 127.0.0.1:[..] (without SO_REUSEADDR, as Python's default): cannot bind 127.0.0.1:[..]: address already in use (is another server still running?[..]",
+    );
+}
+
+#[test]
+fn a_restart_says_which_socket_option_it_tried() {
+    let lines = transcript(
+        "server tcp\n\
+         alice: connect\n\
+         alice: send \"hello\"\n\
+         alice: recv 1024 = \"server recv success\"\n\
+         server: stop\n\
+         alice: recv 1024 = eof\n\
+         alice: close\n\
+         server: restart reuseaddr=off = error \"cannot bind 127.0.0.1:[..]: address already in use[..]\"\n\
+         server: restart = bound\n",
+    );
+    the_line(
+        &lines,
+        "      bind the server again on 127.0.0.1:[..] (without SO_REUSEADDR, as Python's default): cannot bind 127.0.0.1:[..]: address already in use (nothing listens there, but 1 connection of a server that stopped is in TIME_WAIT[..]",
+    );
+    the_line(
+        &lines,
+        "      bind the server again on 127.0.0.1:[..] (with SO_REUSEADDR): bound",
+    );
+}
