@@ -15,7 +15,12 @@
 //!   (`PACKET_HOST`): [`Capture`] keeps the outgoing copy only.
 //! - **When** a segment crossed the wire is the kernel's timestamp (read back
 //!   per frame with the `SIOCGSTAMPNS` ioctl), not the time the capture got round to
-//!   reading it; the transcript places segments by that time among the socket calls.
+//!   reading it; the transcript places segments by that time among the socket calls. For
+//!   that, [`Capture::drain`] must hold every segment that crossed before it was called, not
+//!   only those the reading thread has got round to: the kernel copies a frame into the
+//!   packet socket's queue while it sends it, so the thread reads the queue empty before it
+//!   answers. Without this, a server's "connection reset" could be shown before the RST that
+//!   caused it (it was, in 2 of 10 runs of lesson 30).
 //! - **Frames on `lo` carry an Ethernet header** with zero addresses, so they decode like any
 //!   Ethernet frame. Decoding is `etherparse`'s job; this module only turns its slices into
 //!   the few fields a lesson talks about ([`Segment`]).
@@ -25,9 +30,10 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -194,12 +200,39 @@ struct Clock {
     system: SystemTime,
 }
 
+/// How many times [`Clock::now`] reads the two clocks, keeping the reading whose bracket of
+/// monotonic readings is narrowest: a thread preempted between the two reads would shift
+/// every segment of the lesson by as long as it waited.
+const CLOCK_READINGS: usize = 16;
+
 impl Clock {
     fn now() -> Clock {
-        Clock {
-            instant: Instant::now(),
-            system: SystemTime::now(),
-        }
+        let (_, clock) =
+            (1..CLOCK_READINGS)
+                .map(|_| Clock::read())
+                .fold(Clock::read(), |narrowest, reading| {
+                    if reading.0 < narrowest.0 {
+                        reading
+                    } else {
+                        narrowest
+                    }
+                });
+        clock
+    }
+
+    /// One reading of the real-time clock, between two of the monotonic clock: the pair,
+    /// and how far apart the two monotonic readings were.
+    fn read() -> (Duration, Clock) {
+        let before = Instant::now();
+        let system = SystemTime::now();
+        let width = before.elapsed();
+        (
+            width,
+            Clock {
+                instant: before + width / 2,
+                system,
+            },
+        )
     }
 
     fn instant_of(&self, since_epoch: Duration) -> Instant {
@@ -221,6 +254,8 @@ pub struct Capture {
     shared: Arc<Caught>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
+    /// A byte written here wakes the reader, to answer an ask or to stop.
+    wake: UnixStream,
 }
 
 /// What the reading thread has caught and the runner has not taken yet.
@@ -236,6 +271,10 @@ struct CaughtState {
     /// Frames the kernel dropped because the socket's buffer was full.
     dropped: u64,
     error: Option<String>,
+    /// How many times [`Capture::drain`] asked the reader to read its queue empty, and the
+    /// last of those asks the reader has answered.
+    asked: u64,
+    answered: u64,
 }
 
 impl Caught {
@@ -249,6 +288,8 @@ impl Caught {
 /// The packet socket itself, owned by the reading thread.
 struct Reader {
     socket: Socket,
+    /// Readable when the [`Capture`] has asked for something.
+    woken: UnixStream,
     clock: Clock,
     /// Unbuffered: a lesson makes few frames, and a file that is whole after every frame
     /// survives a failing step.
@@ -256,8 +297,11 @@ struct Reader {
     buffer: Vec<u8>,
 }
 
-/// How long the reading thread waits for a frame before it looks whether it should stop.
+/// How long the reading thread waits for a frame or a wake-up before it looks again.
 const READ_POLL: Duration = Duration::from_millis(50);
+/// How long [`Capture::drain`] waits for the reader to read its queue empty: the reader is
+/// busy at most as long as a burst of frames takes to read.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// The receive buffer asked for: room for several megabytes of lesson in flight.
 const CAPTURE_BUFFER: usize = 32 * 1024 * 1024;
 
@@ -293,8 +337,12 @@ impl Capture {
         }
         set_timestamps(&socket)?;
         socket.set_nonblocking(true)?;
+        let (wake, woken) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
         let mut reader = Reader {
             socket,
+            woken,
             clock: Clock::now(),
             pcap: None,
             buffer: vec![0; FRAME_MAX],
@@ -309,8 +357,6 @@ impl Capture {
             };
             reader.pcap = Some(PcapWriter::with_header(file, header).map_err(io::Error::other)?);
         }
-        reader.socket.set_nonblocking(false)?;
-        reader.socket.set_read_timeout(Some(READ_POLL))?;
         let shared = Arc::new(Caught::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -324,12 +370,33 @@ impl Capture {
             shared,
             stop,
             reader: Some(thread),
+            wake,
         })
     }
 
-    /// Every segment caught so far, oldest first, without waiting.
+    /// Every segment that crossed the wire before this call and was not taken yet, oldest
+    /// first. The reader is asked to read the packet socket's queue empty first, and waited
+    /// for (up to 2 s; a reader that takes longer leaves the rest for the next
+    /// call).
     pub fn drain(&mut self) -> io::Result<Vec<Segment>> {
+        let deadline = Instant::now() + CATCH_UP_WAIT;
         let mut state = self.shared.lock();
+        state.asked += 1;
+        let ask = state.asked;
+        // Full means a wake-up is already waiting to be read, which serves as well.
+        let _ = (&self.wake).write(&[1]);
+        while state.answered < ask && state.error.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .shared
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
         if let Some(error) = state.error.take() {
             return Err(io::Error::other(error));
         }
@@ -364,6 +431,7 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = (&self.wake).write(&[1]);
         if let Some(thread) = self.reader.take() {
             let _ = thread.join();
         }
@@ -371,34 +439,73 @@ impl Drop for Capture {
 }
 
 impl Reader {
-    /// Reads frames until told to stop, keeping each segment for the runner.
+    /// Reads frames until told to stop, keeping each segment for the runner, and answers
+    /// each ask of [`Capture::drain`] once the socket's queue has been read empty.
     fn run(mut self, shared: &Caught, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
+            // Read before the queue is: a frame that crossed before the ask was made is in
+            // the queue by then, so the reading below takes it.
+            let asked = shared.lock().asked;
+            if let Err(e) = self.read_queue(shared) {
+                shared.lock().error = Some(e.to_string());
+                shared.arrived.notify_all();
+                return;
+            }
+            if let Ok(dropped) = packet_drops(&self.socket) {
+                shared.lock().dropped += dropped;
+            }
+            shared.lock().answered = asked;
+            shared.arrived.notify_all();
+            if let Err(e) = self.wait_for_work() {
+                shared.lock().error = Some(e.to_string());
+                shared.arrived.notify_all();
+                return;
+            }
+        }
+    }
+
+    /// Reads every frame in the socket's queue, until it says it has none.
+    fn read_queue(&mut self, shared: &Caught) -> io::Result<()> {
+        loop {
             match self.next_frame() {
                 Ok(Some(segment)) => {
                     shared.lock().segments.push(segment);
                     shared.arrived.notify_all();
                 }
                 Ok(None) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    if let Ok(dropped) = packet_drops(&self.socket) {
-                        shared.lock().dropped += dropped;
-                    }
-                }
-                Err(e) => {
-                    shared.lock().error = Some(e.to_string());
-                    shared.arrived.notify_all();
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sleeps until a frame arrives, the [`Capture`] wakes the reader, or [`READ_POLL`]
+    /// passes; then empties the wake-up socket.
+    fn wait_for_work(&mut self) -> io::Result<()> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.woken.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: the pointer and count describe `fds`, which outlives the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, READ_POLL.as_millis() as i32) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        let mut bytes = [0u8; 64];
+        while matches!((&self.woken).read(&mut bytes), Ok(n) if n > 0) {}
+        Ok(())
     }
 
     fn next_frame(&mut self) -> io::Result<Option<Segment>> {

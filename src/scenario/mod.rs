@@ -63,7 +63,7 @@ pub mod syntax;
 pub mod timeline;
 
 pub use parse::ParseError;
-pub use report::{Entry, EntryKind, Fact, Failure, Symptom, Transcript, View, render};
+pub use report::{Entry, EntryKind, Fact, Failure, Symptom, Toward, Transcript, View, render};
 pub use run::{Target, Views, run, run_with};
 pub use syntax::Scenario;
 

@@ -46,6 +46,27 @@ pub enum Fact {
     ServerSend { client: String, len: usize },
     /// The client's recv calls in one step returned this many bytes.
     ClientRecv { client: String, len: usize },
+    /// A segment (or a datagram) between this client and a server of the lesson crossed the
+    /// wire, carrying `data` bytes the wire had not carried before (a retransmission carries
+    /// none), and, if `closing`, a FIN or an RST.
+    Wire {
+        client: String,
+        toward: Toward,
+        data: usize,
+        closing: bool,
+    },
+    /// The server's recv on this client's connection found it ended: end of stream (the
+    /// client's FIN) or a reset (its RST).
+    ServerSawEnd { client: String },
+    /// The capture missed frames, or stopped: from here on, the wire's view is incomplete.
+    WireIncomplete,
+}
+
+/// Which way a segment went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toward {
+    Server,
+    Client,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,10 +121,12 @@ impl Transcript {
     /// Checks that the diagram's order is one that could have happened, for every client:
     /// the server accepts a connection only after the client's `connect`; the server's recvs
     /// never return more bytes than the client had sent by then; the client's recvs never
-    /// return more than the server had sent by then. A runner that printed an effect before
-    /// its cause fails here.
+    /// return more than the server had sent by then. With the wire's view, the same holds
+    /// against what had crossed the wire by then, and the server sees a connection end only
+    /// after the client's FIN or RST crossed it. A runner that printed an effect before its
+    /// cause fails here.
     pub fn check_causality(&self) -> Result<(), String> {
-        use std::collections::HashMap;
+        use std::collections::{HashMap, HashSet};
         #[derive(Default)]
         struct Tally {
             connected: bool,
@@ -111,7 +134,22 @@ impl Transcript {
             server_received: usize,
             server_sent: usize,
             client_received: usize,
+            wire_to_server: usize,
+            wire_to_client: usize,
+            closed_on_wire: bool,
         }
+        // The wire's rules hold for a client whose traffic the capture saw (a client behind
+        // the lesson's network proxy talks to the proxy, not the server), while the capture
+        // missed nothing.
+        let on_wire: HashSet<&str> = self
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.fact {
+                Some(Fact::Wire { client, .. }) => Some(client.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut wire_complete = true;
         let mut tallies: HashMap<&str, Tally> = HashMap::new();
         for (index, entry) in self.entries.iter().enumerate() {
             let fail = |what: String| {
@@ -135,6 +173,7 @@ impl Transcript {
                     tallies.entry(client).or_default().client_sent += len;
                 }
                 Fact::ServerRecv { client, len } => {
+                    let watched = wire_complete && on_wire.contains(client.as_str());
                     let tally = tallies.entry(client).or_default();
                     tally.server_received += len.unwrap_or(0);
                     if tally.server_received > tally.client_sent
@@ -145,11 +184,18 @@ impl Transcript {
                             tally.server_received, tally.client_sent
                         ));
                     }
+                    if watched && tally.server_received > tally.wire_to_server {
+                        return fail(format!(
+                            "the server has received {} bytes from {client}, but only {} had crossed the wire",
+                            tally.server_received, tally.wire_to_server
+                        ));
+                    }
                 }
                 Fact::ServerSend { client, len } => {
                     tallies.entry(client).or_default().server_sent += len;
                 }
                 Fact::ClientRecv { client, len } => {
+                    let watched = wire_complete && on_wire.contains(client.as_str());
                     let tally = tallies.entry(client).or_default();
                     tally.client_received += len;
                     if tally.client_received > tally.server_sent {
@@ -158,7 +204,37 @@ impl Transcript {
                             tally.client_received, tally.server_sent
                         ));
                     }
+                    if watched && tally.client_received > tally.wire_to_client {
+                        return fail(format!(
+                            "{client} has received {} bytes, but only {} had crossed the wire to {client}",
+                            tally.client_received, tally.wire_to_client
+                        ));
+                    }
                 }
+                Fact::Wire {
+                    client,
+                    toward,
+                    data,
+                    closing,
+                } => {
+                    let tally = tallies.entry(client).or_default();
+                    match toward {
+                        Toward::Server => {
+                            tally.wire_to_server += data;
+                            tally.closed_on_wire |= closing;
+                        }
+                        Toward::Client => tally.wire_to_client += data,
+                    }
+                }
+                Fact::ServerSawEnd { client } => {
+                    let watched = wire_complete && on_wire.contains(client.as_str());
+                    if watched && !tallies.entry(client).or_default().closed_on_wire {
+                        return fail(format!(
+                            "the server saw {client}'s connection end before {client}'s FIN or RST crossed the wire"
+                        ));
+                    }
+                }
+                Fact::WireIncomplete => wire_complete = false,
             }
         }
         Ok(())
@@ -734,5 +810,85 @@ mod tests {
         assert!(swap(0, 1).contains("accepted alice before alice connected"));
         assert!(swap(2, 3).contains("received 5 bytes from alice, who had sent only 0"));
         assert!(swap(4, 5).contains("alice has received 19 bytes, but the server had sent only 0"));
+    }
+
+    /// The wire's view adds causes of its own: a recv returns only bytes that crossed the wire
+    /// before it, and the server sees a connection end only after the client's FIN or RST.
+    #[test]
+    fn an_effect_before_its_segment_fails_the_causality_check() {
+        let client = || "alice".to_string();
+        let wire = |toward: Toward, data: usize, closing: bool| {
+            line(Fact::Wire {
+                client: client(),
+                toward,
+                data,
+                closing,
+            })
+        };
+        let good = Transcript {
+            entries: vec![
+                line(Fact::Connect { client: client() }),
+                wire(Toward::Server, 0, false),
+                line(Fact::Accept { client: client() }),
+                line(Fact::ClientSend {
+                    client: client(),
+                    len: 5,
+                }),
+                wire(Toward::Server, 5, false),
+                line(Fact::ServerRecv {
+                    client: client(),
+                    len: Some(5),
+                }),
+                line(Fact::ServerSend {
+                    client: client(),
+                    len: 19,
+                }),
+                wire(Toward::Client, 19, false),
+                line(Fact::ClientRecv {
+                    client: client(),
+                    len: 19,
+                }),
+                wire(Toward::Server, 0, true),
+                line(Fact::ServerSawEnd { client: client() }),
+            ],
+        };
+        assert_eq!(good.check_causality(), Ok(()));
+        let swap = |a: usize, b: usize| {
+            let mut bad = good.clone();
+            bad.entries.swap(a, b);
+            bad.check_causality()
+        };
+        assert!(swap(4, 5).unwrap_err().contains(
+            "the server has received 5 bytes from alice, but only 0 had crossed the wire"
+        ));
+        assert!(
+            swap(7, 8)
+                .unwrap_err()
+                .contains("alice has received 19 bytes, but only 0 had crossed the wire to alice")
+        );
+        assert!(swap(9, 10).unwrap_err().contains(
+            "the server saw alice's connection end before alice's FIN or RST crossed the wire"
+        ));
+        // A retransmission carries no new bytes: the recv it would explain is too early.
+        let mut resent = good.clone();
+        resent.entries[4] = wire(Toward::Server, 0, false);
+        resent.entries.insert(6, wire(Toward::Server, 5, false));
+        assert!(resent.check_causality().is_err());
+        // Once the capture missed frames, the wire proves nothing.
+        let mut incomplete = good.clone();
+        incomplete.entries.remove(4);
+        assert!(incomplete.check_causality().is_err());
+        incomplete.entries.insert(1, line(Fact::WireIncomplete));
+        assert_eq!(incomplete.check_causality(), Ok(()));
+        // A client the capture never saw (one behind the lesson's proxy) has no wire rules.
+        let unseen = Transcript {
+            entries: good
+                .entries
+                .iter()
+                .filter(|entry| !matches!(entry.fact, Some(Fact::Wire { .. })))
+                .cloned()
+                .collect(),
+        };
+        assert_eq!(unseen.check_causality(), Ok(()));
     }
 }

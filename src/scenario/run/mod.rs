@@ -705,19 +705,33 @@ impl Runner<'_> {
             }
             ServerEvent::Ack(Event::Disconnected { peer, reason: None }) => {
                 let (label, config) = self.server_of(peer);
-                vec![server(format!(
+                let entry = server(format!(
                     "{label} recv({}) from {} → 0 bytes: end of stream; {label} close()",
                     config.recv_size,
                     shown(peer)
-                ))]
+                ));
+                vec![match named(peer) {
+                    Some(client) => entry.with_fact(Fact::ServerSawEnd { client }),
+                    None => entry,
+                }]
             }
             ServerEvent::Ack(Event::Disconnected {
                 peer,
                 reason: Some(reason),
-            }) => vec![server(format!(
-                "server: the connection with {} ended: {reason}; server close()",
-                shown(peer)
-            ))],
+            }) => {
+                let entry = server(format!(
+                    "server: the connection with {} ended: {reason}; server close()",
+                    shown(peer)
+                ));
+                let reset =
+                    crate::error::describe(&io::Error::from(io::ErrorKind::ConnectionReset));
+                vec![match named(peer) {
+                    Some(client) if *reason == reset => {
+                        entry.with_fact(Fact::ServerSawEnd { client })
+                    }
+                    _ => entry,
+                }]
+            }
             ServerEvent::Http(HttpEvent::Request {
                 peer,
                 request_line,

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use super::{Caught, ClientSocket, NOTICEABLE_GAP, Runner, ServerEvent};
 use crate::endpoint::Address;
-use crate::scenario::report::{Entry, EntryKind, StepError, show_bytes};
+use crate::scenario::report::{Entry, EntryKind, Fact, StepError, Toward, show_bytes};
 use crate::scenario::syntax::{SegmentKind, WireCall};
 use crate::scenario::timeline::Moment;
 use crate::wire::{Header, Segment};
@@ -39,21 +39,27 @@ impl Runner<'_> {
                 self.wire.pending.extend(segments);
                 self.wire.pending.sort_by_key(|segment| segment.at);
                 if dropped > 0 {
-                    self.emit(Entry::new(
-                        EntryKind::Note,
-                        format!(
-                            "(the capture missed {dropped} frame{} here: its buffer was full, so the wire's view is incomplete)",
-                            if dropped == 1 { "" } else { "s" }
-                        ),
-                    ));
+                    self.emit(
+                        Entry::new(
+                            EntryKind::Note,
+                            format!(
+                                "(the capture missed {dropped} frame{} here: its buffer was full, so the wire's view is incomplete)",
+                                if dropped == 1 { "" } else { "s" }
+                            ),
+                        )
+                        .with_fact(Fact::WireIncomplete),
+                    );
                 }
             }
             Err(error) => {
                 self.wire.capture = None;
-                self.emit(Entry::new(
-                    EntryKind::Note,
-                    format!("(the capture failed and stops here: {error})"),
-                ));
+                self.emit(
+                    Entry::new(
+                        EntryKind::Note,
+                        format!("(the capture failed and stops here: {error})"),
+                    )
+                    .with_fact(Fact::WireIncomplete),
+                );
             }
         }
     }
@@ -70,6 +76,11 @@ impl Runner<'_> {
     pub(super) fn end_name(&self, address: SocketAddr) -> String {
         if self.server_address() == Some(address) {
             return "server".into();
+        }
+        if let Some(second) = &self.second
+            && second.running.addr == Address::Inet(address)
+        {
+            return second.name.clone();
         }
         let pending_name = self.clients.iter().find_map(|(name, client)| {
             let own = match (&client.address, &client.socket) {
@@ -116,9 +127,33 @@ impl Runner<'_> {
         }
     }
 
+    /// The client at one end of `segment` and the way it went, if its other end is one of
+    /// the lesson's servers.
+    fn client_and_way(&self, segment: &Segment) -> Option<(String, Toward)> {
+        let is_server = |address: SocketAddr| {
+            self.server_address() == Some(address)
+                || self
+                    .second
+                    .as_ref()
+                    .is_some_and(|second| second.running.addr == Address::Inet(address))
+        };
+        let named = |address: SocketAddr| {
+            let name = self.end_name(address);
+            self.clients.contains_key(&name).then_some(name)
+        };
+        if is_server(segment.to) {
+            named(segment.from).map(|client| (client, Toward::Server))
+        } else if is_server(segment.from) {
+            named(segment.to).map(|client| (client, Toward::Client))
+        } else {
+            None
+        }
+    }
+
     pub(super) fn show_segment(&mut self, segment: Segment) {
         let from = self.end_name(segment.from);
         let to = self.end_name(segment.to);
+        let between = self.client_and_way(&segment);
         let direction = (segment.from, segment.to);
         let reverse = (segment.to, segment.from);
         // A wait between segments is the kernel's doing (a retransmission timer, a delayed
@@ -130,6 +165,10 @@ impl Runner<'_> {
             .map(|last| segment.at.saturating_duration_since(last.segment.at))
             .filter(|gap| *gap >= NOTICEABLE_GAP)
             .map_or(String::new(), |gap| format!("   (+{} ms)", gap.as_millis()));
+        // The bytes this segment carries that the wire had not carried before: all of them,
+        // unless it is a retransmission.
+        let mut new_data = segment.payload.len();
+        let mut closing = false;
         let (text, window) = match segment.header {
             Header::Tcp {
                 flags,
@@ -168,7 +207,9 @@ impl Runner<'_> {
                     segment.payload.len() as u32 + u32::from(flags.syn) + u32::from(flags.fin);
                 let end = start.wrapping_add(covers);
                 let sent = self.wire.sent_up_to.get(&direction).copied();
-                let again = if covers > 0 && sent.is_some_and(|sent| end <= sent) {
+                let retransmitted = covers > 0 && sent.is_some_and(|sent| end <= sent);
+                let again = if retransmitted {
+                    new_data = 0;
                     "   retransmission: sent before, not acknowledged in time"
                 } else if covers == 0
                     && !flags.rst
@@ -178,6 +219,7 @@ impl Runner<'_> {
                 } else {
                     ""
                 };
+                closing = flags.fin || flags.rst;
                 if covers > 0 {
                     let highest = sent.map_or(end, |sent| sent.max(end));
                     self.wire.sent_up_to.insert(direction, highest);
@@ -206,7 +248,15 @@ impl Runner<'_> {
                 None,
             ),
         };
-        let entry = Entry::new(EntryKind::Wire, text).with_bytes(&segment.payload);
+        let mut entry = Entry::new(EntryKind::Wire, text).with_bytes(&segment.payload);
+        if let Some((client, toward)) = between {
+            entry = entry.with_fact(Fact::Wire {
+                client,
+                toward,
+                data: new_data,
+                closing,
+            });
+        }
         self.emit(entry);
         self.wire.shown.push(Caught {
             segment,
