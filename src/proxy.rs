@@ -396,6 +396,13 @@ fn pump(
         offset += chunk.len() as u64;
         if cut_now {
             let reset = network.reset_after.is_some();
+            // Reported before it is done, as a send is: the peers' calls that see the cut
+            // come after it.
+            log(ProxyEvent::Cut {
+                client: peer.clone(),
+                after: limit.unwrap_or_default(),
+                reset,
+            });
             for stream in [&from, &to] {
                 if reset {
                     abort(stream);
@@ -404,11 +411,6 @@ fn pump(
                 }
             }
             crossed.cut.notify_all();
-            log(ProxyEvent::Cut {
-                client: peer.clone(),
-                after: limit.unwrap_or_default(),
-                reset,
-            });
             return;
         }
     }

@@ -21,6 +21,12 @@
 //!   packet socket's queue while it sends it, so the thread reads the queue empty before it
 //!   answers. Without this, a server's "connection reset" could be shown before the RST that
 //!   caused it (it was, in 2 of 10 runs of lesson 30).
+//! - **Which clock**: the kernel stamps frames with the real-time clock, and the rest of a run
+//!   measures time on the monotonic one ([`Instant`]). The two need not run together: on the
+//!   machine this lab was written on, the real-time clock stepped 0.5 ms ahead every 100 ms,
+//!   so a mapping between them taken once put segments 5 ms late after one second, after the
+//!   calls they caused. So a segment keeps its real-time stamp, and is placed among events
+//!   by a reading of the same clock taken with each event.
 //! - **Frames on `lo` carry an Ethernet header** with zero addresses, so they decode like any
 //!   Ethernet frame. Decoding is `etherparse`'s job; this module only turns its slices into
 //!   the few fields a lesson talks about ([`Segment`]).
@@ -129,7 +135,15 @@ pub enum Header {
 /// One TCP segment or UDP datagram that crossed the loopback interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
-    /// When it crossed, by the kernel's timestamp, on the clock [`Instant`] uses.
+    /// When it crossed: the kernel's timestamp, on the real-time clock it stamps frames
+    /// with. Order segments against other events by this and a reading of the same clock
+    /// (the timeline's `Moment::wall`), not by [`Segment::at`]: the real-time clock can
+    /// step against the monotonic one (on the machine this lab was written on, by 0.5 ms
+    /// every 100 ms), which no single mapping between the two survives.
+    pub stamped: SystemTime,
+    /// The same time on the clock [`Instant`] uses, mapped from a reading of both clocks
+    /// taken when the frame was read (microseconds later): for durations, such as the gap
+    /// since the last segment.
     pub at: Instant,
     pub from: SocketAddr,
     pub to: SocketAddr,
@@ -139,7 +153,7 @@ pub struct Segment {
 
 impl Segment {
     /// Decodes one Ethernet frame; anything but TCP or UDP over IP is not a segment.
-    pub fn decode(frame: &[u8], at: Instant) -> Option<Segment> {
+    pub fn decode(frame: &[u8], stamped: SystemTime, at: Instant) -> Option<Segment> {
         let packet = SlicedPacket::from_ethernet(frame).ok()?;
         let (source, destination): (IpAddr, IpAddr) = match packet.net? {
             NetSlice::Ipv4(ip) => (
@@ -183,6 +197,7 @@ impl Segment {
             _ => return None,
         };
         Some(Segment {
+            stamped,
             at,
             from: SocketAddr::new(source, from_port),
             to: SocketAddr::new(destination, to_port),
@@ -290,7 +305,6 @@ struct Reader {
     socket: Socket,
     /// Readable when the [`Capture`] has asked for something.
     woken: UnixStream,
-    clock: Clock,
     /// Unbuffered: a lesson makes few frames, and a file that is whole after every frame
     /// survives a failing step.
     pcap: Option<PcapWriter<File>>,
@@ -343,7 +357,6 @@ impl Capture {
         let mut reader = Reader {
             socket,
             woken,
-            clock: Clock::now(),
             pcap: None,
             buffer: vec![0; FRAME_MAX],
         };
@@ -517,7 +530,10 @@ impl Reader {
             pcap.write_packet(&PcapPacket::new(stamp, whole as u32, frame))
                 .map_err(io::Error::other)?;
         }
-        Ok(Segment::decode(frame, self.clock.instant_of(stamp)))
+        // The two clocks are read again for every frame, so a step of the real-time clock
+        // since the capture opened does not move the segment.
+        let at = Clock::now().instant_of(stamp);
+        Ok(Segment::decode(frame, UNIX_EPOCH + stamp, at))
     }
 
     /// One frame into the buffer: its whole length and its timestamp, or `None` for the
@@ -699,7 +715,7 @@ mod tests {
         let mut frame = Vec::new();
         builder.write(&mut frame, &[]).unwrap();
         let now = Instant::now();
-        let segment = Segment::decode(&frame, now).unwrap();
+        let segment = Segment::decode(&frame, SystemTime::now(), now).unwrap();
         assert_eq!(segment.from, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(segment.to, "127.0.0.1:10000".parse().unwrap());
         assert_eq!(

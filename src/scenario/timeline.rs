@@ -26,7 +26,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::http::server::HttpEvent;
 use crate::server::Event;
@@ -37,6 +37,10 @@ pub struct Moment {
     /// Unique within a run's timeline; later events have larger numbers.
     pub seq: u64,
     pub at: Instant,
+    /// The real-time clock at the same moment: the clock the kernel stamps captured frames
+    /// with, so the wire's segments are placed among events by it (see
+    /// [`crate::wire::Segment::stamped`]).
+    pub wall: SystemTime,
 }
 
 /// What a server reported, as the server built it (not the log line printed from it).
@@ -107,6 +111,7 @@ impl Timeline {
         let moment = Moment {
             seq: state.next,
             at: Instant::now(),
+            wall: SystemTime::now(),
         };
         state.next += 1;
         moment

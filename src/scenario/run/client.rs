@@ -178,13 +178,19 @@ impl Runner<'_> {
             return Ok(());
         }
         let deadline = Instant::now() + self.timeout();
+        // Held back until the proxy names the connection, so that the server's accept, which
+        // may come first, is shown as this client's.
+        let mut held = Vec::new();
         while !self.aliases.values().any(|client| client == address) {
             let events = self.timeline.wait_for_events(deadline);
             if events.is_empty() {
+                self.show_events(held);
                 return Err("the network's proxy did not connect on to the server in time".into());
             }
-            self.show_events(events);
+            self.learn_aliases(&events);
+            held.extend(events);
         }
+        self.show_events(held);
         Ok(())
     }
 

@@ -119,6 +119,7 @@ pub fn run_with(
         crowd: None,
         crowd_members: HashSet::new(),
         crowd_tally: crowd::Tally::default(),
+        ended_by_server: HashSet::new(),
         memory_at_start: None,
         replaced: Vec::new(),
         _socket_dir: None,
@@ -249,6 +250,8 @@ struct Runner<'a> {
     crowd: Option<crowd::Crowd>,
     crowd_members: HashSet<Address>,
     crowd_tally: crowd::Tally,
+    /// The clients whose connection the server has reported ended.
+    ended_by_server: HashSet<String>,
     /// This process's resident memory when the server (last) started, for `server: memory`.
     memory_at_start: Option<u64>,
     /// The settings `server: replace` has changed, by key.
@@ -267,7 +270,7 @@ struct WireView<'a> {
     /// In the transcript, for `wire:` steps to check.
     shown: Vec<Caught>,
     /// The last segment a `wire:` step matched: the next step looks after it.
-    cursor: Option<std::time::Instant>,
+    cursor: Option<std::time::SystemTime>,
     /// Each direction's first sequence number and window scale, for relative numbers.
     first_seq: HashMap<(SocketAddr, SocketAddr), u32>,
     scale: HashMap<(SocketAddr, SocketAddr), u8>,
@@ -293,22 +296,23 @@ impl Runner<'_> {
     /// crossed the wire, before then.
     fn record_at(&mut self, moment: Moment, entry: Entry) {
         let events = self.timeline.take_before(moment);
-        self.show_until(events, moment.at);
+        self.show_until(events, moment.wall);
         self.emit(entry);
     }
 
     /// Shows `events` (all of them) and the segments caught before `until`, merged in the
     /// order they happened.
-    fn show_until(&mut self, events: Vec<(Moment, ServerEvent)>, until: std::time::Instant) {
+    fn show_until(&mut self, events: Vec<(Moment, ServerEvent)>, until: std::time::SystemTime) {
+        self.learn_aliases(&events);
         self.pull_wire();
         let split = self
             .wire
             .pending
-            .partition_point(|segment| segment.at < until);
+            .partition_point(|segment| segment.stamped < until);
         let mut segments = self.wire.pending.drain(..split).peekable();
         let mut shown = Vec::new();
         for (moment, event) in events {
-            while let Some(segment) = segments.next_if(|segment| segment.at < moment.at) {
+            while let Some(segment) = segments.next_if(|segment| segment.stamped < moment.wall) {
                 shown.push(Shown::Segment(segment));
             }
             shown.push(Shown::Event(moment, event));
@@ -318,6 +322,17 @@ impl Runner<'_> {
             match item {
                 Shown::Event(moment, event) => self.show(moment, event),
                 Shown::Segment(segment) => self.show_segment(segment),
+            }
+        }
+    }
+
+    /// Behind the lesson's network the server knows a client by the proxy's address for it,
+    /// which the proxy reports once its own connect returns: often after the server's accept.
+    /// Learned before any of `events` is shown, it names the client in that accept too.
+    fn learn_aliases(&mut self, events: &[(Moment, ServerEvent)]) {
+        for (_, event) in events {
+            if let ServerEvent::Network(ProxyEvent::Relaying { client, upstream }) = event {
+                self.aliases.insert(upstream.clone(), client.clone());
             }
         }
     }
@@ -347,7 +362,7 @@ impl Runner<'_> {
     fn catch_up(&mut self) {
         let now = self.timeline.now();
         let events = self.timeline.take_before(now);
-        self.show_until(events, now.at);
+        self.show_until(events, now.wall);
         self.flush_crowd();
     }
 
@@ -641,8 +656,10 @@ impl Runner<'_> {
 
     /// Puts one server event in the transcript and the log book.
     fn show(&mut self, moment: Moment, event: ServerEvent) {
-        if let ServerEvent::Network(ProxyEvent::Relaying { client, upstream }) = &event {
-            self.aliases.insert(upstream.clone(), client.clone());
+        if let ServerEvent::Ack(Event::Disconnected { peer, .. }) = &event
+            && let Some(name) = self.name_of(peer)
+        {
+            self.ended_by_server.insert(name);
         }
         if self.tally_crowd(moment, &event) {
             return;
@@ -957,20 +974,45 @@ impl Runner<'_> {
     }
 
     /// Waits, up to the step timeout, until the ack server (if it accepts) has received
-    /// everything the open clients have sent: the answers to the last sends may still be on their
-    /// way when the file ends, and the strict end must see them.
+    /// everything the open clients have sent, and has seen the end of every connection it
+    /// accepted whose client closed it (or had it reset): the answers to the last sends may
+    /// still be on their way when the file ends, and the strict end must see them; and a
+    /// lesson shows the server's side of a close every time, not only when the server was
+    /// quick.
     fn settle(&mut self, names: &[String]) {
         // Another server reports nothing to wait for; a paused one will never catch up.
         if self.external || !self.accepting {
             return;
         }
+        let accepted: HashSet<String> = self
+            .transcript
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.fact {
+                Some(Fact::Accept { client }) => Some(client.clone()),
+                _ => None,
+            })
+            .collect();
         let deadline = std::time::Instant::now() + self.timeout();
         loop {
             let behind = names.iter().any(|name| {
                 let client = &self.clients[name];
                 let open = matches!(client.socket, Some(ClientSocket::Stream(_)));
                 let (sent, received) = self.sent_and_received(name);
-                open && !client.ignores_rest && received.is_some_and(|received| received < sent)
+                let unreceived = open
+                    && !client.ignores_rest
+                    && received.is_some_and(|received| received < sent);
+                let gone = match &client.socket {
+                    None => true,
+                    Some(ClientSocket::Stream(Stream::Tcp(stream))) => {
+                        crate::kernel::TcpInfo::of(stream)
+                            .is_ok_and(|info| info.state == Some(crate::kernel::TcpState::Close))
+                    }
+                    Some(_) => false,
+                };
+                let end_unseen =
+                    gone && accepted.contains(name) && !self.ended_by_server.contains(name);
+                unreceived || end_unseen
             });
             if !behind {
                 return;

@@ -37,7 +37,7 @@ impl Runner<'_> {
         match capture.drain() {
             Ok(segments) => {
                 self.wire.pending.extend(segments);
-                self.wire.pending.sort_by_key(|segment| segment.at);
+                self.wire.pending.sort_by_key(|segment| segment.stamped);
                 if dropped > 0 {
                     self.emit(
                         Entry::new(
@@ -68,7 +68,7 @@ impl Runner<'_> {
     pub(super) fn show_events(&mut self, events: Vec<(Moment, ServerEvent)>) {
         let until = events
             .last()
-            .map_or_else(Instant::now, |(moment, _)| moment.at);
+            .map_or_else(std::time::SystemTime::now, |(moment, _)| moment.wall);
         self.show_until(events, until);
     }
 
@@ -327,7 +327,7 @@ impl Runner<'_> {
             let cursor = self.wire.cursor;
             let found = self.wire.shown.iter_mut().find(|caught| {
                 !caught.matched
-                    && cursor.is_none_or(|cursor| caught.segment.at > cursor)
+                    && cursor.is_none_or(|cursor| caught.segment.stamped > cursor)
                     && caught.segment.from == source
                     && caught.segment.to == destination
                     && kind_of(&caught.segment) == kind
@@ -336,7 +336,7 @@ impl Runner<'_> {
             });
             if let Some(caught) = found {
                 caught.matched = true;
-                self.wire.cursor = Some(caught.segment.at);
+                self.wire.cursor = Some(caught.segment.stamped);
                 return Ok(());
             }
             if Instant::now() >= deadline {
