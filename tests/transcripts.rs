@@ -1,0 +1,188 @@
+//! Every lesson's transcript, compared with the one saved in `tests/transcripts/`: what a
+//! learner reads when running `socket-lab run scenarios/NN-name.txt`. A lesson passes on what
+//! its steps check (`tests/scenarios.rs`); this file catches a change in what it *says*: a
+//! line gone, a line added, a word changed, a byte count or a socket option named wrongly.
+//!
+//! What may differ from run to run is made the same before comparing: ports, the temporary
+//! directories of Unix sockets, durations in milliseconds, and the seconds left in TIME_WAIT.
+//! The lines are compared as a multiset, each line as often as it was saved, not in order: the
+//! server's threads report what they did while the clients act, so two runs show the same
+//! lines in different orders (lesson 06), and the order is checked by
+//! `Transcript::check_causality` in `tests/scenarios.rs`.
+//!
+//! Not compared, because what they show is this machine's, not the lesson's: the lessons that
+//! watch the wire (windows and timers are the kernel's), that measure the process or hold a
+//! crowd (threads, memory, context switches), that show sysctls, and the two in
+//! [`MACHINE_DEPENDENT`].
+//!
+//! After changing what a lesson says on purpose, save the new transcripts with
+//! `TRANSCRIPTS=overwrite cargo test --test transcripts` and read the diff before committing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use regex::Regex;
+use socket_lab::scenario::{self, Scenario, Target, View};
+
+/// Lessons whose transcript depends on how this machine's kernel splits a large send among
+/// recvs.
+const MACHINE_DEPENDENT: &[(&str, &str)] = &[
+    (
+        "08-large-message",
+        "how 64 KiB arrives across recvs is the kernel's timing",
+    ),
+    (
+        "19-partial-send",
+        "how many send calls a sendall takes depends on the buffers",
+    ),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lessons = scenario::discover(&root.join("scenarios")).expect("the lessons are listed");
+    let saved = root.join("tests/transcripts");
+    let overwrite = std::env::var_os("TRANSCRIPTS").is_some_and(|value| value == "overwrite");
+    let mut trials = Vec::new();
+    for path in lessons {
+        let stem = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).expect("the lesson is readable");
+        let Ok(scenario) = Scenario::parse(&text) else {
+            // tests/scenarios.rs reports it.
+            continue;
+        };
+        let the_machines = scenario.watches_the_wire()
+            || scenario.measures_its_process()
+            || scenario.largest_crowd().is_some()
+            || text.lines().any(|line| line.starts_with("kernel: sysctl"))
+            || MACHINE_DEPENDENT.iter().any(|(name, _)| *name == stem);
+        if the_machines {
+            continue;
+        }
+        let file = saved.join(format!("{stem}.txt"));
+        trials.push(Trial::test(format!("transcript/{stem}"), move || {
+            compare(&path, &scenario, &file, overwrite)
+        }));
+    }
+    trials.push(Trial::test(
+        "the-comparison-counts-every-line",
+        the_comparison_counts_every_line,
+    ));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs the lesson and compares its transcript with the saved one (or saves it).
+fn compare(
+    lesson: &Path,
+    scenario: &Scenario,
+    saved: &PathBuf,
+    overwrite: bool,
+) -> Result<(), Failed> {
+    let shown = lesson.display().to_string();
+    let transcript = scenario::run(scenario, &shown, &Target::OwnServer, &mut |_| {})
+        .map_err(|failure| failure.to_string())?;
+    let lines: Vec<String> = transcript
+        .entries
+        .iter()
+        .map(|entry| same_every_run(&scenario::render(entry, View::default())))
+        .collect();
+    if overwrite {
+        std::fs::write(saved, lines.join("\n") + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", saved.display()))?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(saved).map_err(|e| {
+        format!(
+            "cannot read {} ({e}): save it with `TRANSCRIPTS=overwrite cargo test --test transcripts`",
+            saved.display()
+        )
+    })?;
+    let (missing, extra) = difference(expected.lines(), lines.iter().map(String::as_str));
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let list = |lines: &[String]| {
+        lines
+            .iter()
+            .map(|line| format!("    {line}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Err(format!(
+        "{shown} no longer says what {} says.\nSaved, but not said now:\n{}\nSaid now, but not saved:\n{}\nIf the change is meant, save it: TRANSCRIPTS=overwrite cargo test --test transcripts",
+        saved.display(),
+        list(&missing),
+        list(&extra)
+    )
+    .into())
+}
+
+/// The lines of `expected` that `actual` lacks, and the lines of `actual` that `expected`
+/// lacks, each as often as it is lacking.
+fn difference<'a>(
+    expected: impl Iterator<Item = &'a str>,
+    actual: impl Iterator<Item = &'a str>,
+) -> (Vec<String>, Vec<String>) {
+    let mut count: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in expected {
+        *count.entry(line).or_default() += 1;
+    }
+    for line in actual {
+        *count.entry(line).or_default() -= 1;
+    }
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    for (line, n) in count {
+        for _ in 0..n.unsigned_abs() {
+            if n > 0 {
+                missing.push(line.to_string());
+            } else {
+                extra.push(line.to_string());
+            }
+        }
+    }
+    (missing, extra)
+}
+
+/// The line with what differs from run to run replaced: ports, the temporary directories of
+/// Unix sockets, milliseconds, the seconds left in TIME_WAIT.
+fn same_every_run(line: &str) -> String {
+    let rules = [
+        (r"(127\.0\.0\.1|\[::1\]):\d+", "$1:PORT"),
+        (r"socket-lab(-client)?-\d+-\d+", "socket-lab$1-N"),
+        (r"\d+(\.\d+)? ms\b", "N ms"),
+        (r"about \d+ s\b", "about N s"),
+    ];
+    rules
+        .iter()
+        .fold(line.to_string(), |line, (pattern, with)| {
+            Regex::new(pattern)
+                .expect("the pattern is valid")
+                .replace_all(&line, *with)
+                .into_owned()
+        })
+}
+
+/// The comparison itself must be able to fail: a line missing, one added, one said twice.
+fn the_comparison_counts_every_line() -> Result<(), Failed> {
+    let saved = ["a", "b", "b"];
+    let (missing, extra) = difference(saved.into_iter(), ["b", "a", "b"].into_iter());
+    if !(missing.is_empty() && extra.is_empty()) {
+        return Err("the same lines in another order differ".into());
+    }
+    let (missing, extra) = difference(saved.into_iter(), ["a", "b", "c"].into_iter());
+    if missing != ["b"] || extra != ["c"] {
+        return Err(format!("missing {missing:?}, extra {extra:?}").into());
+    }
+    let line = "alice ──connect──▶ server   (alice is 127.0.0.1:40370) after 12 ms, about 59 s";
+    let same = same_every_run(line);
+    if same != "alice ──connect──▶ server   (alice is 127.0.0.1:PORT) after N ms, about N s"
+    {
+        return Err(format!("normalised to {same:?}").into());
+    }
+    Ok(())
+}
