@@ -965,3 +965,167 @@ enum Ended {
 fn no_crowd() -> StepError {
     StepError::Misuse("there is no crowd: add `crowd: connect N` before this step".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::tests::{EPOLL_CALLS, interrupt, wait_until_blocked_in};
+    use std::net::TcpListener;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    /// A crowd of `count` connections to a listener of the test's own (with room in its
+    /// queue for all of them), and the server's ends of them, in the crowd's order.
+    fn crowd_and_server(count: usize, pace: &Pace) -> (Members, Vec<TcpStream>) {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        socket.listen(1024).unwrap();
+        let listener: TcpListener = socket.into();
+        let to = listener.local_addr().unwrap();
+        let mut members = Members::new().unwrap();
+        let Done::Connected { addresses } = members.connect(to, count, pace, far()).unwrap() else {
+            panic!("the crowd did not connect");
+        };
+        let mut ends: Vec<Option<TcpStream>> = (0..count).map(|_| None).collect();
+        for _ in 0..count {
+            let (stream, peer) = listener.accept().unwrap();
+            let index = addresses.iter().position(|at| *at == peer).unwrap();
+            ends[index] = Some(stream);
+        }
+        (members, ends.into_iter().map(Option::unwrap).collect())
+    }
+
+    fn unpaced() -> Pace {
+        Pace {
+            queue: 1025,
+            accepted: None,
+        }
+    }
+
+    /// Without word of the server's accepts, at most 128 connects are under way at once; a
+    /// crowd larger than that still connects, as the first ones complete.
+    #[test]
+    fn a_crowd_larger_than_its_connects_at_once_connects_in_full() {
+        let (members, ends) = crowd_and_server(CONNECTS_AT_ONCE + 72, &unpaced());
+        assert_eq!(members.all.len(), 200);
+        assert!(members.all.iter().all(|member| member.connected));
+        assert_eq!(ends.len(), 200);
+    }
+
+    /// A send bigger than the send buffers: the first write takes part of it, and the rest
+    /// goes as the peer reads. Every byte arrives, in order.
+    #[test]
+    fn a_send_that_fills_the_buffers_is_finished_as_they_drain() {
+        let (mut members, ends) = crowd_and_server(3, &unpaced());
+        for member in &members.all {
+            socket2::SockRef::from(&member.stream)
+                .set_send_buffer_size(4096)
+                .unwrap();
+        }
+        let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+        let sending = {
+            let payload = payload.clone();
+            thread::Builder::new()
+                .name("crowd-send-test".into())
+                .spawn(move || {
+                    let done = members.send(&payload, far());
+                    (done, members)
+                })
+                .unwrap()
+        };
+        // The crowd waits for room only once the send buffers are full: nobody reads yet.
+        wait_until_blocked_in("crowd-send-test", EPOLL_CALLS);
+        interrupt("crowd-send-test", &sending, EPOLL_CALLS);
+        let readers: Vec<_> = ends
+            .into_iter()
+            .map(|mut end| {
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    end.read_to_end(&mut got).unwrap();
+                    got
+                })
+            })
+            .collect();
+        let (done, members) = sending.join().unwrap();
+        assert!(matches!(done, Ok(Done::Sent)));
+        assert!(members.all.iter().all(|member| member.unsent.is_empty()));
+        drop(members);
+        for reader in readers {
+            assert!(reader.join().unwrap() == payload, "the bytes differ");
+        }
+    }
+
+    /// Answers that come after the recv began, in pieces smaller than the answer, are waited
+    /// for (and a signal during the wait is no failure); the step ends as soon as every
+    /// connection has its answer.
+    #[test]
+    fn answers_that_come_later_and_in_pieces_are_awaited() {
+        let (mut members, mut ends) = crowd_and_server(3, &unpaced());
+        let started = Instant::now();
+        let receiving = thread::Builder::new()
+            .name("crowd-recv-test".into())
+            .spawn(move || {
+                let done = members.recv(4, b"ack!ack!", far());
+                (done, members)
+            })
+            .unwrap();
+        wait_until_blocked_in("crowd-recv-test", EPOLL_CALLS);
+        interrupt("crowd-recv-test", &receiving, EPOLL_CALLS);
+        for end in &mut ends {
+            end.write_all(b"ack!").unwrap();
+        }
+        wait_until_blocked_in("crowd-recv-test", EPOLL_CALLS);
+        for end in &mut ends {
+            end.write_all(b"ack!").unwrap();
+        }
+        let (done, members) = receiving.join().unwrap();
+        assert!(matches!(done, Ok(Done::Received)), "{:?}", done.err());
+        assert!(members.all.iter().all(|member| member.got == b"ack!ack!"));
+        // Well before the deadline a minute away: the step does not wait it out.
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    /// What a connection got instead is said for the first one that got it wrong.
+    #[test]
+    fn a_wrong_answer_is_named_for_the_first_connection_that_got_it() {
+        let expect = |members: &mut Members, deadline| {
+            members
+                .recv(1024, b"ack!", deadline)
+                .err()
+                .expect("the step fails")
+        };
+        let (mut members, mut ends) = crowd_and_server(3, &unpaced());
+        ends[0].write_all(b"ack!").unwrap();
+        ends[1].write_all(b"no").unwrap();
+        ends[1].shutdown(std::net::Shutdown::Write).unwrap();
+        ends[2].shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(
+            expect(&mut members, far()),
+            "2 of the crowd's 3 connections did not receive \"ack!\"; the first of them, number 2, got \"no\", then end of stream"
+        );
+        let (mut members, mut ends) = crowd_and_server(2, &unpaced());
+        ends[0].write_all(b"ack!").unwrap();
+        ends[1].write_all(b"ac").unwrap();
+        let soon = Instant::now() + Duration::from_millis(200);
+        assert_eq!(
+            expect(&mut members, soon),
+            "1 of the crowd's 2 connections did not receive \"ack!\"; the first of them, number 2, got only \"ac\" within the step's timeout"
+        );
+        let (mut members, ends) = crowd_and_server(1, &unpaced());
+        ends[0].shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(
+            expect(&mut members, far()),
+            "1 of the crowd's 1 connections did not receive \"ack!\"; the first of them, number 1, got end of stream"
+        );
+        let (mut members, _ends) = crowd_and_server(1, &unpaced());
+        let soon = Instant::now() + Duration::from_millis(200);
+        assert_eq!(
+            expect(&mut members, soon),
+            "1 of the crowd's 1 connections did not receive \"ack!\"; the first of them, number 1, got nothing within the step's timeout"
+        );
+    }
+}
