@@ -174,6 +174,21 @@ pub enum Event {
 }
 
 impl Event {
+    /// The client the event is about, if it is about one.
+    pub fn peer(&self) -> Option<&Address> {
+        match self {
+            Event::Connected { peer }
+            | Event::Message { peer, .. }
+            | Event::Disconnected { peer, .. }
+            | Event::Refused { peer, .. }
+            | Event::Truncated { peer, .. }
+            | Event::ReplyFailed { peer, .. } => Some(peer),
+            Event::Busy { .. } | Event::AcceptFailed { .. } => None,
+        }
+    }
+}
+
+impl Event {
     /// Problems go to stderr, the conversation to stdout.
     pub fn is_problem(&self) -> bool {
         matches!(

@@ -88,8 +88,9 @@ fn compare(
     let lines: Vec<String> = transcript
         .entries
         .iter()
-        .map(|entry| same_every_run(&scenario::render(entry, View::default())))
+        .map(|entry| scenario::render(entry, View::default()))
         .collect();
+    let lines = same_every_run(&lines);
     if overwrite {
         std::fs::write(saved, lines.join("\n") + "\n")
             .map_err(|e| format!("cannot write {}: {e}", saved.display()))?;
@@ -148,23 +149,63 @@ fn difference<'a>(
     (missing, extra)
 }
 
-/// The line with what differs from run to run replaced: ports, the temporary directories of
-/// Unix sockets, milliseconds, the seconds left in TIME_WAIT.
-fn same_every_run(line: &str) -> String {
+/// The transcript with what differs from run to run replaced: each port by the name of
+/// whoever holds it (`127.0.0.1:{alice}`, so a line that shows alice's address where bob's
+/// belongs still fails), other ports by `PORT`, the temporary directories of Unix sockets,
+/// how long a recv waited, other milliseconds, and the seconds left in TIME_WAIT. Only ports of four or five digits are
+/// ports the kernel picked; a payload's `127.0.0.1:1` is left alone.
+fn same_every_run(lines: &[String]) -> Vec<String> {
+    let address = r"(127\.0\.0\.1|\[::1\]):(\d{4,5})\b";
+    let holders = [
+        format!(r"^server listening on {address}"),
+        format!(r"^(?:\w+) bound to {address}"),
+        format!(r"between the clients and the server, at {address}"),
+        format!(r"\((?P<name>\w+) is {address}\)"),
+        format!(r"(?P<name>\w+)'s connection goes on to the server from {address}"),
+    ];
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (index, holder) in holders.iter().enumerate() {
+        let holder = Regex::new(holder).expect("the pattern is valid");
+        for line in lines {
+            for found in holder.captures_iter(line) {
+                let port = found[found.len() - 1].to_string();
+                let name = match (index, found.name("name")) {
+                    (_, Some(name)) if index == 4 => format!("{} via the network", name.as_str()),
+                    (_, Some(name)) => name.as_str().to_string(),
+                    (0, None) => "server".to_string(),
+                    (1, None) => line.split(' ').next().unwrap_or("server").to_string(),
+                    _ => "network".to_string(),
+                };
+                names.entry(port).or_insert(name);
+            }
+        }
+    }
+    let port = Regex::new(address).expect("the pattern is valid");
     let rules = [
-        (r"(127\.0\.0\.1|\[::1\]):\d+", "$1:PORT"),
+        // How long a recv waited is shown only when a person would notice, which on a busy
+        // machine is sometimes.
+        (r"   after \d+ ms\b", ""),
         (r"socket-lab(-client)?-\d+-\d+", "socket-lab$1-N"),
         (r"\d+(\.\d+)? ms\b", "N ms"),
         (r"about \d+ s\b", "about N s"),
     ];
-    rules
+    lines
         .iter()
-        .fold(line.to_string(), |line, (pattern, with)| {
-            Regex::new(pattern)
-                .expect("the pattern is valid")
-                .replace_all(&line, *with)
-                .into_owned()
+        .map(|line| {
+            let line = port.replace_all(line, |found: &regex::Captures| {
+                let name = names.get(&found[2]).map_or("PORT", String::as_str);
+                format!("{}:{{{name}}}", &found[1])
+            });
+            rules
+                .iter()
+                .fold(line.into_owned(), |line, (pattern, with)| {
+                    Regex::new(pattern)
+                        .expect("the pattern is valid")
+                        .replace_all(&line, *with)
+                        .into_owned()
+                })
         })
+        .collect()
 }
 
 /// The comparison itself must be able to fail: a line missing, one added, one said twice.
@@ -178,11 +219,22 @@ fn the_comparison_counts_every_line() -> Result<(), Failed> {
     if missing != ["b"] || extra != ["c"] {
         return Err(format!("missing {missing:?}, extra {extra:?}").into());
     }
-    let line = "alice ──connect──▶ server   (alice is 127.0.0.1:40370) after 12 ms, about 59 s";
-    let same = same_every_run(line);
-    if same != "alice ──connect──▶ server   (alice is 127.0.0.1:PORT) after N ms, about N s"
-    {
-        return Err(format!("normalised to {same:?}").into());
+    let lines = [
+        "server listening on 127.0.0.1:40000 (tcp ack server)",
+        "alice ──connect──▶ server   (alice is 127.0.0.1:40370) after 12 ms, about 59 s",
+        "      server log: [127.0.0.1:40370] send a message to server: [127.0.0.1:1]",
+        "      server accept() → 127.0.0.1:40999",
+    ]
+    .map(String::from);
+    let same = same_every_run(&lines);
+    let expected = [
+        "server listening on 127.0.0.1:{server} (tcp ack server)",
+        "alice ──connect──▶ server   (alice is 127.0.0.1:{alice}) after N ms, about N s",
+        "      server log: [127.0.0.1:{alice}] send a message to server: [127.0.0.1:1]",
+        "      server accept() → 127.0.0.1:{PORT}",
+    ];
+    if same != expected {
+        return Err(format!("normalised to {same:#?}").into());
     }
     Ok(())
 }

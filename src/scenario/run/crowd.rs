@@ -654,6 +654,7 @@ impl Runner<'_> {
                 // expect an exact count: the strict end does not ask for one.
                 self.log.lines.push(super::Logged {
                     moment,
+                    server: "server".into(),
                     text: text.clone(),
                     matched: false,
                     problem: false,

@@ -200,6 +200,8 @@ struct Client {
 /// One line the server logged.
 struct Logged {
     moment: Moment,
+    /// Which of the lesson's servers logged it: `server`, or the second server's name.
+    server: String,
     text: String,
     /// A `log` or `log-next` step has matched it.
     matched: bool,
@@ -673,6 +675,12 @@ impl Runner<'_> {
         for entry in self.describe(moment, &event) {
             self.emit(entry);
         }
+        let server = match &event {
+            ServerEvent::Ack(event) => event.peer().map(|peer| self.server_of(peer).0),
+            _ => None,
+        }
+        .unwrap_or("server")
+        .to_string();
         if let ServerEvent::Ack(
             Event::Message { peer, data } | Event::Truncated { peer, data, .. },
         ) = event
@@ -681,6 +689,7 @@ impl Runner<'_> {
         }
         self.log.lines.push(Logged {
             moment,
+            server,
             text,
             matched: false,
             problem,
@@ -697,7 +706,14 @@ impl Runner<'_> {
         };
         match event {
             ServerEvent::Ack(Event::Connected { peer }) => {
-                let entry = server(format!("server accept() → {}", shown(peer)));
+                // Behind the lesson's network, accept returns the proxy's end, not the
+                // client's: the server never learns the client's own address.
+                let via = if self.aliases.contains_key(peer) {
+                    format!("the network's connection for {}", shown(peer))
+                } else {
+                    shown(peer)
+                };
+                let entry = server(format!("server accept() → {via}"));
                 match named(peer) {
                     Some(client) => vec![entry.with_fact(Fact::Accept { client })],
                     None => vec![entry],

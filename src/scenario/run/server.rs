@@ -392,7 +392,7 @@ impl Runner<'_> {
                 // The line itself, as the server printed it: what the lesson says it logs. A
                 // problem is already shown where it happened, in the server's own words.
                 if !found.problem {
-                    let text = format!("server log: {}", found.text);
+                    let text = format!("{} log: {}", found.server, found.text);
                     self.record(line(text));
                 }
                 return Ok(());
