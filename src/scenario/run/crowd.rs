@@ -1007,6 +1007,58 @@ mod tests {
         }
     }
 
+    fn room(limit: u64, open: usize, ports: usize) -> Room {
+        Room {
+            limit: DescriptorLimit {
+                was: limit,
+                now: limit,
+            },
+            open,
+            ports: Some(("1000 1099".into(), ports)),
+        }
+    }
+
+    /// A crowd fits when its own table, the server's table and the local ports each have
+    /// room for it, to the descriptor: 8 spare in the crowd's table, 32 in the server's.
+    #[test]
+    fn a_crowd_fits_to_the_last_descriptor_and_port() {
+        assert_eq!(room(108, 0, 1000).check(100, false), Ok(()));
+        assert!(
+            room(107, 0, 1000)
+                .check(100, false)
+                .unwrap_err()
+                .contains("a crowd of 100 needs as many descriptors")
+        );
+        // The server's ends go in this process's table, beside what it holds open already.
+        assert_eq!(room(142, 10, 1000).check(100, true), Ok(()));
+        assert!(
+            room(141, 10, 1000)
+                .check(100, true)
+                .unwrap_err()
+                .contains("which has 10 open already")
+        );
+        assert_eq!(room(10_000, 0, 100).check(100, true), Ok(()));
+        assert_eq!(
+            room(10_000, 0, 99).check(100, true),
+            Err("a crowd of 100 needs a local port for each connection, and net.ipv4.ip_local_port_range (1000 1099) gives 99: make the crowd smaller".into())
+        );
+    }
+
+    /// The local ports are this machine's, as its sysctl says.
+    #[test]
+    fn the_local_ports_are_read_from_the_sysctl() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let bounds: Vec<usize> = range
+            .split_whitespace()
+            .map(|bound| bound.parse().unwrap())
+            .collect();
+        let (shown, count) = local_ports().expect("the sysctl is readable");
+        assert_eq!(shown, format!("{} {}", bounds[0], bounds[1]));
+        assert_eq!(count, bounds[1] - bounds[0] + 1);
+        assert!(room_for_crowd(100_000_000).is_err());
+        assert_eq!(room_for_crowd(10), Ok(()));
+    }
+
     /// Without word of the server's accepts, at most 128 connects are under way at once; a
     /// crowd larger than that still connects, as the first ones complete.
     #[test]
