@@ -11,14 +11,25 @@
 //! (lesson 06); the order is checked by `Transcript::check_causality`, in every lesson.
 
 use socket_lab::scenario::report::matches;
-use socket_lab::scenario::{self, Scenario, Target};
+use socket_lab::scenario::{self, Scenario, Target, Views};
 
 /// Runs `text` against the lab's own server and returns the transcript's lines.
 fn transcript(text: &str) -> Vec<String> {
+    transcript_with(text, Views::default())
+}
+
+/// [`transcript`], with the kernel's view (`socket-lab run --kernel`) when `views` asks.
+fn transcript_with(text: &str, views: Views) -> Vec<String> {
     let text = format!("# narration\n{text}");
     let scenario = Scenario::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let transcript = scenario::run(&scenario, "narration", &Target::OwnServer, &mut |_| {})
-        .unwrap_or_else(|failure| panic!("the scenario failed: {failure:?}\n{text}"));
+    let transcript = scenario::run_with(
+        &scenario,
+        "narration",
+        &Target::OwnServer,
+        views,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|failure| panic!("the scenario failed: {failure:?}\n{text}"));
     transcript
         .entries
         .iter()
@@ -271,5 +282,84 @@ fn a_crowd_that_the_server_leaves_is_counted_as_the_server_stopping() {
     the_line(
         &lines,
         "      server, for the crowd (counted, not shown one by one): [..]close() × [..]: the server is stopping",
+    );
+}
+
+/// The kernel's view: each step's state changes, named by whose socket it is, and the accept
+/// queue with its limit worked out from the backlog.
+#[test]
+fn the_kernel_view_names_each_socket_and_its_change() {
+    let kernel = || Views {
+        kernel: true,
+        ..Views::default()
+    };
+    let lines = transcript_with(
+        "server tcp accept=paused backlog=3\n\
+         alice: connect\n\
+         kernel: state alice = ESTABLISHED\n\
+         kernel: state server of alice = ESTABLISHED\n\
+         kernel: accept-queue = 1\n\
+         server: resume-accept\n\
+         kernel: accept-queue = 0\n\
+         alice: send \"hello\"\n\
+         alice: recv 1024 = \"server recv success\"\n\
+         alice: close\n\
+         server: log \"[alice] disconnected\"\n\
+         kernel: state alice = TIME_WAIT\n",
+        kernel(),
+    );
+    the_line(&lines, "kernel   server's listening socket: LISTEN");
+    the_line(&lines, "kernel   alice's socket: ESTABLISHED");
+    the_line(&lines, "kernel   server's socket for alice: ESTABLISHED");
+    the_line(
+        &lines,
+        "kernel   alice's socket: ESTABLISHED; rtt [..] ms, retransmission timeout [..] ms, [..] unacknowledged, [..] sent again",
+    );
+    the_line(
+        &lines,
+        "kernel   the server's socket for alice: ESTABLISHED",
+    );
+    the_line(
+        &lines,
+        "kernel   server's listening socket: 1 connection in the accept queue (listen backlog 3, so up to 4 wait)",
+    );
+    the_line(
+        &lines,
+        "kernel   server's listening socket: 0 connections in the accept queue (listen backlog 3, so up to 4 wait)",
+    );
+    the_line(
+        &lines,
+        "kernel   alice's socket: TIME_WAIT (the kernel frees it in about [..] s)[..]",
+    );
+    // After the close, one step saw both ends change.
+    assert!(
+        lines.iter().any(|line| line
+            .starts_with("kernel   server's socket for alice: gone (after the step before: ")),
+        "{}",
+        lines.join("\n")
+    );
+    // A backlog above net.core.somaxconn is lowered to it, and one more waits.
+    let lines = transcript_with(
+        "server tcp accept=paused backlog=65535\n\
+         alice: connect\n\
+         kernel: accept-queue = 1\n",
+        kernel(),
+    );
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let limit = if somaxconn < 65535 {
+        format!(
+            "listen backlog 65535, lowered to net.core.somaxconn = {somaxconn}, so up to {} wait",
+            somaxconn + 1
+        )
+    } else {
+        "listen backlog 65535, so up to 65536 wait".to_string()
+    };
+    the_line(
+        &lines,
+        &format!("kernel   server's listening socket: 1 connection in the accept queue ({limit})"),
     );
 }
