@@ -142,6 +142,30 @@ fn the_handshake_is_on_the_wire_for_an_ordinary_user() -> Result<(), Failed> {
         return Err(format!("the handshake is out of order, or after accept:\n{stdout}").into());
     }
     position("kernel   alice's socket: TIME_WAIT")?;
+    // Sequence numbers relative to each side's first, as Wireshark shows them: data moves
+    // them by its length, a FIN by one; windows are scaled as the handshake agreed.
+    for line in [
+        "   wire   alice → server   PSH-ACK   seq=1 ack=1 win=",
+        "   wire   server → alice   PSH-ACK   seq=1 ack=6 win=",
+        "   wire   alice → server   FIN-ACK   seq=6 ack=20 win=",
+        "   wire   server → alice   FIN-ACK   seq=20 ack=7 win=",
+        "   wire   alice → server   ACK       seq=7 ack=21 win=",
+    ] {
+        let at = position(line)?;
+        let window: String = stdout[at + line.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        // An unscaled window would read 512 or so; loopback's scaled one is tens of KiB.
+        if window
+            .parse::<u64>()
+            .map_or(true, |window| window < 16 * 1024)
+        {
+            return Err(format!("a window of {window:?} in {line:?}:\n{stdout}").into());
+        }
+    }
+    position(r#"len=5 "hello""#)?;
+    position(r#"len=19 "server recv success""#)?;
     Ok(())
 }
 
