@@ -363,3 +363,50 @@ fn the_kernel_view_names_each_socket_and_its_change() {
         &format!("kernel   server's listening socket: 1 connection in the accept queue ({limit})"),
     );
 }
+
+/// A lesson's second server is named in every line about it: how it started, what it
+/// accepted, received and answered.
+#[test]
+fn a_second_server_is_named_in_its_own_lines() {
+    let lines = transcript(
+        "server tcp\n\
+         server unix as local\n\
+         alice: connect-to local\n\
+         alice: send \"hi\"\n\
+         alice: recv 1024 = \"server recv success\"\n\
+         alice: close\n",
+    );
+    the_line(
+        &lines,
+        "local listening on /[..]/local.sock (unix ack server, recv size 1024)",
+    );
+    the_line(&lines, "alice ──connect──▶ local   (alice is unnamed)");
+    the_line(&lines, "      local accept() → alice (unnamed)");
+    the_line(&lines, "      local recv(1024) from alice → \"hi\"");
+    the_line(
+        &lines,
+        "      local ──\"server recv success\" (19 B)──▶ alice",
+    );
+    the_line(
+        &lines,
+        "      local recv(1024) from alice (unnamed) → 0 bytes: end of stream; local close()",
+    );
+    assert!(
+        lines_like(&lines, "      server [..]").is_empty(),
+        "the first server did nothing here:\n{}",
+        lines.join("\n")
+    );
+    let lines = transcript(
+        "server tcp\n\
+         server http as web\n\
+         alice: connect-to web\n\
+         alice: send \"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"\n\
+         alice: recv-response = \"HTTP/1.1 200 OK\\r\\n[..]\"\n",
+    );
+    the_line(&lines, "web listening on 127.0.0.1:[..] (a web server)");
+    the_line(
+        &lines,
+        "      web has a whole request from alice (127.0.0.1:[..]) (from its recvs): \"GET / HTTP/1.1\"",
+    );
+    the_line(&lines, "      web ──200 response ([..] B)──▶ alice");
+}

@@ -91,12 +91,20 @@ fn compare(
         .map(|entry| scenario::render(entry, View::default()))
         .collect();
     let lines = same_every_run(&lines);
+    let expected = std::fs::read_to_string(saved);
     if overwrite {
-        std::fs::write(saved, lines.join("\n") + "\n")
-            .map_err(|e| format!("cannot write {}: {e}", saved.display()))?;
+        // The same lines in another order are the same transcript: the file is left as it
+        // was, so a diff shows only what a change changed.
+        let same = expected.as_ref().is_ok_and(|expected| {
+            difference(expected.lines(), lines.iter().map(String::as_str)) == (vec![], vec![])
+        });
+        if !same {
+            std::fs::write(saved, lines.join("\n") + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", saved.display()))?;
+        }
         return Ok(());
     }
-    let expected = std::fs::read_to_string(saved).map_err(|e| {
+    let expected = expected.map_err(|e| {
         format!(
             "cannot read {} ({e}): save it with `TRANSCRIPTS=overwrite cargo test --test transcripts`",
             saved.display()

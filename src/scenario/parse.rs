@@ -90,6 +90,11 @@ impl Scenario {
                                     .into(),
                             )
                         })?;
+                        if spec.kind == ServerKind::None {
+                            return Err(error(format!(
+                                "a second server must be one that listens: `server none as {name}` has nothing to connect to"
+                            )));
+                        }
                         if !steps
                             .iter()
                             .all(|s: &Step| matches!(s.action, Action::Narrate(_)))
@@ -1018,6 +1023,10 @@ mod tests {
         assert_eq!(
             parse_err("# t\nserver tcp as main"),
             "line 2: the first server is `server`; only a second one takes `as NAME`"
+        );
+        assert_eq!(
+            parse_err("# t\nserver tcp\nserver none as nobody"),
+            "line 3: a second server must be one that listens: `server none as nobody` has nothing to connect to"
         );
         assert_eq!(
             parse_err("# t\nserver tcp\nserver udp as a\nserver unix as b"),

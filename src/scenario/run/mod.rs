@@ -522,23 +522,26 @@ impl Runner<'_> {
                 ..HttpConfig::default()
             })
             .map(|server| server.spawn(forward(&self.timeline))),
+            // The parser refuses `server none as NAME`.
             ServerKind::None => return Err("a second server must be one that listens".into()),
             _ => Server::bind(config.clone()).map(|server| server.spawn(forward(&self.timeline))),
         }
         .map_err(|e| format!("cannot start the server {name}: {e}"))?;
         config.endpoint = running.addr.endpoint();
+        let what = match kind {
+            ServerKind::Http => "a web server".to_string(),
+            kind => format!("{} ack server, recv size {}", kind.name(), config.recv_size),
+        };
         self.record(Entry::new(
             EntryKind::Server,
             format!(
-                "{name} {} {} ({} ack server, recv size {})",
+                "{name} {} {} ({what})",
                 if kind.is_datagram() {
                     "bound to"
                 } else {
                     "listening on"
                 },
                 running.addr,
-                kind.name(),
-                config.recv_size
             ),
         ));
         self.second = Some(Second {
@@ -713,7 +716,8 @@ impl Runner<'_> {
                 } else {
                     shown(peer)
                 };
-                let entry = server(format!("server accept() → {via}"));
+                let (label, _) = self.server_of(peer);
+                let entry = server(format!("{label} accept() → {via}"));
                 match named(peer) {
                     Some(client) => vec![entry.with_fact(Fact::Accept { client })],
                     None => vec![entry],
@@ -771,12 +775,13 @@ impl Runner<'_> {
                 status,
                 bytes,
             }) => {
+                let (label, _) = self.server_of(peer);
                 let received = server(format!(
-                    "server has a whole request from {} (from its recvs): \"{request_line}\"",
+                    "{label} has a whole request from {} (from its recvs): \"{request_line}\"",
                     shown(peer)
                 ));
                 let sent = server(format!(
-                    "server ──{status} response ({bytes} B)──▶ {}",
+                    "{label} ──{status} response ({bytes} B)──▶ {}",
                     named(peer).unwrap_or_else(|| peer.to_string())
                 ));
                 match named(peer) {
