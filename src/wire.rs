@@ -298,6 +298,27 @@ impl Caught {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Waits for the reader until `done` holds, the reader failed, or `deadline` passes.
+    fn wait_until<'a>(
+        &'a self,
+        mut state: std::sync::MutexGuard<'a, CaughtState>,
+        deadline: Instant,
+        done: impl Fn(&CaughtState) -> bool,
+    ) -> std::sync::MutexGuard<'a, CaughtState> {
+        while !done(&state) && state.error.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        state
+    }
 }
 
 /// The packet socket itself, owned by the reading thread.
@@ -398,18 +419,9 @@ impl Capture {
         let ask = state.asked;
         // Full means a wake-up is already waiting to be read, which serves as well.
         let _ = (&self.wake).write(&[1]);
-        while state.answered < ask && state.error.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .shared
-                .arrived
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
+        let mut state = self
+            .shared
+            .wait_until(state, deadline, |state| state.answered >= ask);
         if let Some(error) = state.error.take() {
             return Err(io::Error::other(error));
         }
@@ -418,20 +430,11 @@ impl Capture {
 
     /// Waits until a segment is caught or `deadline` passes; then [`Capture::drain`].
     pub fn wait(&mut self, deadline: Instant) -> io::Result<Vec<Segment>> {
-        let mut state = self.shared.lock();
-        while state.segments.is_empty() && state.error.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .shared
-                .arrived
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-        drop(state);
+        let state = self.shared.lock();
+        drop(
+            self.shared
+                .wait_until(state, deadline, |state| !state.segments.is_empty()),
+        );
         self.drain()
     }
 
