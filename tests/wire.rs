@@ -79,14 +79,18 @@ fn is_root() -> bool {
 fn wire_unavailable() -> Option<String> {
     let dir = tempfile::tempdir().ok()?;
     let probe = dir.path().join("probe.txt");
-    std::fs::write(
-        &probe,
-        "# probe\nserver tcp\nalice: connect\nwire: alice → server SYN\n",
-    )
-    .ok()?;
+    std::fs::write(&probe, "# probe\nserver tcp\nalice: connect\n").ok()?;
+    // No `wire:` step in the probe: broken wire steps must fail the tests below, not have
+    // them ignored.
     let output = socket_lab().args(["run", "--wire"]).arg(&probe).output();
     match output {
-        Ok(output) if output.status.success() => None,
+        Ok(output)
+            if output.status.success()
+                && !String::from_utf8_lossy(&output.stderr)
+                    .contains("running without the wire") =>
+        {
+            None
+        }
         Ok(output) => Some(String::from_utf8_lossy(&output.stderr).trim().to_string()),
         Err(e) => Some(format!("cannot run socket-lab: {e}")),
     }
