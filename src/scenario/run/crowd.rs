@@ -1112,6 +1112,26 @@ mod tests {
         }
     }
 
+    /// A connection the server reset cannot send: the step fails at once and says which
+    /// connection, instead of waiting for room that never comes.
+    #[test]
+    fn a_send_on_a_reset_connection_fails_and_says_which() {
+        let (mut members, ends) = crowd_and_server(2, &unpaced());
+        socket2::SockRef::from(&ends[1])
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(ends);
+        // The RST has arrived once a recv on the crowd's end says so.
+        let mut buffer = [0u8; 8];
+        let reset = (&members.all[1].stream).read(&mut buffer);
+        assert!(reset.is_err(), "{reset:?}");
+        let error = members.send(b"hello", far()).err().expect("the send fails");
+        assert!(
+            error.starts_with("the crowd's connection number 2 could not send: "),
+            "{error}"
+        );
+    }
+
     /// Answers that come after the recv began, in pieces smaller than the answer, are waited
     /// for (and a signal during the wait is no failure); the step ends as soon as every
     /// connection has its answer.
