@@ -259,9 +259,18 @@ fn a_crowd_is_counted_and_a_named_client_beside_it_is_shown() {
     assert_eq!(tally("accept()"), Some((3, 0)), "{tallies:?}");
     assert_eq!(tally("recv(1024)"), Some((3, 15)), "{tallies:?}");
     assert_eq!(tally("recv(1024) → 0 bytes"), Some((3, 0)), "{tallies:?}");
-    the_line(
+    let acked = the_line(
         &lines,
         "      server, for the crowd (counted, not shown one by one): [..]recv(1024) × [..] B in all), an ack (19 B) for each[..]",
+    );
+    // What the server did for the crowd is said when it happened: its acks before the
+    // crowd's recvs of them.
+    let place = |line: &str| lines.iter().position(|said| said == line);
+    let crowd_got = lines_like(&lines, "crowd ◀──[..]");
+    assert!(
+        place(acked) < place(crowd_got[0]),
+        "the acks are counted after the crowd received them:\n{}",
+        lines.join("\n")
     );
 }
 

@@ -1194,6 +1194,15 @@ mod tests {
             expect(&mut members, far()),
             "1 of the crowd's 1 connections did not receive \"ack!\"; the first of them, number 1, got end of stream"
         );
+        let (mut members, ends) = crowd_and_server(1, &unpaced());
+        socket2::SockRef::from(&ends[0])
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(ends);
+        assert_eq!(
+            expect(&mut members, far()),
+            "1 of the crowd's 1 connections did not receive \"ack!\"; the first of them, number 1, got an error: connection reset by peer"
+        );
         let (mut members, _ends) = crowd_and_server(1, &unpaced());
         let soon = Instant::now() + Duration::from_millis(200);
         assert_eq!(
