@@ -419,3 +419,20 @@ fn a_second_server_is_named_in_its_own_lines() {
     );
     the_line(&lines, "      web ──200 response ([..] B)──▶ alice");
 }
+
+/// A step that waits for something stops as soon as there is nothing left to wait for: an
+/// accept queue already at its count, and, at the end of the file, a server that does not
+/// accept (it will never read what alice sent). With a timeout of 30 s, a wait that ran to
+/// the deadline would take a minute; the whole file takes milliseconds.
+#[test]
+fn waits_end_when_there_is_nothing_left_to_wait_for() {
+    let started = std::time::Instant::now();
+    transcript(
+        "server tcp accept=paused\n\
+         timeout 30s\n\
+         alice: connect\n\
+         kernel: accept-queue = 1\n\
+         alice: send \"x\"\n",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}

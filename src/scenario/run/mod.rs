@@ -971,7 +971,39 @@ enum Shown {
     Segment(Segment),
 }
 
+/// How many requests the web server will answer in `sent`: each whole request, up to and
+/// including one it refuses or one that asks it to close (it answers that one, then closes).
+fn requests_in(sent: &[u8]) -> usize {
+    let limits = crate::http::request::Limits::default();
+    let mut rest = sent;
+    let mut count = 0;
+    loop {
+        match crate::http::request::Request::parse(rest, &limits) {
+            Ok(crate::http::request::Status::Complete(request)) => {
+                count += 1;
+                if !request.head.keep_alive() {
+                    return count;
+                }
+                rest = &rest[request.len.min(rest.len())..];
+            }
+            Ok(crate::http::request::Status::Partial) => return count,
+            Err(_) => return count + 1,
+        }
+    }
+}
+
 impl Runner<'_> {
+    /// How many of a client's requests the web server has answered, by the transcript.
+    fn requests_answered(&self, name: &str) -> usize {
+        self.transcript
+            .entries
+            .iter()
+            .filter(|entry| {
+                matches!(&entry.fact, Some(Fact::ServerRecv { client, len: None }) if client == name)
+            })
+            .count()
+    }
+
     /// Bytes a client sent, and bytes the ack server's recvs have returned from it, by the
     /// transcript's facts (the web server does not count request bytes: `None`).
     fn sent_and_received(&self, name: &str) -> (usize, Option<usize>) {
@@ -1023,6 +1055,12 @@ impl Runner<'_> {
                 let unreceived = open
                     && !client.ignores_rest
                     && received.is_some_and(|received| received < sent);
+                // The web server reports requests, not bytes: count the requests sent.
+                let unanswered = open
+                    && !client.ignores_rest
+                    && self.kind() == ServerKind::Http
+                    && client.on.is_none()
+                    && self.requests_answered(name) < requests_in(&client.sent);
                 let gone = match &client.socket {
                     None => true,
                     Some(ClientSocket::Stream(Stream::Tcp(stream))) => {
@@ -1033,7 +1071,7 @@ impl Runner<'_> {
                 };
                 let end_unseen =
                     gone && accepted.contains(name) && !self.ended_by_server.contains(name);
-                unreceived || end_unseen
+                unreceived || unanswered || end_unseen
             });
             if !behind {
                 return;
@@ -1157,5 +1195,28 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requests_in;
+
+    /// The requests the web server will answer: whole ones, up to one it refuses or one
+    /// that closes the connection.
+    #[test]
+    fn requests_are_counted_as_the_web_server_will_answer_them() {
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        assert_eq!(requests_in(b""), 0);
+        assert_eq!(requests_in(&get[..10]), 0);
+        assert_eq!(requests_in(&get), 1);
+        assert_eq!(requests_in(&[get.clone(), get.clone()].concat()), 2);
+        assert_eq!(requests_in(&[get.clone(), get[..10].to_vec()].concat()), 1);
+        let close = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec();
+        assert_eq!(requests_in(&[close, get.clone()].concat()), 1);
+        assert_eq!(
+            requests_in(&[get.clone(), b"BAD\r\n\r\n".to_vec(), get].concat()),
+            2
+        );
     }
 }
