@@ -43,6 +43,11 @@ fn main() {
         )
         .with_ignored_flag(wire.is_some()),
         Trial::test(
+            "the_private_namespace_is_said_once_before_its_sysctls",
+            the_private_namespace_is_said_once_before_its_sysctls,
+        )
+        .with_ignored_flag(wire.is_some()),
+        Trial::test(
             "a_silence_holds_on_a_quiet_connection_and_breaks_on_a_fin",
             a_silence_holds_on_a_quiet_connection_and_breaks_on_a_fin,
         )
@@ -225,6 +230,27 @@ fn scenario_file(dir: &Path, text: &str) -> String {
     let path = dir.join("case.txt");
     std::fs::write(&path, text).expect("the scenario is written");
     path.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// Inside the lab's namespace, the network sysctls are the namespace's: the lesson says so
+/// once, before the first one it shows.
+fn the_private_namespace_is_said_once_before_its_sysctls() -> Result<(), Failed> {
+    let dir = shared_dir();
+    let file = scenario_file(
+        dir.path(),
+        "# sysctls\nserver tcp\nkernel: sysctl net.core.somaxconn\nkernel: sysctl net.ipv4.tcp_syn_retries\n",
+    );
+    let stdout = stdout_of(&run_unprivileged(&[], &file))?;
+    let note = "kernel   (read inside the lab's private network namespace";
+    let first = stdout.find("kernel   net.core.somaxconn = ");
+    if stdout.matches(note).count() != 1
+        || first.is_none()
+        || stdout.find(note) > first
+        || !stdout.contains("kernel   net.ipv4.tcp_syn_retries = ")
+    {
+        return Err(format!("the note once, before the sysctls:\n{stdout}").into());
+    }
+    Ok(())
 }
 
 fn a_wire_step_the_wire_contradicts_fails() -> Result<(), Failed> {
