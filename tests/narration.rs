@@ -340,6 +340,12 @@ fn the_kernel_view_names_each_socket_and_its_change() {
         &lines,
         "kernel   alice's socket: TIME_WAIT (the kernel frees it in about [..] s)[..]",
     );
+    // A socket that is still there is never said to be gone.
+    assert!(
+        lines_like(&lines, "kernel   server's listening socket: gone[..]").is_empty(),
+        "{}",
+        lines.join("\n")
+    );
     // After the close, one step saw both ends change.
     assert!(
         lines.iter().any(|line| line
@@ -371,6 +377,34 @@ fn the_kernel_view_names_each_socket_and_its_change() {
         &lines,
         &format!("kernel   server's listening socket: 1 connection in the accept queue ({limit})"),
     );
+    // A backlog equal to somaxconn is not lowered.
+    let lines = transcript_with(
+        &format!(
+            "server tcp accept=paused backlog={}\nalice: connect\nkernel: accept-queue = 1\n",
+            somaxconn.min(65535)
+        ),
+        kernel(),
+    );
+    the_line(
+        &lines,
+        &format!(
+            "kernel   server's listening socket: 1 connection in the accept queue (listen backlog {}, so up to {} wait)",
+            somaxconn.min(65535),
+            somaxconn.min(65535) + 1
+        ),
+    );
+}
+
+/// A datagram server has one socket, and stopping closes it: no listening socket, no
+/// connections.
+#[test]
+fn a_stopping_datagram_server_closes_its_one_socket() {
+    let lines = transcript("server udp\nserver: stop\n");
+    the_line(
+        &lines,
+        "      server stops: it closes its one socket (a datagram server has no connections)",
+    );
+    assert!(lines_like(&lines, "[..]listening socket[..]").is_empty());
 }
 
 /// A lesson's second server is named in every line about it: how it started, what it

@@ -97,5 +97,8 @@ mod tests {
     fn sizes_read_as_a_person_says_them() {
         assert_eq!(show_size(812 * 1024), "812 KiB");
         assert_eq!(show_size(23 * 1024 * 1024 + 400 * 1024), "23.4 MiB");
+        // A MiB is said as one, not as 1024 KiB.
+        assert_eq!(show_size(1024 * 1024 - 1), "1023 KiB");
+        assert_eq!(show_size(1024 * 1024), "1.0 MiB");
     }
 }
