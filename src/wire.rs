@@ -302,22 +302,15 @@ impl Caught {
     /// Waits for the reader until `done` holds, the reader failed, or `deadline` passes.
     fn wait_until<'a>(
         &'a self,
-        mut state: std::sync::MutexGuard<'a, CaughtState>,
+        state: std::sync::MutexGuard<'a, CaughtState>,
         deadline: Instant,
         done: impl Fn(&CaughtState) -> bool,
     ) -> std::sync::MutexGuard<'a, CaughtState> {
-        while !done(&state) && state.error.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .arrived
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-        state
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.arrived
+            .wait_timeout_while(state, left, |state| !done(state) && state.error.is_none())
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
     }
 }
 

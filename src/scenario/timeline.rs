@@ -154,18 +154,12 @@ impl Timeline {
     /// Every event in the inbox, waiting until there is one or `deadline` passes (then the
     /// list is empty).
     pub fn wait_for_events(&self, deadline: Instant) -> Vec<(Moment, ServerEvent)> {
-        let mut state = self.lock();
-        while state.inbox.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .arrived
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut state = self
+            .arrived
+            .wait_timeout_while(self.lock(), left, |state| state.inbox.is_empty())
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
         std::mem::take(&mut state.inbox)
     }
 }
