@@ -294,6 +294,35 @@ fn a_crowd_that_the_server_leaves_is_counted_as_the_server_stopping() {
     );
 }
 
+/// A server with fewer slots than the crowd says once that all its slots are busy: counted
+/// with the crowd's events ("logged:" for once), and shown in its own words when a step
+/// asks for the log line. How often it is said after the crowd closes depends on how the
+/// closes and accepts interleave, so only the first count is exact.
+#[test]
+fn a_server_too_small_for_the_crowd_says_once_that_its_slots_are_busy() {
+    const BUSY: &str = "all 2 client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)";
+    let lines = transcript(
+        "server tcp max-clients=2\n\
+         crowd: connect 5\n\
+         server: log \"[..]busy[..]\"\n\
+         crowd: close\n",
+    );
+    let counted = lines_like(
+        &lines,
+        "      server, for the crowd (counted, not shown one by one): [..]",
+    );
+    assert_eq!(
+        counted.first().copied(),
+        Some(
+            format!("      server, for the crowd (counted, not shown one by one): accept() × 2; logged: {BUSY}")
+                .as_str()
+        ),
+        "{}",
+        lines.join("\n")
+    );
+    the_line(&lines, &format!("      server log: {BUSY}"));
+}
+
 /// The kernel's view: each step's state changes, named by whose socket it is, and the accept
 /// queue with its limit worked out from the backlog.
 #[test]
@@ -469,4 +498,90 @@ fn waits_end_when_there_is_nothing_left_to_wait_for() {
          alice: send \"x\"\n",
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+/// The accept queue's limit, worked out as `listen` does: a backlog above
+/// `net.core.somaxconn` is lowered to it, a backlog equal to it is not.
+#[test]
+fn the_accept_queue_says_when_somaxconn_lowers_the_backlog() {
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("/proc/sys/net/core/somaxconn")
+        .trim()
+        .parse()
+        .expect("somaxconn is a number");
+    let queue = |backlog: u64| {
+        let lines = transcript(&format!(
+            "server tcp accept=paused backlog={backlog}\nalice: connect\nkernel: accept-queue = 1\n"
+        ));
+        the_line(&lines, "kernel   server's listening socket: [..]").to_string()
+    };
+    assert_eq!(
+        queue(somaxconn),
+        format!(
+            "kernel   server's listening socket: 1 connection in the accept queue (listen backlog {somaxconn}, so up to {} wait)",
+            somaxconn + 1
+        )
+    );
+    // A lesson's backlog is at most 65,535, so where somaxconn is that high it lowers nothing.
+    if somaxconn >= 65_535 {
+        eprintln!("net.core.somaxconn is {somaxconn} here: no backlog a lesson takes exceeds it");
+        return;
+    }
+    assert_eq!(
+        queue(somaxconn + 1),
+        format!(
+            "kernel   server's listening socket: 1 connection in the accept queue (listen backlog {}, lowered to net.core.somaxconn = {somaxconn}, so up to {} wait)",
+            somaxconn + 1,
+            somaxconn + 1
+        )
+    );
+}
+
+/// Inside the lab's private network namespace (`run --wire`), a lesson's first sysctl says
+/// that the values are the namespace's, once; outside it, nothing is said.
+#[test]
+fn sysctls_read_in_the_private_network_say_so_once() {
+    const NOTICE: &str = "kernel   (read inside the lab's private network namespace[..]";
+    let steps = "server tcp\n\
+                 kernel: sysctl net.ipv4.tcp_fin_timeout\n\
+                 kernel: syn-schedule\n\
+                 kernel: sysctl net.core.somaxconn\n";
+    let inside = transcript_with(
+        steps,
+        Views {
+            private_network: true,
+            ..Views::default()
+        },
+    );
+    the_line(&inside, NOTICE);
+    let outside = transcript(steps);
+    assert_eq!(lines_like(&outside, NOTICE), Vec::<&str>::new());
+}
+
+/// A Unix socket's path is made in a directory of the run's own, and the run leaves
+/// nothing behind: the directory is gone when the run returns.
+#[test]
+fn a_unix_sockets_directory_is_removed_when_the_run_ends() {
+    let lines = transcript(
+        "server unix\n\
+         alice: connect\n\
+         alice: send \"hi\"\n\
+         alice: recv 1024 = \"server recv success\"\n\
+         alice: close\n",
+    );
+    let listening = the_line(
+        &lines,
+        "server listening on [..]/server.sock (unix ack server[..]",
+    );
+    let path = listening
+        .strip_prefix("server listening on ")
+        .and_then(|rest| rest.split_once(" ("))
+        .map(|(path, _)| std::path::Path::new(path))
+        .expect("a path");
+    let dir = path.parent().expect("the socket's directory");
+    assert!(
+        dir.starts_with(std::env::temp_dir()) && dir != std::env::temp_dir(),
+        "{dir:?}"
+    );
+    assert!(!dir.exists(), "{dir:?} is still there");
 }

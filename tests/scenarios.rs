@@ -29,6 +29,7 @@ use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use socket_lab::engine::Engine;
+use socket_lab::scenario::report::matches;
 use socket_lab::scenario::{self, Scenario, Target};
 
 fn main() {
@@ -112,7 +113,7 @@ fn main() {
 }
 
 /// Runs a case that must fail, and checks it fails at the line and with the words its
-/// `# expect-failure at line N: TEXT` says.
+/// `# expect-failure at line N: TEXT` says (`\n` a line break, `[..]` any text).
 fn must_fail_as_it_says(path: &Path) -> Result<(), Failed> {
     let shown = format!(
         "tests/must-fail/{}",
@@ -125,13 +126,17 @@ fn must_fail_as_it_says(path: &Path) -> Result<(), Failed> {
         .and_then(|rest| rest.split_once(": "))
         .and_then(|(line, words)| Some((line.parse::<usize>().ok()?, words)))
         .ok_or_else(|| format!("{shown}: no `# expect-failure at line N: TEXT` line"))?;
+    // The words are found anywhere in the message; `\n` in them is a line break and `[..]`
+    // any text, so a case can pin down a message of several lines around a port it cannot
+    // know.
+    let words = format!("[..]{}[..]", words.replace("\\n", "\n"));
     let scenario =
         Scenario::parse(&text).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))?;
     match scenario::run(&scenario, &shown, &Target::OwnServer, &mut |_| {}) {
         Ok(transcript) => {
             Err(format!("{shown}: passed, but it must fail at line {line}:\n{transcript}").into())
         }
-        Err(failure) if failure.line == line && failure.message.contains(words) => Ok(()),
+        Err(failure) if failure.line == line && matches(&words, &failure.message) => Ok(()),
         Err(failure) => Err(format!(
             "{shown}: must fail at line {line} with {words:?}, but failed like this:\n{failure}"
         )

@@ -53,6 +53,11 @@ fn main() {
         )
         .with_ignored_flag(wire.is_some()),
         Trial::test(
+            "a_connect_still_pending_is_named_for_its_client",
+            a_connect_still_pending_is_named_for_its_client,
+        )
+        .with_ignored_flag(wire.is_some()),
+        Trial::test(
             "wire_steps_without_the_wire_say_how_to_run_them",
             wire_steps_without_the_wire_say_how_to_run_them,
         ),
@@ -249,6 +254,27 @@ fn the_private_namespace_is_said_once_before_its_sysctls() -> Result<(), Failed>
         || !stdout.contains("kernel   net.ipv4.tcp_syn_retries = ")
     {
         return Err(format!("the note once, before the sysctls:\n{stdout}").into());
+    }
+    Ok(())
+}
+
+/// A client whose connect is still pending (its SYN dropped by a full accept queue) has no
+/// address a step has seen yet: its SYNs are named for it all the same, from the socket's
+/// own local address, as are the wire lines after its connect completes.
+fn a_connect_still_pending_is_named_for_its_client() -> Result<(), Failed> {
+    let dir = shared_dir();
+    let file = scenario_file(
+        dir.path(),
+        "# pending\nserver tcp backlog=0 accept=paused\nalice: connect\nbob: connect = pending 300ms\nwire: bob → server SYN\nserver: resume-accept\nbob: finish-connect\nwire: server → bob SYN ACK\n",
+    );
+    let stdout = stdout_of(&run_unprivileged(&[], &file))?;
+    let syns = stdout
+        .matches("   wire   bob → server   SYN       seq=0 win=")
+        .count();
+    if syns < 2 || stdout.contains("wire   127.0.0.1:") {
+        return Err(
+            format!("bob's first SYN, and the one resent, named for bob:\n{stdout}").into(),
+        );
     }
     Ok(())
 }

@@ -177,7 +177,7 @@ impl Runner<'_> {
         if self.proxy.is_none() {
             return Ok(());
         }
-        let deadline = Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         // Held back until the proxy names the connection, so that the server's accept, which
         // may come first, is shown as this client's.
         let mut held = Vec::new();
@@ -460,7 +460,7 @@ impl Runner<'_> {
     }
 
     fn recv_exactly(&mut self, name: &str, size: usize, expect: &[u8]) -> Result<(), StepError> {
-        let deadline = Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         let stream = self.stream(name)?;
         let mut got = Vec::with_capacity(size);
         let outcome = read_until(stream, &mut got, Some(size), deadline);
@@ -486,7 +486,7 @@ impl Runner<'_> {
     }
 
     fn recv_until_eof(&mut self, name: &str, expect: &StreamContent) -> Result<(), StepError> {
-        let deadline = Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         let stream = self.stream(name)?;
         let mut got = Vec::new();
         let outcome = read_until(stream, &mut got, None, deadline);
@@ -539,7 +539,7 @@ impl Runner<'_> {
     ) -> Result<(), StepError> {
         let to = self.peer_name(name);
         let started = Instant::now();
-        let deadline = started + self.timeout();
+        let deadline = self.step_deadline();
         let mut buffered = std::mem::take(&mut self.client(name)?.unread);
         let already = buffered.len();
         let stream = self.stream(name)?;

@@ -533,7 +533,7 @@ impl Runner<'_> {
                 let crowd = self.crowd.as_ref().ok_or_else(no_crowd)?;
                 let size = crowd.size;
                 let started = self.timeline.now();
-                let deadline = Instant::now() + self.timeout();
+                let deadline = self.step_deadline();
                 let result = crowd.ask(
                     Command::Send {
                         data: data.clone(),
@@ -556,7 +556,7 @@ impl Runner<'_> {
                 let crowd = self.crowd.as_ref().ok_or_else(no_crowd)?;
                 let members = crowd.size;
                 let began = Instant::now();
-                let deadline = began + self.timeout();
+                let deadline = self.step_deadline();
                 crowd
                     .ask(
                         Command::Recv {
@@ -601,7 +601,7 @@ impl Runner<'_> {
             self.crowd_members.clear();
             return Ok(());
         }
-        let deadline = Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         while self.crowd_tally.ended_in_all < size {
             let events = self.timeline.wait_for_events(deadline);
             if events.is_empty() {
@@ -698,27 +698,7 @@ impl Runner<'_> {
         let ack = self.config.ack.len();
         let said: Vec<String> = parts
             .iter()
-            .map(|(part, count, bytes)| {
-                let times = format!("× {}", thousands(*count));
-                match part {
-                    Part::Accepted => format!("accept() {times}"),
-                    Part::Received(_) => format!(
-                        "recv({recv_size}) {times} ({} B in all), an ack ({ack} B) for each",
-                        thousands(*bytes)
-                    ),
-                    Part::Ended(Ended::EndOfStream) => {
-                        format!("recv({recv_size}) → 0 bytes {times}: end of stream, close() each")
-                    }
-                    Part::Ended(Ended::ServerStopping) => {
-                        format!("close() {times}: the server is stopping")
-                    }
-                    Part::Ended(Ended::Other(reason)) => {
-                        format!("ended {times}: {reason}; close() each")
-                    }
-                    Part::Said(text) if *count == 1 => format!("logged: {text}"),
-                    Part::Said(text) => format!("logged {times}: {text}"),
-                }
-            })
+            .map(|(part, count, bytes)| part.counted(*count, *bytes, recv_size, ack))
             .collect();
         self.emit(Entry::new(
             EntryKind::Server,
@@ -758,7 +738,7 @@ impl Runner<'_> {
         let crowd = Crowd::start()?;
         let started = self.timeline.now();
         let began = Instant::now();
-        let deadline = began + self.timeout();
+        let deadline = self.step_deadline();
         let connected = crowd.ask(
             Command::Connect {
                 to,
@@ -815,31 +795,9 @@ impl Runner<'_> {
     /// has the local ports for them: said before any connect, with what to change, and shown.
     fn crowd_fits(&mut self, count: usize) -> Result<(), StepError> {
         let room = Room::here()?;
-        room.check(count, !self.external)?;
-        let raised = if room.limit.was < room.limit.now {
-            format!(", raised from {}", thousands(room.limit.was as usize))
-        } else {
-            String::new()
-        };
-        let server_side = if self.external {
-            String::new()
-        } else {
-            format!(
-                ", the server's in the process's table ({} open now)",
-                thousands(room.open)
-            )
-        };
-        let mut said = format!(
-            "kernel   descriptors: at most {} per table (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`{raised}); the crowd's {} go in a table of its own{server_side}",
-            thousands(room.limit.now as usize),
-            thousands(count)
-        );
-        if let Some((range, ports)) = &room.ports {
-            said.push_str(&format!(
-                "; local ports for them: {} (net.ipv4.ip_local_port_range = {range})",
-                thousands(*ports)
-            ));
-        }
+        let server_here = !self.external;
+        room.check(count, server_here)?;
+        let said = room.describe(count, server_here);
         self.record(Entry::new(EntryKind::Kernel, said));
         Ok(())
     }
@@ -864,6 +822,35 @@ impl Room {
             open: open_descriptors().unwrap_or(0),
             ports: local_ports(),
         })
+    }
+
+    /// The kernel's line that says where a crowd of `count` goes, and what limits it.
+    fn describe(&self, count: usize, server_here: bool) -> String {
+        let raised = if self.limit.was < self.limit.now {
+            format!(", raised from {}", thousands(self.limit.was as usize))
+        } else {
+            String::new()
+        };
+        let server_side = if server_here {
+            format!(
+                ", the server's in the process's table ({} open now)",
+                thousands(self.open)
+            )
+        } else {
+            String::new()
+        };
+        let mut said = format!(
+            "kernel   descriptors: at most {} per table (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`{raised}); the crowd's {} go in a table of its own{server_side}",
+            thousands(self.limit.now as usize),
+            thousands(count)
+        );
+        if let Some((range, ports)) = &self.ports {
+            said.push_str(&format!(
+                "; local ports for them: {} (net.ipv4.ip_local_port_range = {range})",
+                thousands(*ports)
+            ));
+        }
+        said
     }
 
     /// Whether a crowd of `count` fits: its own table, the server's ends in this process's
@@ -939,12 +926,6 @@ pub(super) struct Tally {
     ended_in_all: usize,
 }
 
-impl Tally {
-    pub(super) fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-}
-
 /// A kind of server event about the crowd.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
@@ -954,6 +935,30 @@ enum Part {
     Ended(Ended),
     /// A log line not about one connection.
     Said(String),
+}
+
+impl Part {
+    /// The part's share of the crowd's line: `count` events of this kind, which received
+    /// `bytes` in all, from a server that reads by `recv(recv_size)` and acks with `ack` bytes.
+    fn counted(&self, count: usize, bytes: usize, recv_size: usize, ack: usize) -> String {
+        let times = format!("× {}", thousands(count));
+        match self {
+            Part::Accepted => format!("accept() {times}"),
+            Part::Received(_) => format!(
+                "recv({recv_size}) {times} ({} B in all), an ack ({ack} B) for each",
+                thousands(bytes)
+            ),
+            Part::Ended(Ended::EndOfStream) => {
+                format!("recv({recv_size}) → 0 bytes {times}: end of stream, close() each")
+            }
+            Part::Ended(Ended::ServerStopping) => {
+                format!("close() {times}: the server is stopping")
+            }
+            Part::Ended(Ended::Other(reason)) => format!("ended {times}: {reason}; close() each"),
+            Part::Said(text) if count == 1 => format!("logged: {text}"),
+            Part::Said(text) => format!("logged {times}: {text}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -972,6 +977,30 @@ mod tests {
     use super::*;
     use crate::server::tests::{EPOLL_CALLS, interrupt, wait_until_blocked_in};
     use std::net::TcpListener;
+
+    #[test]
+    fn each_kind_of_the_servers_events_for_the_crowd_is_counted_in_its_own_words() {
+        let said = |part: Part, count| part.counted(count, 15_000, 1024, 19);
+        assert_eq!(said(Part::Accepted, 3), "accept() × 3");
+        assert_eq!(
+            said(Part::Received(0), 3_000),
+            "recv(1024) × 3,000 (15,000 B in all), an ack (19 B) for each"
+        );
+        assert_eq!(
+            said(Part::Ended(Ended::EndOfStream), 3),
+            "recv(1024) → 0 bytes × 3: end of stream, close() each"
+        );
+        assert_eq!(
+            said(Part::Ended(Ended::ServerStopping), 3),
+            "close() × 3: the server is stopping"
+        );
+        assert_eq!(
+            said(Part::Ended(Ended::Other("connection reset".into())), 2),
+            "ended × 2: connection reset; close() each"
+        );
+        assert_eq!(said(Part::Said("busy".into()), 1), "logged: busy");
+        assert_eq!(said(Part::Said("busy".into()), 2), "logged × 2: busy");
+    }
 
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(60)
@@ -1041,6 +1070,21 @@ mod tests {
         assert_eq!(
             room(10_000, 0, 99).check(100, true),
             Err("a crowd of 100 needs a local port for each connection, and net.ipv4.ip_local_port_range (1000 1099) gives 99: make the crowd smaller".into())
+        );
+    }
+
+    #[test]
+    fn where_a_crowd_goes_is_said_with_the_limits_that_apply() {
+        let mut here = room(20_000, 9, 28_232);
+        assert_eq!(
+            here.describe(1_000, true),
+            "kernel   descriptors: at most 20,000 per table (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`); the crowd's 1,000 go in a table of its own, the server's in the process's table (9 open now); local ports for them: 28,232 (net.ipv4.ip_local_port_range = 1000 1099)"
+        );
+        here.limit.was = 1024;
+        here.ports = None;
+        assert_eq!(
+            here.describe(1_000, false),
+            "kernel   descriptors: at most 20,000 per table (RLIMIT_NOFILE, raised to its hard limit, `ulimit -Hn`, raised from 1,024); the crowd's 1,000 go in a table of its own"
         );
     }
 

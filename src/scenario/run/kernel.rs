@@ -13,9 +13,27 @@ use crate::kernel::{INITIAL_RTO, SynRetries, TcpInfo, TcpSocket, TcpState, sysct
 use crate::scenario::report::{Entry, EntryKind, StepError};
 use crate::scenario::syntax::{End, KernelCall};
 
-/// How often a step that waits for a state asks the kernel again. No event tells us that a
-/// socket changed state, so the step asks; the deadline is the step's timeout.
+/// How often a step that waits for what `/proc` shows (a socket's state, the server's
+/// threads) asks again.
 const STATE_POLL: Duration = Duration::from_millis(2);
+
+/// Reads the kernel's view with `read` until `done` says the reading is the one a step
+/// expects, or the deadline passes: the last reading either way, for the step to show. No
+/// event tells us that a socket changed state or a thread started, so the step asks again
+/// every [`STATE_POLL`].
+pub(super) fn poll_until<T, E>(
+    deadline: Instant,
+    mut read: impl FnMut() -> Result<T, E>,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, E> {
+    loop {
+        let reading = read()?;
+        if done(&reading) || Instant::now() >= deadline {
+            return Ok(reading);
+        }
+        std::thread::sleep(STATE_POLL);
+    }
+}
 
 /// The kernel's TCP sockets as the `--kernel` view last saw them: (local, remote) → state.
 pub(super) type Snapshot = HashMap<(SocketAddr, SocketAddr), TcpState>;
@@ -144,42 +162,41 @@ impl Runner<'_> {
         let server = self
             .server_address()
             .ok_or_else(|| StepError::Misuse("the accept queue belongs to a TCP server".into()))?;
-        let deadline = Instant::now() + self.timeout();
-        loop {
-            let listener = tcp_sockets()
-                .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
-                .into_iter()
-                .find(|socket| socket.local == server && socket.state == TcpState::Listen)
-                .ok_or("the server has no listening socket")?;
-            if listener.rx_queue != expected && Instant::now() < deadline {
-                std::thread::sleep(STATE_POLL);
-                continue;
-            }
-            // The queue's limit: the backlog given to listen, lowered to somaxconn, and
-            // Linux lets one more than that wait (lesson 18).
-            let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn").ok();
-            let backlog = u64::try_from(self.config.backlog).unwrap_or(0);
-            let limit = match somaxconn {
-                Some(cap) if cap < backlog => format!(
-                    "listen backlog {backlog}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
-                    cap + 1
-                ),
-                _ => format!("listen backlog {backlog}, so up to {} wait", backlog + 1),
-            };
-            self.record(line(format!(
-                "server's listening socket: {} connection{} in the accept queue ({limit})",
-                listener.rx_queue,
-                if listener.rx_queue == 1 { "" } else { "s" },
-            )));
-            return if listener.rx_queue == expected {
-                Ok(())
-            } else {
-                Err(StepError::Mismatch {
-                    call: "accept-queue".into(),
-                    expected: expected.to_string(),
-                    got: listener.rx_queue.to_string(),
-                })
-            };
+        let listener = poll_until(
+            self.step_deadline(),
+            || {
+                tcp_sockets()
+                    .map_err(|e| StepError::from(format!("cannot read /proc/net/tcp: {e}")))?
+                    .into_iter()
+                    .find(|socket| socket.local == server && socket.state == TcpState::Listen)
+                    .ok_or_else(|| StepError::from("the server has no listening socket"))
+            },
+            |listener| listener.rx_queue == expected,
+        )?;
+        // The queue's limit: the backlog given to listen, lowered to somaxconn, and
+        // Linux lets one more than that wait (lesson 18).
+        let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn").ok();
+        let backlog = u64::try_from(self.config.backlog).unwrap_or(0);
+        let limit = match somaxconn {
+            Some(cap) if cap < backlog => format!(
+                "listen backlog {backlog}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
+                cap + 1
+            ),
+            _ => format!("listen backlog {backlog}, so up to {} wait", backlog + 1),
+        };
+        self.record(line(format!(
+            "server's listening socket: {} connection{} in the accept queue ({limit})",
+            listener.rx_queue,
+            if listener.rx_queue == 1 { "" } else { "s" },
+        )));
+        if listener.rx_queue == expected {
+            Ok(())
+        } else {
+            Err(StepError::Mismatch {
+                call: "accept-queue".into(),
+                expected: expected.to_string(),
+                got: listener.rx_queue.to_string(),
+            })
         }
     }
 
@@ -198,52 +215,54 @@ impl Runner<'_> {
             End::Client(name) => format!("{name}'s socket"),
             End::ServerOf(name) => format!("the server's socket for {name}"),
         };
-        let deadline = Instant::now() + self.timeout();
-        loop {
-            let found = tcp_sockets()
-                .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
-                .into_iter()
-                .find(|socket| socket.local == local && socket.remote == remote);
-            let state = found.as_ref().map(|socket| socket.state);
-            if state == Some(expected) || Instant::now() >= deadline {
-                let left = found
-                    .as_ref()
-                    .and_then(|socket| socket.time_wait_left)
-                    .map_or(String::new(), |left| {
-                        format!(
-                            " (the kernel frees it in about {} s)",
-                            left.as_secs().max(1)
-                        )
-                    });
-                // For a socket the runner holds, what TCP_INFO says of the connection.
-                let held = match end {
-                    End::Client(name) => self
-                        .clients
-                        .get(name)
-                        .and_then(|client| client.socket.as_ref()),
-                    End::ServerOf(_) => None,
-                };
-                let info = match held {
-                    Some(ClientSocket::Stream(Stream::Tcp(stream))) => {
-                        TcpInfo::of(stream).map_or(String::new(), |info| format!("; {info}"))
-                    }
-                    _ => String::new(),
-                };
-                self.record(line(format!(
-                    "{shown}: {}{left}{info}",
-                    state.map_or("gone: the kernel holds nothing for it", TcpState::name)
-                )));
-                return if state == Some(expected) {
-                    Ok(())
-                } else {
-                    Err(StepError::Mismatch {
-                        call: format!("the state of {shown}"),
-                        expected: expected.name().into(),
-                        got: state.map_or("no socket at all".into(), |state| state.name().into()),
-                    })
-                };
+        let found = poll_until(
+            self.step_deadline(),
+            || {
+                Ok::<_, StepError>(
+                    tcp_sockets()
+                        .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
+                        .into_iter()
+                        .find(|socket| socket.local == local && socket.remote == remote),
+                )
+            },
+            |found| found.as_ref().map(|socket| socket.state) == Some(expected),
+        )?;
+        let state = found.as_ref().map(|socket| socket.state);
+        let left = found
+            .as_ref()
+            .and_then(|socket| socket.time_wait_left)
+            .map_or(String::new(), |left| {
+                format!(
+                    " (the kernel frees it in about {} s)",
+                    left.as_secs().max(1)
+                )
+            });
+        // For a socket the runner holds, what TCP_INFO says of the connection.
+        let held = match end {
+            End::Client(name) => self
+                .clients
+                .get(name)
+                .and_then(|client| client.socket.as_ref()),
+            End::ServerOf(_) => None,
+        };
+        let info = match held {
+            Some(ClientSocket::Stream(Stream::Tcp(stream))) => {
+                TcpInfo::of(stream).map_or(String::new(), |info| format!("; {info}"))
             }
-            std::thread::sleep(STATE_POLL);
+            _ => String::new(),
+        };
+        self.record(line(format!(
+            "{shown}: {}{left}{info}",
+            state.map_or("gone: the kernel holds nothing for it", TcpState::name)
+        )));
+        if state == Some(expected) {
+            Ok(())
+        } else {
+            Err(StepError::Mismatch {
+                call: format!("the state of {shown}"),
+                expected: expected.name().into(),
+                got: state.map_or("no socket at all".into(), |state| state.name().into()),
+            })
         }
     }
 
@@ -308,5 +327,60 @@ impl Runner<'_> {
             ("server", client) => format!("server's socket for {client}"),
             (client, _) => format!("{client}'s socket"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Far enough that no test here reaches it unless it waits on purpose.
+    const FAR: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_wait_for_a_state_returns_the_first_reading_that_is_the_one_expected() {
+        let mut readings = 0;
+        let got = poll_until(
+            Instant::now() + FAR,
+            || {
+                readings += 1;
+                Ok::<_, ()>(readings)
+            },
+            |&reading| reading == 3,
+        );
+        assert_eq!(got, Ok(3));
+        assert_eq!(readings, 3);
+    }
+
+    #[test]
+    fn a_wait_for_a_state_that_never_comes_ends_at_the_deadline_with_the_last_reading() {
+        let deadline = Instant::now() + STATE_POLL * 5;
+        let mut readings = 0;
+        let got = poll_until(
+            deadline,
+            || {
+                readings += 1;
+                Ok::<_, ()>(readings)
+            },
+            |_| false,
+        );
+        assert!(Instant::now() >= deadline, "it gave up before the deadline");
+        assert_eq!(got, Ok(readings));
+        assert!(readings > 1, "it read once and gave up");
+    }
+
+    #[test]
+    fn a_wait_for_a_state_stops_at_the_first_failed_reading() {
+        let mut readings = 0;
+        let got = poll_until(
+            Instant::now() + FAR,
+            || {
+                readings += 1;
+                Err::<u32, _>("cannot read /proc/net/tcp")
+            },
+            |_| false,
+        );
+        assert_eq!(got, Err("cannot read /proc/net/tcp"));
+        assert_eq!(readings, 1);
     }
 }

@@ -43,7 +43,6 @@ use crate::proxy::{Proxy, ProxyEvent, Way};
 use crate::server::{Event, Server, ServerConfig};
 use crate::udp::{DatagramClient, DatagramServer};
 use crate::wire::{Capture, Segment};
-use std::net::SocketAddr;
 
 pub use crowd::room_for_crowd;
 
@@ -273,12 +272,8 @@ struct WireView<'a> {
     shown: Vec<Caught>,
     /// The last segment a `wire:` step matched: the next step looks after it.
     cursor: Option<std::time::SystemTime>,
-    /// Each direction's first sequence number and window scale, for relative numbers.
-    first_seq: HashMap<(SocketAddr, SocketAddr), u32>,
-    scale: HashMap<(SocketAddr, SocketAddr), u8>,
-    /// Each direction's highest relative sequence number sent so far (the end of its
-    /// data, counting SYN and FIN), to tell a retransmission from new data.
-    sent_up_to: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// Each TCP direction's numbers so far.
+    sequences: wire::Sequences,
 }
 
 /// A log callback for a server: stamps each event on `timeline` on the server's own thread.
@@ -340,10 +335,8 @@ impl Runner<'_> {
     }
 
     fn emit(&mut self, entry: Entry) {
-        // What the server did for the crowd came before this entry.
-        if !self.crowd_tally.is_empty() {
-            self.flush_crowd();
-        }
+        // What the server did for the crowd, if anything, came before this entry.
+        self.flush_crowd();
         // An empty `#` line separates paragraphs of narration; there is nothing to separate
         // right after the title or another break.
         if entry.kind == EntryKind::Narration
@@ -389,6 +382,11 @@ impl Runner<'_> {
 
     fn timeout(&self) -> std::time::Duration {
         self.scenario.timeout
+    }
+
+    /// When a step that starts now must be over: every wait of a step ends by it.
+    fn step_deadline(&self) -> std::time::Instant {
+        std::time::Instant::now() + self.timeout()
     }
 
     fn kind(&self) -> ServerKind {
@@ -1046,7 +1044,7 @@ impl Runner<'_> {
                 _ => None,
             })
             .collect();
-        let deadline = std::time::Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         loop {
             let behind = names.iter().any(|name| {
                 let client = &self.clients[name];

@@ -25,6 +25,16 @@ pub(super) struct Switches {
     pub(super) involuntary: u64,
 }
 
+/// The switches of several threads, added up.
+impl std::iter::Sum for Switches {
+    fn sum<I: Iterator<Item = Switches>>(threads: I) -> Switches {
+        threads.fold(Switches::default(), |all, thread| Switches {
+            voluntary: all.voluntary + thread.voluntary,
+            involuntary: all.involuntary + thread.involuntary,
+        })
+    }
+}
+
 /// One `Name:   value` field of a `/proc/.../status` file, as a number.
 fn field(status: &str, name: &str) -> Option<u64> {
     status.lines().find_map(|line| {
@@ -91,6 +101,28 @@ mod tests {
         assert!(resident_memory().unwrap() > 0);
         assert!(open_descriptors().unwrap() >= 3);
         assert_eq!(switches_of(i32::MAX).unwrap(), None);
+    }
+
+    #[test]
+    fn the_switches_of_several_threads_add_up() {
+        let threads = [
+            Switches {
+                voluntary: 3,
+                involuntary: 1,
+            },
+            Switches {
+                voluntary: 4,
+                involuntary: 2,
+            },
+        ];
+        assert_eq!(
+            threads.into_iter().sum::<Switches>(),
+            Switches {
+                voluntary: 7,
+                involuntary: 3,
+            }
+        );
+        assert_eq!(std::iter::empty().sum::<Switches>(), Switches::default());
     }
 
     #[test]

@@ -7,8 +7,6 @@
 //! form: the first unmatched line logged after the one the previous `log` or `log-next` step
 //! matched must match, so "the server logs alice's message before bob's" can fail.
 
-use std::time::{Duration, Instant};
-
 use super::{Runner, process};
 use crate::endpoint::AddressReuse;
 use crate::engine::RunningServer;
@@ -19,10 +17,6 @@ use crate::scenario::syntax::{
     AcceptMode, BindOutcome, ServerCall, ServerKind, Setting, ThreadCount,
 };
 use crate::server::{Server, ServerConfig};
-
-/// How often `server: threads` looks again while it waits for the count: no event says that
-/// a thread started, so the step asks; the deadline is the step's timeout.
-const THREAD_POLL: Duration = Duration::from_millis(2);
 
 /// `1 accept loop, 2 workers (a worker serves one connection at a time)`: how many
 /// threads do what.
@@ -197,58 +191,54 @@ impl Runner<'_> {
             ThreadCount::Exactly(count) => count,
             ThreadCount::Cores => loops,
         };
-        let deadline = Instant::now() + self.timeout();
-        loop {
-            let roll = self
-                .server
-                .as_ref()
-                .ok_or("the server is not running")?
-                .handle
-                .threads();
-            // The engine's roll names the threads; the kernel's list says they exist.
-            let mut found = Vec::new();
-            let mut switches = process::Switches::default();
-            for thread in roll {
-                let of_thread = process::switches_of(thread.tid)
-                    .map_err(|e| format!("cannot read /proc/self/task/{}: {e}", thread.tid))?;
-                if let Some(of_thread) = of_thread {
-                    switches.voluntary += of_thread.voluntary;
-                    switches.involuntary += of_thread.involuntary;
-                    found.push(thread.role);
+        let server = self.server.as_ref().ok_or("the server is not running")?;
+        let (found, switches) = super::kernel::poll_until(
+            self.step_deadline(),
+            || {
+                // The engine's roll names the threads; the kernel's list says they exist.
+                let mut found = Vec::new();
+                let mut of_threads = Vec::new();
+                for thread in server.handle.threads() {
+                    let of_thread = process::switches_of(thread.tid).map_err(|e| {
+                        StepError::from(format!("cannot read /proc/self/task/{}: {e}", thread.tid))
+                    })?;
+                    if let Some(of_thread) = of_thread {
+                        of_threads.push(of_thread);
+                        found.push(thread.role);
+                    }
                 }
-            }
-            if found.len() == wanted || Instant::now() >= deadline {
-                let cores = match expected {
-                    ThreadCount::Cores => format!(
-                        "; `cores` is {loops} here: the epoll engine runs one event loop per core (std::thread::available_parallelism)"
-                    ),
-                    ThreadCount::Exactly(_) => String::new(),
-                };
-                self.record(Entry::new(
-                    EntryKind::Kernel,
-                    format!(
-                        "kernel   the server's threads, in /proc/self/task: {}: {}; switched out {} since they started ({} waiting, voluntary_ctxt_switches; {} preempted, nonvoluntary_ctxt_switches){cores}",
-                        thousands(found.len()),
-                        describe_roles(&found),
-                        times((switches.voluntary + switches.involuntary) as usize),
-                        thousands(switches.voluntary as usize),
-                        thousands(switches.involuntary as usize),
-                    ),
-                ));
-                return if found.len() == wanted {
-                    Ok(())
-                } else {
-                    Err(StepError::Mismatch {
-                        call: "the server's threads".into(),
-                        expected: match expected {
-                            ThreadCount::Exactly(count) => count.to_string(),
-                            ThreadCount::Cores => format!("cores ({loops})"),
-                        },
-                        got: found.len().to_string(),
-                    })
-                };
-            }
-            std::thread::sleep(THREAD_POLL);
+                Ok::<_, StepError>((found, of_threads.into_iter().sum::<process::Switches>()))
+            },
+            |(found, _)| found.len() == wanted,
+        )?;
+        let cores = match expected {
+            ThreadCount::Cores => format!(
+                "; `cores` is {loops} here: the epoll engine runs one event loop per core (std::thread::available_parallelism)"
+            ),
+            ThreadCount::Exactly(_) => String::new(),
+        };
+        self.record(Entry::new(
+            EntryKind::Kernel,
+            format!(
+                "kernel   the server's threads, in /proc/self/task: {}: {}; switched out {} since they started ({} waiting, voluntary_ctxt_switches; {} preempted, nonvoluntary_ctxt_switches){cores}",
+                thousands(found.len()),
+                describe_roles(&found),
+                times((switches.voluntary + switches.involuntary) as usize),
+                thousands(switches.voluntary as usize),
+                thousands(switches.involuntary as usize),
+            ),
+        ));
+        if found.len() == wanted {
+            Ok(())
+        } else {
+            Err(StepError::Mismatch {
+                call: "the server's threads".into(),
+                expected: match expected {
+                    ThreadCount::Exactly(count) => count.to_string(),
+                    ThreadCount::Cores => format!("cores ({loops})"),
+                },
+                got: found.len().to_string(),
+            })
         }
     }
 
@@ -367,7 +357,7 @@ impl Runner<'_> {
 
     fn expect_log(&mut self, pattern: &str, order: Order) -> Result<(), StepError> {
         let expanded = self.expand(pattern);
-        let deadline = Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         loop {
             let cursor = self.log.cursor;
             let mut candidates = self.log.lines.iter_mut().filter(|line| {
@@ -440,7 +430,7 @@ impl Runner<'_> {
             .get(name)
             .map(|client| client.sent.clone())
             .ok_or_else(|| StepError::Misuse(format!("no client named {name}")))?;
-        let deadline = Instant::now() + self.timeout();
+        let deadline = self.step_deadline();
         loop {
             let recvs = self.recvs_of(name);
             let received: Vec<u8> = recvs.concat();
