@@ -585,3 +585,53 @@ fn a_unix_sockets_directory_is_removed_when_the_run_ends() {
     );
     assert!(!dir.exists(), "{dir:?} is still there");
 }
+
+/// Against another server, which reports no accepts to keep pace with, a crowd larger than
+/// its listen queue (128 + 1) still connects in full, 128 connects at a time, and its close
+/// is not waited for: that server's log is not ours to read.
+#[test]
+fn a_crowd_larger_than_the_listen_queue_connects_to_another_server() {
+    use socket_lab::endpoint::{Address, Endpoint};
+    use socket_lab::server::{Server, ServerConfig};
+    let server = Server::bind(ServerConfig {
+        endpoint: Endpoint::inet("127.0.0.1", 0),
+        max_clients: 400,
+        ..ServerConfig::default()
+    })
+    .expect("the other server binds")
+    .spawn(std::sync::Arc::new(|_| {}));
+    let Address::Inet(addr) = server.addr.clone() else {
+        panic!("a TCP server has an IP address");
+    };
+    let text = "# another server\n\
+                server tcp\n\
+                crowd: connect 150\n\
+                crowd: send \"hi\"\n\
+                crowd: recv 1024 = \"server recv success\"\n\
+                crowd: close\n";
+    let scenario = Scenario::parse(text).expect("the scenario parses");
+    let transcript = scenario::run_with(
+        &scenario,
+        "another-server",
+        &Target::External(Endpoint::inet("127.0.0.1", addr.port())),
+        Views::default(),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|failure| panic!("the scenario failed: {failure:?}"));
+    let lines: Vec<String> = transcript.entries.iter().map(|e| e.text.clone()).collect();
+    the_line(&lines, "crowd ──close (FIN) × 150──▶ server");
+    assert_eq!(crowd_tallies(&lines), Vec::new());
+    let _ = server.stop();
+}
+
+/// The web server counts no connections for a crowd (only the ack server reports each
+/// one's end), so a crowd's close there is not waited for.
+#[test]
+fn a_crowd_closes_on_the_web_server_without_waiting_for_a_count() {
+    let lines = transcript(
+        "server http\n\
+         crowd: connect 3\n\
+         crowd: close\n",
+    );
+    the_line(&lines, "crowd ──close (FIN) × 3──▶ server");
+}

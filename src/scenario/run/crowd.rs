@@ -732,7 +732,7 @@ impl Runner<'_> {
         self.crowd_fits(count)?;
         let own_ack_server = !self.external && self.kind() == ServerKind::Tcp;
         let pace = Pace {
-            queue: self.listen_queue(),
+            queue: usize::try_from(self.listen_queue().holds()).unwrap_or(usize::MAX),
             accepted: own_ack_server.then(|| Arc::clone(&self.timeline)),
         };
         let crowd = Crowd::start()?;
@@ -778,17 +778,6 @@ impl Runner<'_> {
             )),
         );
         Ok(())
-    }
-
-    /// How many connections the server's listen queue holds: its backlog, lowered to
-    /// `net.core.somaxconn` as `listen` does, plus the one more Linux lets wait (lesson 18).
-    fn listen_queue(&self) -> usize {
-        let backlog = usize::try_from(self.config.backlog).unwrap_or(0);
-        let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn")
-            .ok()
-            .and_then(|cap| usize::try_from(cap).ok())
-            .unwrap_or(backlog);
-        backlog.min(somaxconn) + 1
     }
 
     /// Whether this process can hold `count` more connections at both ends, and this machine
@@ -1154,6 +1143,60 @@ mod tests {
         for reader in readers {
             assert!(reader.join().unwrap() == payload, "the bytes differ");
         }
+    }
+
+    /// Against a server that accepts nothing, the crowd starts no more connects than the
+    /// listen queue holds (backlog 1: two, lesson 18), and says so when the step's time is
+    /// up; each accept the server reports makes room for one more.
+    #[test]
+    fn a_crowd_connects_no_faster_than_the_listen_queue_takes_them() {
+        let listening = |backlog| {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            socket
+                .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+                .unwrap();
+            socket.listen(backlog).unwrap();
+            let listener: TcpListener = socket.into();
+            let to = listener.local_addr().unwrap();
+            (listener, to)
+        };
+        let (_listener, to) = listening(1);
+        let timeline = Arc::new(Timeline::default());
+        let pace = Pace {
+            queue: 2,
+            accepted: Some(Arc::clone(&timeline)),
+        };
+        let soon = Instant::now() + Duration::from_millis(300);
+        let error = Members::new()
+            .unwrap()
+            .connect(to, 5, &pace, soon)
+            .err()
+            .expect("the crowd cannot all connect");
+        assert_eq!(
+            error,
+            "the crowd opened 2 of 5 connections in time (0 still in their handshake, 3 not started; the server accepted 0 of them, and its listen queue holds 2)"
+        );
+        // Accepted and reported one by one, all five get in.
+        let (listener, to) = listening(1);
+        let serving = thread::spawn(move || {
+            let mut ends = Vec::new();
+            while ends.len() < 5 {
+                let (end, peer) = listener.accept().unwrap();
+                timeline.server_event(ServerEvent::Ack(crate::server::Event::Connected {
+                    peer: crate::endpoint::Address::Inet(peer),
+                }));
+                ends.push(end);
+            }
+            ends
+        });
+        let mut members = Members::new().unwrap();
+        let done = members.connect(to, 5, &pace, far());
+        assert!(
+            matches!(done, Ok(Done::Connected { .. })),
+            "{:?}",
+            done.err()
+        );
+        assert_eq!(serving.join().unwrap().len(), 5);
     }
 
     /// A connection the server reset cannot send: the step fails at once and says which

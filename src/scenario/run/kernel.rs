@@ -35,6 +35,41 @@ pub(super) fn poll_until<T, E>(
     }
 }
 
+/// The listening socket's accept queue, as `listen(2)` sizes it: the backlog given to
+/// `listen`, lowered to `net.core.somaxconn` if it is larger, and Linux lets one connection
+/// more than that wait (lesson 18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ListenQueue {
+    pub(super) backlog: u64,
+    /// `None` where the sysctl cannot be read: then nothing is known to lower the backlog.
+    pub(super) somaxconn: Option<u64>,
+}
+
+impl ListenQueue {
+    /// How many connections may wait in it for `accept`.
+    pub(super) fn holds(&self) -> u64 {
+        self.somaxconn
+            .map_or(self.backlog, |cap| cap.min(self.backlog))
+            + 1
+    }
+
+    /// `listen backlog 4096, lowered to net.core.somaxconn = 128, so up to 129 wait`.
+    fn describe(&self) -> String {
+        match self.somaxconn {
+            Some(cap) if cap < self.backlog => format!(
+                "listen backlog {}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
+                self.backlog,
+                self.holds()
+            ),
+            _ => format!(
+                "listen backlog {}, so up to {} wait",
+                self.backlog,
+                self.holds()
+            ),
+        }
+    }
+}
+
 /// The kernel's TCP sockets as the `--kernel` view last saw them: (local, remote) → state.
 pub(super) type Snapshot = HashMap<(SocketAddr, SocketAddr), TcpState>;
 
@@ -155,6 +190,14 @@ impl Runner<'_> {
 }
 
 impl Runner<'_> {
+    /// The lesson's server's accept queue, with this machine's `net.core.somaxconn`.
+    pub(super) fn listen_queue(&self) -> ListenQueue {
+        ListenQueue {
+            backlog: u64::try_from(self.config.backlog).unwrap_or(0),
+            somaxconn: crate::kernel::sysctl_number("net.core.somaxconn").ok(),
+        }
+    }
+
     /// `kernel: accept-queue = N`: the connections waiting in the listening socket's queue,
     /// as `/proc/net/tcp` counts them, waiting up to the step's timeout for the count (a
     /// handshake's last ACK, or an `accept`, may still be on its way).
@@ -173,17 +216,7 @@ impl Runner<'_> {
             },
             |listener| listener.rx_queue == expected,
         )?;
-        // The queue's limit: the backlog given to listen, lowered to somaxconn, and
-        // Linux lets one more than that wait (lesson 18).
-        let somaxconn = crate::kernel::sysctl_number("net.core.somaxconn").ok();
-        let backlog = u64::try_from(self.config.backlog).unwrap_or(0);
-        let limit = match somaxconn {
-            Some(cap) if cap < backlog => format!(
-                "listen backlog {backlog}, lowered to net.core.somaxconn = {cap}, so up to {} wait",
-                cap + 1
-            ),
-            _ => format!("listen backlog {backlog}, so up to {} wait", backlog + 1),
-        };
+        let limit = self.listen_queue().describe();
         self.record(line(format!(
             "server's listening socket: {} connection{} in the accept queue ({limit})",
             listener.rx_queue,
@@ -336,6 +369,28 @@ mod tests {
 
     /// Far enough that no test here reaches it unless it waits on purpose.
     const FAR: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_accept_queue_holds_one_more_than_the_backlog_somaxconn_leaves() {
+        let queue = |backlog, somaxconn| ListenQueue { backlog, somaxconn };
+        assert_eq!(queue(5, Some(4096)).holds(), 6);
+        assert_eq!(queue(0, Some(4096)).holds(), 1);
+        assert_eq!(queue(4096, Some(4096)).holds(), 4097);
+        assert_eq!(queue(5000, Some(4096)).holds(), 4097);
+        assert_eq!(queue(5000, None).holds(), 5001);
+        assert_eq!(
+            queue(4096, Some(4096)).describe(),
+            "listen backlog 4096, so up to 4097 wait"
+        );
+        assert_eq!(
+            queue(5000, Some(4096)).describe(),
+            "listen backlog 5000, lowered to net.core.somaxconn = 4096, so up to 4097 wait"
+        );
+        assert_eq!(
+            queue(5, None).describe(),
+            "listen backlog 5, so up to 6 wait"
+        );
+    }
 
     #[test]
     fn a_wait_for_a_state_returns_the_first_reading_that_is_the_one_expected() {
