@@ -113,3 +113,61 @@ pub fn title_of(text: &str) -> Option<&str> {
         .and_then(|line| line.strip_prefix('#'))
         .map(str::trim)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lesson_file_is_read_whole_up_to_its_limit() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let at_most = dir.path().join("at-most.txt");
+        let text = "# a\n".repeat(usize::try_from(MAX_FILE).expect("small") / 4);
+        std::fs::write(&at_most, &text).expect("written");
+        assert_eq!(read_lesson(&at_most).expect("read"), text);
+        let over = dir.path().join("over.txt");
+        std::fs::write(&over, format!("{text}#")).expect("written");
+        let error = read_lesson(&over).expect_err("one byte over");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(
+            error.to_string(),
+            "longer than 1048576 bytes, the most a lesson file may be"
+        );
+    }
+
+    #[test]
+    fn the_lessons_in_a_folder_are_its_text_files_in_order() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for name in ["02-b.txt", "01-a.txt", "notes.md", "10-c.txt", "README"] {
+            std::fs::write(dir.path().join(name), "# x\n").expect("written");
+        }
+        let found: Vec<String> = discover(dir.path())
+            .expect("listed")
+            .iter()
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(found, ["01-a.txt", "02-b.txt", "10-c.txt"]);
+    }
+
+    #[test]
+    fn a_lessons_title_is_its_first_line_if_that_is_a_comment() {
+        assert_eq!(
+            title_of("\n  # One message  \nserver tcp\n"),
+            Some("One message")
+        );
+        assert_eq!(title_of("server tcp\n# later\n"), None);
+        assert_eq!(title_of("\n\n"), None);
+    }
+
+    #[test]
+    fn a_lesson_that_is_not_a_regular_file_is_refused_at_once() {
+        for path in ["/dev/zero", "/tmp"] {
+            let error = read_lesson(Path::new(path)).expect_err(path);
+            assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{path}");
+            assert!(
+                error.to_string().starts_with("not a regular file"),
+                "{error}"
+            );
+        }
+    }
+}
