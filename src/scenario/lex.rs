@@ -105,7 +105,7 @@ impl<'a> Tokens<'a> {
         match self.peek() {
             None => Ok(()),
             token => Err(format!(
-                "unexpected {} after the step",
+                "the step is over, but {} follows it",
                 describe_token(token)
             )),
         }
@@ -311,4 +311,216 @@ fn string_literal(
 /// escaped too, so parsing it back gives the same bytes.
 pub fn quote(bytes: &[u8]) -> String {
     escape(bytes).replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(line: &str) -> Result<Vec<Token>, String> {
+        tokenize(line)
+    }
+
+    fn word(text: &str) -> Token {
+        Token::Word(text.into())
+    }
+
+    #[test]
+    fn a_line_is_words_punctuation_and_strings_up_to_a_comment() {
+        assert_eq!(
+            tokens("alice: recv 1024 = \"hi\" * 2 + r\"\\x\"  # said twice"),
+            Ok(vec![
+                word("alice"),
+                Token::Colon,
+                word("recv"),
+                word("1024"),
+                Token::Equals,
+                Token::Bytes(b"hi".to_vec()),
+                Token::Star,
+                word("2"),
+                Token::Plus,
+                Token::Bytes(b"\\x".to_vec()),
+            ])
+        );
+        // Punctuation ends a word without a space; `r` starts a raw string only before `"`.
+        assert_eq!(
+            tokens("recv=rx:\"a\"#"),
+            Ok(vec![
+                word("recv"),
+                Token::Equals,
+                word("rx"),
+                Token::Colon,
+                Token::Bytes(b"a".to_vec()),
+            ])
+        );
+        assert_eq!(tokens("  # only a comment"), Ok(vec![]));
+        assert_eq!(
+            tokens("héllo wörld"),
+            Ok(vec![word("héllo"), word("wörld")])
+        );
+    }
+
+    #[test]
+    fn every_escape_gives_its_bytes() {
+        assert_eq!(
+            tokens(r#""\n\r\t\0\\\"\xff\x00\u{85}\u{1F600}é#""#),
+            Ok(vec![Token::Bytes(
+                [&b"\n\r\t\0\\\"\xff\x00"[..], "\u{85}\u{1F600}é#".as_bytes()].concat()
+            )])
+        );
+        assert_eq!(tokens(r#"r"\n""#), Ok(vec![Token::Bytes(b"\\n".to_vec())]));
+    }
+
+    #[test]
+    fn a_broken_string_says_what_is_wrong() {
+        let error = |line: &str| tokens(line).expect_err(line);
+        assert_eq!(error("\"open"), "a string is missing its closing `\"`");
+        assert_eq!(error("r\"open"), "a string is missing its closing `\"`");
+        assert_eq!(error("\"ends \\"), "a string ends in a lone `\\`");
+        assert_eq!(
+            error(r#""\xg0""#),
+            "`\\xg0` is not a byte: write two hex digits, as in \\xff"
+        );
+        assert_eq!(
+            error(r#""\x1""#),
+            "`\\x1\"` is not a byte: write two hex digits, as in \\xff"
+        );
+        assert_eq!(error(r#""\u85""#), "write a code point as \\u{85}");
+        assert_eq!(error(r#""\u{1234567}""#), "write a code point as \\u{85}");
+        assert_eq!(error(r#""\u{85"#), "write a code point as \\u{85}");
+        assert_eq!(error(r#""\u{d800}""#), "`\\u{d800}` is not a character");
+        assert_eq!(
+            error(r#""\q""#),
+            "unknown escape `\\q`; use \\n \\r \\t \\0 \\\\ \\\" \\xNN or \\u{N}"
+        );
+    }
+
+    #[test]
+    fn numbers_are_whole_and_within_their_limit() {
+        let mut built = 0;
+        let mut line = Tokens::new("1_000 1001 ten", &mut built).unwrap();
+        assert_eq!(line.number(1000), Ok(1000));
+        assert_eq!(
+            line.number(1000),
+            Err("1001 is too large here: at most 1000".into())
+        );
+        assert_eq!(
+            line.number(1000),
+            Err("expected a number, found `ten`".into())
+        );
+        assert_eq!(
+            line.number(1000),
+            Err("expected a number, found the end of the line".into())
+        );
+    }
+
+    #[test]
+    fn durations_are_milliseconds_or_seconds_up_to_the_longest_wait() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("600s"), Ok(MAX_WAIT));
+        assert_eq!(
+            parse_duration("601s"),
+            Err("`601s` is longer than any wait a scenario may have (600s)".into())
+        );
+        assert_eq!(
+            parse_duration("600001ms"),
+            Err("`600001ms` is longer than any wait a scenario may have (600s)".into())
+        );
+        for word in ["5", "5m", "ms", "1.5s", "-1s", ""] {
+            assert_eq!(
+                parse_duration(word),
+                Err(format!("`{word}` is not a duration such as 5s or 300ms"))
+            );
+        }
+    }
+
+    #[test]
+    fn byte_strings_join_and_repeat_within_the_files_limit() {
+        let mut built = 0;
+        let mut line = Tokens::new(r#""ab" * 3 + "c" + "d" * 0"#, &mut built).unwrap();
+        assert_eq!(line.bytes_expr(), Ok(b"abababc".to_vec()));
+        assert!(line.at_end());
+        assert_eq!(built, 7);
+        // The limit is the whole file's: what earlier lines built counts.
+        let mut built = MAX_PAYLOAD - 2;
+        let mut line = Tokens::new(r#""ab" "abc""#, &mut built).unwrap();
+        assert_eq!(line.bytes_expr(), Ok(b"ab".to_vec()));
+        assert_eq!(
+            line.bytes_expr(),
+            Err("the file's byte strings add up to more than 67108864 bytes, the most one scenario may build".into())
+        );
+        let mut built = 0;
+        let mut line = Tokens::new("\"x\" * 67108865", &mut built).unwrap();
+        assert_eq!(
+            line.bytes_expr(),
+            Err("67108865 is too large here: at most 67108864".into())
+        );
+        let mut built = 0;
+        let mut line = Tokens::new("hello", &mut built).unwrap();
+        assert_eq!(
+            line.bytes_expr(),
+            Err("expected a string such as \"hello\\r\\n\", found `hello`".into())
+        );
+        let mut built = 0;
+        let mut line = Tokens::new(r#""\xff""#, &mut built).unwrap();
+        assert_eq!(
+            line.text("a log pattern"),
+            Err(
+                "a log pattern must be UTF-8 text; write r\"\\xff\" to match an escaped byte"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn the_cursor_reads_expects_and_finds_the_end() {
+        let mut built = 0;
+        let mut line = Tokens::new("server: log = \"x\" * +", &mut built).unwrap();
+        assert!(!line.peek_is_directive());
+        assert_eq!(line.peek_word(), Some("server"));
+        assert_eq!(line.word("a name"), Ok("server".into()));
+        assert!(line.peek_is_directive());
+        assert_eq!(line.peek_word(), None);
+        assert_eq!(
+            line.expect(&Token::Equals, "`=`"),
+            Err("expected `=`, found `:`".into())
+        );
+        assert!(line.eat(&Token::Colon));
+        assert_eq!(
+            line.end(),
+            Err("the step is over, but `log` follows it".into())
+        );
+        assert_eq!(line.next(), Some(word("log")));
+        assert_eq!(line.expect(&Token::Equals, "`=`"), Ok(()));
+        assert_eq!(
+            line.word("a name"),
+            Err("expected a name, found the string \"x\"".into())
+        );
+        assert_eq!(
+            line.end(),
+            Err("the step is over, but the string \"x\" follows it".into())
+        );
+        line.next();
+        assert_eq!(
+            line.end(),
+            Err("the step is over, but `*` follows it".into())
+        );
+        line.next();
+        assert_eq!(
+            line.end(),
+            Err("the step is over, but `+` follows it".into())
+        );
+        assert!(!line.at_end());
+        line.next();
+        assert!(line.at_end());
+        assert_eq!(line.end(), Ok(()));
+        assert_eq!(line.next(), None);
+    }
+
+    #[test]
+    fn quoted_bytes_read_back_as_themselves() {
+        let bytes = b"say \"hi\"\r\n\x00\xff\\".to_vec();
+        let line = format!("\"{}\"", quote(&bytes));
+        assert_eq!(tokens(&line), Ok(vec![Token::Bytes(bytes)]));
+    }
 }
