@@ -53,15 +53,28 @@ pub(super) fn resident_memory() -> io::Result<u64> {
 
 /// The context switches of this process's thread `tid`, or `None` if it has exited.
 pub(super) fn switches_of(tid: i32) -> io::Result<Option<Switches>> {
-    let status = match std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) {
-        Ok(status) => status,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    match std::fs::File::open(format!("/proc/self/task/{tid}/status")) {
+        Ok(status) => switches_in(status),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The context switches in a thread's open `status` file, or `None` if the thread exited
+/// since it was opened: the read then fails with ESRCH.
+fn switches_in(mut status: std::fs::File) -> io::Result<Option<Switches>> {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    status.rewind()?;
+    match status.read_to_string(&mut text) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
         Err(e) => return Err(e),
-    };
+    }
     let missing = || io::Error::new(io::ErrorKind::InvalidData, "no ctxt_switches lines");
     Ok(Some(Switches {
-        voluntary: field(&status, "voluntary_ctxt_switches").ok_or_else(missing)?,
-        involuntary: field(&status, "nonvoluntary_ctxt_switches").ok_or_else(missing)?,
+        voluntary: field(&text, "voluntary_ctxt_switches").ok_or_else(missing)?,
+        involuntary: field(&text, "nonvoluntary_ctxt_switches").ok_or_else(missing)?,
     }))
 }
 
@@ -101,6 +114,34 @@ mod tests {
         assert!(resident_memory().unwrap() > 0);
         assert!(open_descriptors().unwrap() >= 3);
         assert_eq!(switches_of(i32::MAX).unwrap(), None);
+    }
+
+    /// A thread can exit between the open of its `status` and the read: that is a thread
+    /// gone, not a failure. Its task lingers for a moment after the join, so the file is
+    /// read again until the kernel says so, within a deadline.
+    #[test]
+    fn a_thread_that_exits_after_its_status_is_opened_is_gone() {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid takes no arguments and cannot fail.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let _ = go_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let status = std::fs::File::open(format!("/proc/self/task/{tid}/status")).unwrap();
+        assert!(switches_in(status.try_clone().unwrap()).unwrap().is_some());
+        drop(go_tx);
+        thread.join().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match switches_in(status.try_clone().unwrap()) {
+                Ok(None) => break,
+                Ok(Some(_)) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+                other => panic!("the exited thread's status read as {other:?}"),
+            }
+        }
+        assert_eq!(switches_of(tid).unwrap(), None);
     }
 
     #[test]
