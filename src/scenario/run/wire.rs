@@ -65,6 +65,8 @@ pub(super) struct Sequences {
     /// The end of what each direction has sent so far, relative to its first sequence
     /// number, counting SYN and FIN as one each.
     sent_up_to: HashMap<Direction, u32>,
+    /// The window each direction last advertised, scaled.
+    window: HashMap<Direction, u64>,
 }
 
 /// A TCP segment as the transcript shows it.
@@ -87,10 +89,12 @@ enum Again {
     No,
     /// Sequence space sent before, sent again because it was not acknowledged in time.
     Retransmission,
-    /// An empty segment one below the next byte: the sender asks a receiver that advertised
-    /// a zero window for its window now (a window probe, or a keepalive, which has the same
-    /// shape).
-    Probe,
+    /// An empty segment one below the next byte, to a receiver whose window was 0: the
+    /// sender asks for its window now (tcp(7), RFC 9293 section 3.8.6.1).
+    WindowProbe,
+    /// The same shape to a receiver with room: a keepalive (`SO_KEEPALIVE`, tcp(7)), which
+    /// the peer answers with an ACK if it is still there.
+    Keepalive,
 }
 
 impl Again {
@@ -98,7 +102,12 @@ impl Again {
         match self {
             Again::No => "",
             Again::Retransmission => "   retransmission: sent before, not acknowledged in time",
-            Again::Probe => "   probe: one below the next byte, to ask the receiver for its window",
+            Again::WindowProbe => {
+                "   window probe: one below the next byte, to ask a receiver whose window was 0 for its window"
+            }
+            Again::Keepalive => {
+                "   keepalive: one below the next byte, to ask whether the peer is still there"
+            }
         }
     }
 }
@@ -141,6 +150,7 @@ impl Sequences {
         };
         let window = u64::from(window) << scale;
         fields.push_str(&format!(" win={window}"));
+        self.window.insert(direction, window);
         // Sequence space this segment covers: its payload, and one each for SYN and FIN.
         // Covering nothing new means it was sent before.
         let start = seq.wrapping_sub(first);
@@ -153,7 +163,11 @@ impl Sequences {
             && !flags.rst
             && sent.is_some_and(|sent| start.wrapping_add(1) == sent)
         {
-            Again::Probe
+            if self.window.get(&reverse) == Some(&0) {
+                Again::WindowProbe
+            } else {
+                Again::Keepalive
+            }
         } else {
             Again::No
         };
@@ -613,21 +627,37 @@ mod tests {
         );
     }
 
+    /// The segment with another window.
+    fn with_window(mut segment: Segment, advertised: u16) -> Segment {
+        if let Header::Tcp { window, .. } = &mut segment.header {
+            *window = advertised;
+        }
+        segment
+    }
+
     #[test]
     fn an_empty_segment_one_below_the_next_byte_is_a_probe_and_a_reset_is_not() {
         let mut segments = handshake();
         segments.push(tcp(ALICE, SERVER, "PSH ACK", 1001, 5001, b"hello"));
-        // alice has sent up to number 6: an empty segment at 5 asks for the window.
+        // The server's window is full: alice has sent up to number 6, and an empty segment
+        // at 5 asks for the window.
+        segments.push(with_window(tcp(SERVER, ALICE, "ACK", 5001, 1006, b""), 0));
         segments.push(tcp(ALICE, SERVER, "ACK", 1005, 5001, b""));
         segments.push(tcp(ALICE, SERVER, "ACK", 1006, 5001, b""));
         segments.push(tcp(ALICE, SERVER, "RST ACK", 1005, 5001, b""));
+        // With room in the server's window, the same shape is a keepalive.
+        segments.push(tcp(SERVER, ALICE, "ACK", 5001, 1006, b""));
+        segments.push(tcp(ALICE, SERVER, "ACK", 1005, 5001, b""));
         let shown: Vec<String> = read_all(&segments).into_iter().map(|(s, _)| s).collect();
         assert_eq!(
             shown[4..],
             [
-                "seq=5 ack=1 win=65536   probe: one below the next byte, to ask the receiver for its window",
+                "seq=1 ack=6 win=0",
+                "seq=5 ack=1 win=65536   window probe: one below the next byte, to ask a receiver whose window was 0 for its window",
                 "seq=6 ack=1 win=65536",
                 "seq=5 ack=1 win=65536",
+                "seq=1 ack=6 win=65536",
+                "seq=5 ack=1 win=65536   keepalive: one below the next byte, to ask whether the peer is still there",
             ]
         );
     }
