@@ -958,6 +958,25 @@ mod tests {
         );
     }
 
+    /// A directive's word is a client's name when a `:` follows it: `timeout: connect` is a
+    /// client named timeout.
+    #[test]
+    fn clients_may_be_named_like_directives() {
+        let scenario = Scenario::parse(
+            "# t\nserver tcp\ntimeout: connect\nnetwork: connect\nneeds: connect\nhint: connect\nserver: stop\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = scenario
+            .steps
+            .iter()
+            .filter_map(|step| match &step.action {
+                Action::Client { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["timeout", "network", "needs", "hint"]);
+    }
+
     #[test]
     fn mistakes_name_the_line_and_what_was_expected() {
         assert_eq!(

@@ -662,6 +662,18 @@ mod tests {
         );
     }
 
+    /// Only sequence space marks how far a side has sent: caught mid-connection, with no SYN
+    /// seen, an empty ACK marks nothing, so an empty segment one below it is not taken for a
+    /// probe of data nobody saw.
+    #[test]
+    fn an_empty_segment_marks_nothing_as_sent() {
+        let shown = read_all(&[
+            tcp(ALICE, SERVER, "ACK", 1000, 5000, b""),
+            tcp(ALICE, SERVER, "ACK", 999, 5000, b""),
+        ]);
+        assert_eq!(shown[1], ("seq=4294967295 ack=5000 win=512".to_string(), 0));
+    }
+
     #[test]
     fn a_datagram_has_no_sequence_numbers() {
         let mut datagram = tcp(ALICE, SERVER, "SYN", 1, 0, b"hi");
