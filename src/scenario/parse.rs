@@ -138,7 +138,7 @@ impl Scenario {
                         .split('#')
                         .next()
                         .unwrap_or_default();
-                    network = Some(crate::proxy::Network::parse(words).map_err(error)?);
+                    network = Some((crate::proxy::Network::parse(words).map_err(error)?, line));
                 }
                 Some("needs") if tokens.peek_is_directive() => {
                     tokens.next();
@@ -182,12 +182,12 @@ impl Scenario {
             line: 1,
             message: "a scenario opens with a `# title` line".into(),
         })?;
-        if network.is_some()
+        if let Some((_, network_line)) = &network
             && let Some(spec) = &server
             && (spec.kind.is_datagram() || spec.kind == ServerKind::None)
         {
             return Err(ParseError {
-                line: 1,
+                line: *network_line,
                 message: "a `network` line needs a stream server (tcp, unix or http): the proxy relays connections".into(),
             });
         }
@@ -219,22 +219,9 @@ impl Scenario {
             steps,
             last_line,
             needs,
-            network,
+            network: network.map(|(network, _)| network),
             second,
         })
-    }
-
-    /// The names of the clients, in order of first appearance.
-    pub fn clients(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = Vec::new();
-        for step in &self.steps {
-            if let Action::Client { name, .. } = &step.action
-                && !names.contains(&name.as_str())
-            {
-                names.push(name);
-            }
-        }
-        names
     }
 }
 
@@ -975,6 +962,62 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["timeout", "network", "needs", "hint"]);
+    }
+
+    #[test]
+    fn a_network_needs_a_server_that_takes_connections() {
+        for kind in ["udp", "unix-dgram", "none"] {
+            assert_eq!(
+                parse_err(&format!("# t\nserver {kind}\n\nnetwork split=1\n")),
+                "line 4: a `network` line needs a stream server (tcp, unix or http): the proxy relays connections",
+                "{kind}"
+            );
+        }
+        for kind in ["tcp", "unix", "http"] {
+            assert!(
+                Scenario::parse(&format!("# t\nserver {kind}\nnetwork split=1\n"))
+                    .unwrap()
+                    .network
+                    .is_some(),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_server_may_not_take_a_name_the_file_uses_for_something_else() {
+        for name in ["server", "kernel", "wire"] {
+            assert_eq!(
+                parse_err(&format!("# t\nserver tcp\nserver udp as {name}\n")),
+                format!("line 3: `{name}` names something else; pick another name")
+            );
+        }
+    }
+
+    #[test]
+    fn a_replacement_server_takes_only_what_its_kind_takes() {
+        assert_eq!(
+            parse_err("# t\nserver http\nserver: replace recv-size=8\n"),
+            "line 3: the http server does not take `recv-size`"
+        );
+        assert_eq!(
+            parse_err("# t\nserver http\nserver: replace engine=iterative\n"),
+            "line 3: the http server does not run on engine=iterative"
+        );
+        assert!(
+            Scenario::parse("# t\nserver tcp\nserver: replace engine=iterative recv-size=8\n")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_settings_number_may_reach_its_limit_and_not_pass_it() {
+        let max = crate::server::MAX_RECV_SIZE;
+        assert!(Scenario::parse(&format!("# t\nserver tcp recv-size={max}\n")).is_ok());
+        assert_eq!(
+            parse_err(&format!("# t\nserver tcp recv-size={}\n", max + 1)),
+            format!("line 2: recv-size={} is too large: at most {max}", max + 1)
+        );
     }
 
     #[test]
