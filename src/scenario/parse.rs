@@ -1020,6 +1020,59 @@ mod tests {
         );
     }
 
+    /// An outcome written the old way (`= reset`) is told the errno form; another word is
+    /// told what the verb takes.
+    #[test]
+    fn an_outcome_written_as_a_word_is_told_its_errno_form() {
+        for (step, said) in [
+            (
+                "connect = refused",
+                "an error is written `= error ECONNREFUSED` (the errno name), not `= refused`",
+            ),
+            (
+                "connect = foo",
+                "`connect` ends in `connected`, `error ECONNREFUSED` or `pending 300ms`, not `foo`",
+            ),
+            (
+                "send \"x\" = reset",
+                "an error is written `= error ECONNRESET` (the errno name), not `= reset`",
+            ),
+            (
+                "send \"x\" = wouldblock",
+                "an error is written `= error EAGAIN` (the errno name), not `= wouldblock`",
+            ),
+            ("send \"x\" = foo", "expected a number, found `foo`"),
+            (
+                "recv 4 = reset",
+                "an error is written `= error ECONNRESET` (the errno name), not `= reset`",
+            ),
+            (
+                "recv 4 = foo",
+                "expected a string such as \"hello\\r\\n\", found `foo`",
+            ),
+        ] {
+            assert_eq!(
+                parse_err(&format!("# t\nserver tcp\nalice: {step}\n")),
+                format!("line 3: {said}")
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_ack_is_refused() {
+        assert_eq!(
+            parse_err("# t\nserver tcp ack=\"\"\n"),
+            "line 2: ack=\"\": the ack must not be empty, or no client would know its message arrived"
+        );
+        assert_eq!(
+            Scenario::parse("# t\nserver tcp ack=ok\n")
+                .unwrap()
+                .server
+                .settings,
+            vec![Setting::Ack(b"ok".to_vec())]
+        );
+    }
+
     #[test]
     fn mistakes_name_the_line_and_what_was_expected() {
         assert_eq!(
