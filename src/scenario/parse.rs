@@ -1073,6 +1073,88 @@ mod tests {
         );
     }
 
+    /// The one step of `text` after a `server tcp` line.
+    fn step(text: &str) -> Result<Action, String> {
+        Scenario::parse(&format!("# t\nserver tcp\n{text}\n"))
+            .map(|scenario| scenario.steps[0].action.clone())
+            .map_err(|error| error.message)
+    }
+
+    #[test]
+    fn wire_steps_read_their_silence_and_their_window() {
+        assert_eq!(
+            step("wire: no segment for 300ms"),
+            Ok(Action::Wire(WireCall::Silence(Duration::from_millis(300))))
+        );
+        assert_eq!(
+            step("wire: no segments for 300ms"),
+            Err("write it `no segment for 300ms`".into())
+        );
+        // The largest window TCP can advertise: 65535 scaled by 2^14 (RFC 7323).
+        assert!(step("wire: alice → server ACK win=1073725440").is_ok());
+        assert_eq!(
+            step("wire: alice → server ACK win=1073725441"),
+            Err("1073725441 is too large here: at most 1073725440".into())
+        );
+    }
+
+    #[test]
+    fn a_sysctl_name_is_dotted_words() {
+        assert_eq!(
+            step("kernel: sysctl net.ipv4.tcp_syn_retries net.core.somaxconn"),
+            Ok(Action::Kernel(KernelCall::Sysctl(vec![
+                "net.ipv4.tcp_syn_retries".into(),
+                "net.core.somaxconn".into()
+            ])))
+        );
+        for name in [
+            "net..somaxconn",
+            "net.core.",
+            "net/core",
+            "net.core.some-thing",
+        ] {
+            assert_eq!(
+                step(&format!("kernel: sysctl {name}")),
+                Err(format!(
+                    "`{name}` is not a sysctl name such as net.ipv4.tcp_syn_retries"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn server_steps_read_their_numbers_and_values() {
+        assert_eq!(
+            step("server: memory < 3 KiB"),
+            Ok(Action::Server(ServerCall::Memory {
+                below: Some(3 * 1024)
+            }))
+        );
+        assert_eq!(
+            step("server: memory < 64 MiB"),
+            Ok(Action::Server(ServerCall::Memory {
+                below: Some(64 * 1024 * 1024)
+            }))
+        );
+        let most = MAX_CROWD + 1;
+        assert_eq!(
+            step(&format!("server: threads = {most}")),
+            Ok(Action::Server(ServerCall::Threads(ThreadCount::Exactly(
+                most
+            ))))
+        );
+        assert_eq!(
+            step(&format!("server: threads = {}", most + 1)),
+            Err(format!("{} is too large here: at most {most}", most + 1))
+        );
+        // A value may be written as a string.
+        assert_eq!(
+            step("server: replace engine=\"epoll\""),
+            step("server: replace engine=epoll")
+        );
+        assert!(step("server: replace engine=epoll").is_ok());
+    }
+
     #[test]
     fn mistakes_name_the_line_and_what_was_expected() {
         assert_eq!(

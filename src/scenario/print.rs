@@ -277,3 +277,28 @@ impl fmt::Display for ServerCall {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short piece repeated is printed as `"unit" * n` once the bytes are longer than four
+    /// pieces of the longest unit (64 bytes); shorter ones are spelled out.
+    #[test]
+    fn a_long_repeated_payload_prints_as_its_unit_times_a_count() {
+        assert_eq!(literal(&[b'x'; 64]), format!("\"{}\"", "x".repeat(64)));
+        assert_eq!(literal(&[b'x'; 65]), "\"x\" * 65");
+        assert_eq!(literal(&b"ab".repeat(40)), "\"ab\" * 40");
+        // Not a whole number of any unit up to 16 bytes: spelled out.
+        let odd = [&b"ab".repeat(40)[..], b"a"].concat();
+        assert_eq!(literal(&odd), format!("\"{}a\"", "ab".repeat(40)));
+        assert_eq!(literal(b"say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+    }
+
+    #[test]
+    fn a_memory_bound_prints_in_mib_when_it_is_whole_ones() {
+        assert_eq!(memory_bound(64 * 1024 * 1024), "64 MiB");
+        assert_eq!(memory_bound(3 * 1024), "3 KiB");
+        assert_eq!(memory_bound(1024 * 1024 + 1024), "1025 KiB");
+    }
+}
