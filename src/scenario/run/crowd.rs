@@ -1199,6 +1199,23 @@ mod tests {
         assert_eq!(serving.join().unwrap().len(), 5);
     }
 
+    /// A connect the kernel refuses before sending anything fails the step at once, named.
+    /// TCP does not connect to a broadcast address: connect(2) fails with ENETUNREACH
+    /// without a packet leaving, so this stays on the machine.
+    #[test]
+    fn a_connect_that_fails_at_once_is_said_at_once() {
+        let to = SocketAddr::from(([255, 255, 255, 255], 80));
+        let error = Members::new()
+            .unwrap()
+            .connect(to, 3, &unpaced(), far())
+            .err()
+            .expect("no connection to a broadcast address");
+        assert!(
+            error.starts_with("the crowd's connect number 1 failed at once: "),
+            "{error}"
+        );
+    }
+
     /// A connection the server reset cannot send: the step fails at once and says which
     /// connection, instead of waiting for room that never comes.
     #[test]
