@@ -933,3 +933,108 @@ pub fn verb_names(actor: Actor) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(text: &str) -> Scenario {
+        Scenario::parse(&format!("# t\n{text}\n")).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    #[test]
+    fn a_servers_settings_are_applied_and_read_back() {
+        let spec = scenario(
+            "server tcp recv-size=8 ack=ok backlog=3 max-clients=2 idle-timeout=300ms engine=epoll host=\"::1\" accept=paused",
+        )
+        .server;
+        let mut config = ServerConfig::default();
+        for setting in &spec.settings {
+            setting.apply_to(&mut config);
+        }
+        assert_eq!(config.recv_size, 8);
+        assert_eq!(config.ack, b"ok");
+        assert_eq!(config.backlog, 3);
+        assert_eq!(config.max_clients, 2);
+        assert_eq!(config.idle_timeout, Some(Duration::from_millis(300)));
+        assert_eq!(config.engine, Engine::Epoll);
+        assert_eq!(spec.engine(), Some(Engine::Epoll));
+        assert_eq!(spec.host(), Some("::1"));
+        assert_eq!(spec.accept(), AcceptMode::Paused);
+        // An idle timeout of 0 is none at all.
+        let mut config = ServerConfig::default();
+        Setting::IdleTimeout(Duration::ZERO).apply_to(&mut config);
+        assert_eq!(config.idle_timeout, None);
+        let plain = scenario("server tcp").server;
+        assert_eq!(
+            (plain.engine(), plain.host(), plain.accept()),
+            (None, None, AcceptMode::On)
+        );
+    }
+
+    #[test]
+    fn a_kind_is_found_by_its_name() {
+        for kind in ServerKind::ALL {
+            assert_eq!(ServerKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(ServerKind::from_name("sctp"), None);
+        let datagram: Vec<&str> = ServerKind::ALL
+            .into_iter()
+            .filter(|kind| kind.is_datagram())
+            .map(ServerKind::name)
+            .collect();
+        assert_eq!(datagram, ["udp", "unix-dgram"]);
+    }
+
+    #[test]
+    fn a_lesson_is_tested_on_the_engines_it_can_run_on() {
+        let engines = |text: &str| scenario(text).engines_to_test();
+        assert_eq!(
+            engines("server tcp"),
+            [Engine::Threads, Engine::Iterative, Engine::Epoll]
+        );
+        assert_eq!(
+            engines("server tcp\nneeds two-clients-at-once"),
+            [Engine::Threads, Engine::Epoll]
+        );
+        assert_eq!(engines("server tcp engine=iterative"), [Engine::Iterative]);
+        assert_eq!(engines("server http"), [Engine::Threads, Engine::Epoll]);
+        assert_eq!(engines("server udp"), []);
+    }
+
+    #[test]
+    fn a_lesson_moved_to_another_engine_names_only_that_one() {
+        let moved = scenario("server tcp engine=threads recv-size=8")
+            .on_engine(Engine::Epoll)
+            .unwrap();
+        assert_eq!(
+            moved.server.settings,
+            [Setting::RecvSize(8), Setting::Engine(Engine::Epoll)]
+        );
+        assert_eq!(
+            scenario("server http").on_engine(Engine::Iterative).err(),
+            Some(
+                "the http server does not run on the iterative engine; it runs on: threads, epoll"
+                    .into()
+            )
+        );
+        assert_eq!(
+            scenario("server udp").on_engine(Engine::Threads).err(),
+            Some("the udp server has no engines: there are no connections to serve".into())
+        );
+    }
+
+    #[test]
+    fn what_a_lesson_needs_to_run_is_read_from_its_steps() {
+        let plain = scenario("server tcp\nalice: connect");
+        assert_eq!(plain.largest_crowd(), None);
+        assert!(!plain.measures_its_process());
+        assert!(!plain.watches_the_wire());
+        let big = scenario(
+            "server tcp\ncrowd: connect 5\ncrowd: close\ncrowd: connect 7\ncrowd: close\nserver: memory\nwire: no segment for 10ms",
+        );
+        assert_eq!(big.largest_crowd(), Some(7));
+        assert!(big.measures_its_process());
+        assert!(big.watches_the_wire());
+    }
+}
