@@ -1159,10 +1159,8 @@ mod tests {
     fn mistakes_name_the_line_and_what_was_expected() {
         assert_eq!(
             parse_err("# t\nserver tcp\nalice: sned \"x\""),
-            format!(
-                "line 3: unknown verb `sned`; a client can: {}",
-                verb_names(Actor::Client)
-            )
+            // Spelled out: the list built by the code under test would agree with itself.
+            "line 3: unknown verb `sned`; a client can: connect, connect-to, finish-connect, send, sendall, recv, recv-exactly, recv-until-eof, recv-response, shutdown, close, reset, settimeout, setblocking, setsockopt, ignore-rest, queued"
         );
         assert_eq!(
             parse_err("# t\nserver tcp\nalice: send \"x"),
