@@ -52,6 +52,8 @@ const READ_POLL: Duration = Duration::from_millis(1);
 const READ_WAIT: Duration = Duration::from_secs(5);
 /// The pause between pieces where the receiver's reads cannot be seen (Unix sockets).
 const UNIX_PIECE_GAP: Duration = Duration::from_millis(2);
+/// How long a cut waits for the other direction to report what it forwarded before it.
+const REPORT_WAIT: Duration = Duration::from_secs(1);
 
 impl Network {
     /// `split=1 delay=5ms`: the words a lesson's `network` line and `--network` take.
@@ -276,11 +278,30 @@ impl Service for Relay {
     }
 }
 
-/// Bytes that crossed the proxy so far, both ways, for `close-after`/`reset-after`.
+/// What the two directions of one relayed connection share.
 #[derive(Default)]
 struct Crossed {
-    bytes: Mutex<u64>,
-    cut: Condvar,
+    tally: Mutex<Tally>,
+    /// Signalled when a direction has reported what it forwarded.
+    reported: Condvar,
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Bytes that crossed so far, both ways, for `close-after`/`reset-after`.
+    bytes: u64,
+    /// Forwards counted in `bytes` and not yet reported: a cut waits for them (up to
+    /// [`REPORT_WAIT`]), so that what crossed before the cut is told before it, and is not
+    /// lost when the lesson ends with the cut.
+    unreported: usize,
+}
+
+impl Crossed {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 fn relay(client: Stream, peer: Address, to: &Endpoint, network: Network, log: &ProxyLog) {
@@ -376,11 +397,14 @@ fn pump(
         // close-after/reset-after: forward up to the limit, then cut.
         let limit = network.close_after.or(network.reset_after);
         let (allowed, cut_now) = {
-            let mut total = crossed.bytes.lock().unwrap_or_else(|p| p.into_inner());
-            let room = limit.map_or(u64::MAX, |limit| limit.saturating_sub(*total));
+            let mut tally = crossed.tally();
+            let room = limit.map_or(u64::MAX, |limit| limit.saturating_sub(tally.bytes));
             let allowed = (chunk.len() as u64).min(room) as usize;
-            *total += allowed as u64;
-            (allowed, limit.is_some_and(|limit| *total >= limit))
+            tally.bytes += allowed as u64;
+            if allowed > 0 {
+                tally.unreported += 1;
+            }
+            (allowed, limit.is_some_and(|limit| tally.bytes >= limit))
         };
         chunk.truncate(allowed);
         let pieces = forward(&chunk, &mut to, &network);
@@ -392,9 +416,17 @@ fn pump(
                 to: offset + chunk.len() as u64,
                 pieces,
             });
+            crossed.tally().unreported -= 1;
+            crossed.reported.notify_all();
         }
         offset += chunk.len() as u64;
         if cut_now {
+            // The other direction may have forwarded bytes and not told of them yet.
+            drop(
+                crossed
+                    .reported
+                    .wait_timeout_while(crossed.tally(), REPORT_WAIT, |tally| tally.unreported > 0),
+            );
             let reset = network.reset_after.is_some();
             // Reported before it is done, as a send is: the peers' calls that see the cut
             // come after it.
@@ -410,7 +442,6 @@ fn pump(
                     let _ = stream.shutdown(Shutdown::Both);
                 }
             }
-            crossed.cut.notify_all();
             return;
         }
     }

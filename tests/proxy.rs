@@ -158,3 +158,62 @@ fn reset_after_cuts_with_rst() {
     assert_eq!(error.kind(), ErrorKind::ConnectionReset);
     setup.stop();
 }
+
+/// A cut is told after every byte that crossed before it, even when the direction that
+/// forwarded them is slow to say so: here its report is held for 200 ms, while the server's
+/// answer crosses the other way and reaches the limit. Lesson 36 ended with the cut, and
+/// sometimes lost the line for alice's own bytes.
+#[test]
+fn a_cut_is_reported_after_what_crossed_before_it() {
+    let server = Server::bind(ServerConfig {
+        endpoint: Endpoint::inet("127.0.0.1", 0),
+        ..ServerConfig::default()
+    })
+    .expect("bind the server")
+    .spawn(Arc::new(|_| {}));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let log = {
+        let reports = Arc::clone(&reports);
+        Arc::new(move |event: ProxyEvent| {
+            if let ProxyEvent::Forwarded {
+                way: socket_lab::proxy::Way::ToServer,
+                ..
+            } = event
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            reports.lock().expect("not poisoned").push(event);
+        })
+    };
+    let proxy = Proxy::bind(
+        &Endpoint::inet("127.0.0.1", 0),
+        server.addr.endpoint(),
+        Network::parse("reset-after=10").expect("network settings"),
+    )
+    .expect("bind the proxy")
+    .spawn(log);
+    let Address::Inet(addr) = proxy.addr else {
+        panic!("a TCP proxy")
+    };
+    let mut client = TcpStream::connect(addr).expect("connect to the proxy");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    client.write_all(b"hello").expect("send");
+    let mut answer = Vec::new();
+    let ended = client.read_to_end(&mut answer);
+    assert_eq!(answer, &ACK[..5]);
+    assert_eq!(ended.map_err(|e| e.kind()), Err(ErrorKind::ConnectionReset));
+    proxy.stop().expect("stop the proxy");
+    server.stop().expect("stop the server");
+    let kinds: Vec<String> = reports
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|event| match event {
+            ProxyEvent::Relaying { .. } => "relaying".to_string(),
+            ProxyEvent::Forwarded { from, to, .. } => format!("{from}..{to}"),
+            ProxyEvent::Cut { after, .. } => format!("cut after {after}"),
+            ProxyEvent::Failed { error, .. } => error.clone(),
+        })
+        .collect();
+    assert_eq!(kinds, ["relaying", "0..5", "0..5", "cut after 10"]);
+}
