@@ -283,17 +283,20 @@ fn a_wire_step_the_wire_contradicts_fails() -> Result<(), Failed> {
     let dir = shared_dir();
     let file = scenario_file(
         dir.path(),
-        "# no reset\nserver tcp\ntimeout 500ms\nalice: connect\nwire: alice → server SYN\nwire: server → alice RST\n",
+        "# no reset\nserver tcp\ntimeout 500ms\nalice: connect\nbob: connect\nwire: alice → server SYN\nwire: server → alice RST\n",
     );
     let output = run_unprivileged(&[], &file);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.code() != Some(8)
-        || !stderr.contains(&format!("{file}:6: wire: server → alice RST"))
-        || !stderr.contains("expected a RST segment from server to alice within 500ms")
-        || !stderr.contains("SYN-ACK")
+        || !stderr.contains(&format!("{file}:7: wire: server → alice RST"))
+        || !stderr.contains("expected a RST segment from server to alice within 500ms; from server to alice the wire carried:\n      SYN-ACK len=0 win=")
+        // Only what went that way: alice's SYN and ACK went the other, bob's SYN-ACK to bob.
+        || stderr.contains("      SYN len=")
+        || stderr.contains("      ACK len=")
+        || stderr.matches("SYN-ACK len=").count() != 1
     {
         return Err(format!(
-            "expected exit 8 naming line 6, got {}:\n{stderr}",
+            "expected exit 8 naming line 7, got {}:\n{stderr}",
             output.status
         )
         .into());
