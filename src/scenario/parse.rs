@@ -1090,6 +1090,19 @@ mod tests {
             step("wire: no segments for 300ms"),
             Err("write it `no segment for 300ms`".into())
         );
+        assert_eq!(
+            step("wire: alice -> server SYN"),
+            step("wire: alice → server SYN")
+        );
+        assert!(step("wire: alice → server SYN").is_ok());
+        assert_eq!(
+            step("wire: alice => server SYN"),
+            Err("expected `→` (or `->`) between the two ends, found `=`".into())
+        );
+        assert_eq!(
+            step("wire: alice to server SYN"),
+            Err("expected `→` (or `->`) after `alice`, found `to`".into())
+        );
         // The largest window TCP can advertise: 65535 scaled by 2^14 (RFC 7323).
         assert!(step("wire: alice → server ACK win=1073725440").is_ok());
         assert_eq!(
