@@ -997,14 +997,20 @@ mod tests {
 
     /// A crowd of `count` connections to a listener of the test's own (with room in its
     /// queue for all of them), and the server's ends of them, in the crowd's order.
-    fn crowd_and_server(count: usize, pace: &Pace) -> (Members, Vec<TcpStream>) {
+    /// A listener on a free loopback port with `backlog`, and its address.
+    fn listening(backlog: i32) -> (TcpListener, SocketAddr) {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         socket
             .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
             .unwrap();
-        socket.listen(1024).unwrap();
+        socket.listen(backlog).unwrap();
         let listener: TcpListener = socket.into();
         let to = listener.local_addr().unwrap();
+        (listener, to)
+    }
+
+    fn crowd_and_server(count: usize, pace: &Pace) -> (Members, Vec<TcpStream>) {
+        let (listener, to) = listening(1024);
         let mut members = Members::new().unwrap();
         let Done::Connected { addresses } = members.connect(to, count, pace, far()).unwrap() else {
             panic!("the crowd did not connect");
@@ -1150,16 +1156,6 @@ mod tests {
     /// up; each accept the server reports makes room for one more.
     #[test]
     fn a_crowd_connects_no_faster_than_the_listen_queue_takes_them() {
-        let listening = |backlog| {
-            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            socket
-                .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-                .unwrap();
-            socket.listen(backlog).unwrap();
-            let listener: TcpListener = socket.into();
-            let to = listener.local_addr().unwrap();
-            (listener, to)
-        };
         let (_listener, to) = listening(1);
         let timeline = Arc::new(Timeline::default());
         let pace = Pace {

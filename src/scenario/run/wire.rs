@@ -545,6 +545,14 @@ mod tests {
             .collect()
     }
 
+    /// What each segment shows, read in order, without the count of new bytes.
+    fn lines(segments: &[Segment]) -> Vec<String> {
+        read_all(segments)
+            .into_iter()
+            .map(|(line, _)| line)
+            .collect()
+    }
+
     /// A handshake from alice (first sequence number 1000) and the server (5000).
     fn handshake() -> Vec<Segment> {
         vec![
@@ -615,7 +623,7 @@ mod tests {
         segments.push(tcp(ALICE, SERVER, "FIN ACK", 1001, 5001, b""));
         // After the FIN (number 1), alice's next number is 2: an empty ACK there is new.
         segments.push(tcp(ALICE, SERVER, "ACK", 1002, 5002, b""));
-        let shown: Vec<String> = read_all(&segments).into_iter().map(|(s, _)| s).collect();
+        let shown = lines(&segments);
         assert_eq!(
             shown[3..],
             [
@@ -648,7 +656,7 @@ mod tests {
         // With room in the server's window, the same shape is a keepalive.
         segments.push(tcp(SERVER, ALICE, "ACK", 5001, 1006, b""));
         segments.push(tcp(ALICE, SERVER, "ACK", 1005, 5001, b""));
-        let shown: Vec<String> = read_all(&segments).into_iter().map(|(s, _)| s).collect();
+        let shown = lines(&segments);
         assert_eq!(
             shown[4..],
             [
