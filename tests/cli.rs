@@ -504,7 +504,9 @@ fn a_closed_stdout_ends_every_subcommand_quietly() {
         } else {
             Box::new(TcpStream::connect(&addr).expect("connect"))
         };
-        client.write_all(request).unwrap();
+        // The connection alone may make the first log line ("connected"), and the server
+        // may be gone before the request is written: a write that fails then is no failure.
+        let _ = client.write_all(request);
         let (done, exited) = mpsc::channel();
         thread::spawn(move || {
             let mut rest = String::new();
