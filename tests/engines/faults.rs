@@ -4,13 +4,14 @@
 // these attacks are about a server that serves others meanwhile.)
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{ServerProcess, WAIT};
+use socket_lab::kernel::{self, TcpState};
 use socket_lab::poll::{self, Want, Watch};
 
 const ACK: &[u8] = b"server recv success";
@@ -32,23 +33,42 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The connections waiting in the accept queue of the socket listening on `listening`.
+fn accept_queue(listening: SocketAddr) -> usize {
+    kernel::tcp_sockets()
+        .expect("/proc/net/tcp is readable")
+        .into_iter()
+        .find(|socket| socket.local == listening && socket.state == TcpState::Listen)
+        .map_or_else(|| panic!("nothing listens on {listening}"), |socket| socket.rx_queue)
+}
+
 /// The ack server's default `--max-clients`: its pool never holds more worker threads.
 const MAX_WORKERS: usize = 64;
 
 /// Waits (bounded) until the server's descriptors are back to `baseline` and its threads
 /// within the worker pool's bound: a worker logs a disconnect just before its socket closes,
 /// and then waits in the pool for the next connection instead of exiting.
+///
+/// The listening socket's accept queue must be empty too. Descriptors pass through the
+/// baseline between two accepts (one connection closed, the next still queued), and a
+/// fresh client queued behind a burst of others can find the descriptors all taken again:
+/// the server closes it unread, which the client sees as a reset. The queue is read
+/// before the descriptors: once it is empty nothing new is accepted (no client connects
+/// meanwhile), so descriptors at the baseline then mean every connection is gone.
 fn assert_back_to(server: &ServerProcess, baseline: (usize, usize)) {
     let deadline = Instant::now() + WAIT;
     let (base_threads, base_fds) = baseline;
+    let listening: SocketAddr = server.addr.parse().expect("the server's address");
     loop {
+        let queued = accept_queue(listening);
         let (threads, fds) = counts(server.child.id());
-        if fds == base_fds && threads <= base_threads + MAX_WORKERS {
+        if queued == 0 && fds == base_fds && threads <= base_threads + MAX_WORKERS {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{threads} threads and {fds} descriptors; expected {base_fds} descriptors and at most {} threads",
+            "{threads} threads, {fds} descriptors and {queued} connections in the accept queue; \
+             expected {base_fds} descriptors, at most {} threads and an empty queue",
             base_threads + MAX_WORKERS
         );
         thread::sleep(Duration::from_millis(5));
