@@ -13,16 +13,23 @@
 //! - [`tcp_sockets`] lists the TCP sockets the kernel holds, from `/proc/net/tcp` and
 //!   `/proc/net/tcp6`, with their states and the time left on a TIME_WAIT: a bind that fails
 //!   with "address already in use" when nobody listens is explained by them (lesson 10).
-//!   `/proc/net/tcp` is the old text interface; `ss` uses `sock_diag` netlink, which also
-//!   reports queues and `TCP_INFO`, and which the kernel's view of every lesson will need.
+//!   `/proc/net/tcp` is the old text interface, and lists every socket.
+//! - [`tcp_connection`] asks `sock_diag` netlink, the interface `ss` uses, about one
+//!   connection named by its two addresses: its state and its receive queue, even when it
+//!   belongs to another process. It costs the same with ten sockets or ten thousand, so it
+//!   serves the waits that look every millisecond (the split network's "has the receiver
+//!   read it yet?", a lesson's `kernel: state`). Where `sock_diag` does not answer,
+//!   it reads `/proc/net/tcp` instead.
 //! - [`Queues::of`] asks the kernel how many bytes wait in one socket's queues: received
 //!   but not yet taken by `recv`, and given to `send` but not yet acknowledged or not yet
 //!   even sent (lesson 21: Nagle's algorithm holding a small write back).
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Reads a sysctl such as `net.ipv4.tcp_syn_retries` from `/proc/sys`.
 pub fn sysctl(name: &str) -> io::Result<String> {
@@ -291,6 +298,28 @@ pub struct TcpSocket {
     pub time_wait_left: Option<Duration>,
 }
 
+impl TcpSocket {
+    /// For a connected socket, the bytes received and not yet read by its program.
+    ///
+    /// `rx_queue` is not quite that. The kernel counts it in sequence numbers (the next one
+    /// expected less the next one to be read), and a FIN takes a sequence number of its own
+    /// (RFC 9293, 3.4). So a socket that has received its peer's FIN, and whose program has
+    /// not yet read the end of the stream (a `recv` that returns 0), shows one more than the
+    /// bytes waiting: `ss` prints `Recv-Q 1` for a CLOSE_WAIT socket with nothing to read.
+    /// The `FIONREAD` ioctl ([`Queues::of`]) leaves the FIN out; so does this.
+    pub fn unread_bytes(&self) -> usize {
+        let fin_received = matches!(
+            self.state,
+            TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait
+        );
+        if fin_received {
+            self.rx_queue.saturating_sub(1)
+        } else {
+            self.rx_queue
+        }
+    }
+}
+
 /// Every TCP socket in this network namespace, IPv4 and IPv6.
 pub fn tcp_sockets() -> io::Result<Vec<TcpSocket>> {
     let mut sockets = Vec::new();
@@ -312,6 +341,173 @@ pub fn tcp_sockets_on_port(port: u16) -> io::Result<Vec<TcpSocket>> {
         .filter(|socket| socket.local.port() == port)
         .collect())
 }
+
+/// The one TCP connection from `local` to `remote`, as the kernel holds it now; `None` if it
+/// holds none.
+///
+/// [`tcp_sockets`] reads every line of `/proc/net/tcp`: with ten thousand sockets open
+/// (lesson 38), one look costs milliseconds, and a loop that looks every millisecond falls
+/// behind. This asks `sock_diag` netlink instead (sock_diag(7)), the interface `ss` uses:
+/// one `SOCK_DIAG_BY_FAMILY` request that names the connection by its two addresses, which
+/// the kernel answers from the same hash table that finds a socket for an arriving segment.
+/// It sees what `/proc/net/tcp` sees (this network namespace, TIME_WAIT included), and
+/// needs no privilege.
+///
+/// Where `sock_diag` does not answer, `/proc/net/tcp` does: a kernel whose TCP support for
+/// `sock_diag` is a module it could not load answers "no such socket" to every request
+/// (`ENOENT`), and a sandbox may forbid netlink. So "none" is always `/proc/net/tcp`'s word.
+pub fn tcp_connection(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpSocket>> {
+    if let Ok(Some(socket)) = diag_connection(local, remote) {
+        return Ok(Some(socket));
+    }
+    Ok(tcp_sockets()?
+        .into_iter()
+        .find(|socket| socket.local == local && socket.remote == remote))
+}
+
+/// [`tcp_connection`]'s question, asked of `sock_diag` alone.
+fn diag_connection(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpSocket>> {
+    let family = match local {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let netlink = Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::DGRAM,
+        Some(Protocol::from(NETLINK_SOCK_DIAG)),
+    )?;
+    // The kernel answers within the send; the timeout only bounds a kernel that does not.
+    netlink.set_read_timeout(Some(Duration::from_secs(1)))?;
+    // An unbound, unconnected netlink socket sends to the kernel (port id 0).
+    let request = diag_request(family, local, remote);
+    let sent = netlink.send(&request)?;
+    if sent != request.len() {
+        return Err(io::Error::other("sock_diag: the request was cut short"));
+    }
+    let mut answer = [0u8; 1024];
+    let length = (&netlink).read(&mut answer)?;
+    parse_diag_answer(&answer[..length])
+}
+
+/// `NETLINK_SOCK_DIAG` and `SOCK_DIAG_BY_FAMILY` from `linux/netlink.h` and
+/// `linux/sock_diag.h`; `NLMSG_ERROR` from `linux/netlink.h`.
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+/// Our request's sequence number; the answer carries it back.
+const DIAG_SEQUENCE: u32 = 1;
+/// A netlink header (`struct nlmsghdr`): length, type, flags, sequence, port id.
+const NETLINK_HEADER: usize = 16;
+/// `struct inet_diag_sockid`: two ports, two 16-byte addresses, an interface, a cookie.
+const DIAG_SOCKET_ID: usize = 48;
+/// `struct inet_diag_req_v2`: family, protocol, extensions, padding, states, socket id.
+const DIAG_REQUEST: usize = 8 + DIAG_SOCKET_ID;
+/// `struct inet_diag_msg` up to `idiag_rqueue`, the last field read here.
+const DIAG_MESSAGE_READ: usize = 4 + DIAG_SOCKET_ID + 8;
+
+/// A `SOCK_DIAG_BY_FAMILY` request for one TCP connection. Netlink's own fields are in the
+/// machine's byte order; ports and addresses are in network order, as on the wire.
+fn diag_request(family: libc::c_int, local: SocketAddr, remote: SocketAddr) -> Vec<u8> {
+    let mut request = Vec::with_capacity(NETLINK_HEADER + DIAG_REQUEST);
+    let length = (NETLINK_HEADER + DIAG_REQUEST) as u32;
+    request.extend_from_slice(&length.to_ne_bytes());
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    // Not NLM_F_DUMP: a dump lists every socket, which is the cost this call avoids.
+    request.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request.extend_from_slice(&DIAG_SEQUENCE.to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    // `family` is AF_INET (2) or AF_INET6 (10), and IPPROTO_TCP is 6: each fits a byte.
+    request.extend_from_slice(&[family as u8, libc::IPPROTO_TCP as u8, 0, 0]);
+    // Every state: a lookup by address finds the one connection whatever its state.
+    request.extend_from_slice(&u32::MAX.to_ne_bytes());
+    request.extend_from_slice(&local.port().to_be_bytes());
+    request.extend_from_slice(&remote.port().to_be_bytes());
+    for address in [local, remote] {
+        let mut bytes = [0u8; 16];
+        match address.ip() {
+            IpAddr::V4(ip) => bytes[..4].copy_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => bytes.copy_from_slice(&ip.octets()),
+        }
+        request.extend_from_slice(&bytes);
+    }
+    // Any interface; no cookie (INET_DIAG_NOCOOKIE, all ones), so the kernel checks none.
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    request.extend_from_slice(&[0xff; 8]);
+    request
+}
+
+/// The kernel's answer: an `inet_diag_msg`, or an error message whose code is `ENOENT` when
+/// no socket has those addresses.
+fn parse_diag_answer(answer: &[u8]) -> io::Result<Option<TcpSocket>> {
+    let malformed = || io::Error::other("sock_diag: the kernel's answer is too short");
+    let u16_at = |at: usize| -> io::Result<u16> {
+        let bytes = answer.get(at..at + 2).ok_or_else(malformed)?;
+        Ok(u16::from_ne_bytes([bytes[0], bytes[1]]))
+    };
+    let u32_at = |at: usize| -> io::Result<u32> {
+        let bytes = answer.get(at..at + 4).ok_or_else(malformed)?;
+        Ok(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    };
+    let kind = u16_at(4)?;
+    if u32_at(8)? != DIAG_SEQUENCE {
+        return Err(io::Error::other("sock_diag: an answer to another request"));
+    }
+    if kind == NLMSG_ERROR {
+        // `struct nlmsgerr`: a negative errno, then the request it answers.
+        let code = u32_at(NETLINK_HEADER)? as i32;
+        return match -code {
+            libc::ENOENT => Ok(None),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        };
+    }
+    if kind != SOCK_DIAG_BY_FAMILY {
+        return Err(io::Error::other(format!(
+            "sock_diag: an answer of type {kind}, not SOCK_DIAG_BY_FAMILY"
+        )));
+    }
+    let message = answer.get(NETLINK_HEADER..).ok_or_else(malformed)?;
+    if message.len() < DIAG_MESSAGE_READ {
+        return Err(malformed());
+    }
+    let family = libc::c_int::from(message[0]);
+    let code = message[1];
+    let state = TcpState::from_code(code)
+        .ok_or_else(|| io::Error::other(format!("sock_diag: unknown TCP state {code}")))?;
+    let id = &message[4..4 + DIAG_SOCKET_ID];
+    let address = |port: &[u8], ip: &[u8]| -> io::Result<SocketAddr> {
+        let port = u16::from_be_bytes([port[0], port[1]]);
+        let ip = match family {
+            libc::AF_INET => IpAddr::V4(Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3])),
+            libc::AF_INET6 => {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&ip[..16]);
+                IpAddr::V6(Ipv6Addr::from(octets))
+            }
+            other => {
+                return Err(io::Error::other(format!(
+                    "sock_diag: address family {other}"
+                )));
+            }
+        };
+        Ok(SocketAddr::new(ip, port))
+    };
+    let at = |offset: usize| -> io::Result<u32> { u32_at(NETLINK_HEADER + offset) };
+    let expires = at(4 + DIAG_SOCKET_ID)?;
+    let rx_queue = at(4 + DIAG_SOCKET_ID + 4)?;
+    Ok(Some(TcpSocket {
+        local: address(&id[0..2], &id[4..20])?,
+        remote: address(&id[2..4], &id[20..36])?,
+        state,
+        rx_queue: rx_queue as usize,
+        // For a TIME_WAIT socket the kernel reports its timer (code 3) and the milliseconds
+        // left on it.
+        time_wait_left: (state == TcpState::TimeWait && message[2] == DIAG_TIMER_TIME_WAIT)
+            .then(|| Duration::from_millis(u64::from(expires))),
+    }))
+}
+
+/// `idiag_timer`'s code for the TIME_WAIT timer (sock_diag(7)).
+const DIAG_TIMER_TIME_WAIT: u8 = 3;
 
 /// `/proc/net/tcp` reports timers in `USER_HZ` ticks, 100 a second on Linux.
 const USER_HZ: u64 = 100;
@@ -433,6 +629,159 @@ mod tests {
         let queues = Queues::of(&server).unwrap();
         assert_eq!(queues.recv, 5);
         assert_eq!(queues.unsent, Some(0));
+    }
+
+    #[test]
+    fn sock_diag_finds_one_connection_as_proc_net_tcp_shows_it() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (near, far) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
+        client.write_all(b"hello").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(server.peek(&mut [0; 5]).unwrap(), 5);
+        let found = diag_connection(near, far)
+            .unwrap()
+            .expect("the server's socket");
+        let listed = tcp_sockets()
+            .unwrap()
+            .into_iter()
+            .find(|socket| socket.local == near && socket.remote == far);
+        assert_eq!(Some(&found), listed.as_ref());
+        assert_eq!(found.state, TcpState::Established);
+        assert_eq!(found.rx_queue, 5);
+        // The other end, named from its side.
+        let other = diag_connection(far, near)
+            .unwrap()
+            .expect("the client's socket");
+        assert_eq!((other.local, other.rx_queue), (far, 0));
+    }
+
+    #[test]
+    fn sock_diag_follows_a_closed_connection_to_time_wait_and_finds_none_after() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let (near, far) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        // The client closes first, so its side goes to TIME_WAIT once the server closes too.
+        drop(client);
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(server.read(&mut [0; 1]).unwrap(), 0);
+        drop(server);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let waiting = loop {
+            let found = diag_connection(near, far).unwrap();
+            if let Some(socket) = found.filter(|socket| socket.state == TcpState::TimeWait) {
+                break socket;
+            }
+            assert!(std::time::Instant::now() < deadline, "no TIME_WAIT");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let left = waiting.time_wait_left.expect("a TIME_WAIT timer");
+        // Linux holds TIME_WAIT for TCP_TIMEWAIT_LEN, 60 s; not a sysctl.
+        assert!(left <= Duration::from_secs(60), "{left:?}");
+        // A connection that never existed: port 9 (discard) from a port nobody bound.
+        let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(diag_connection(nowhere, far).unwrap(), None);
+        assert_eq!(tcp_connection(nowhere, far).unwrap(), None);
+    }
+
+    #[test]
+    fn a_received_fin_counts_in_the_receive_queue_but_is_no_unread_byte() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // The client sends, then half-closes; the server reads only after the FIN is in.
+        let closed_after = |read_first: usize| {
+            let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            server
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            client.write_all(b"bye").unwrap();
+            server.read_exact(&mut vec![0; read_first]).unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+            let (near, far) = (server.local_addr().unwrap(), server.peer_addr().unwrap());
+            let look = move || {
+                diag_connection(near, far)
+                    .unwrap()
+                    .expect("the server's socket")
+            };
+            // Loopback delivers the FIN within the shutdown; wait for the state all the same.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while look().state != TcpState::CloseWait {
+                assert!(std::time::Instant::now() < deadline, "{:?}", look());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (server, look)
+        };
+        // Three bytes and the FIN unread: four sequence numbers, three bytes.
+        let (server, look) = closed_after(0);
+        let socket = look();
+        assert_eq!((socket.rx_queue, socket.unread_bytes()), (4, 3));
+        assert_eq!(Queues::of(&server).unwrap().recv, 3);
+        // Every byte read before the FIN came: the FIN alone, no byte.
+        let (mut server, look) = closed_after(3);
+        let socket = look();
+        assert_eq!((socket.rx_queue, socket.unread_bytes()), (1, 0));
+        assert_eq!(Queues::of(&server).unwrap().recv, 0);
+        // Reading the end (recv returns 0) takes the FIN's sequence number too.
+        assert_eq!(server.read(&mut [0; 1]).unwrap(), 0);
+        assert_eq!(look().rx_queue, 0);
+    }
+
+    #[test]
+    fn sock_diag_answers_that_are_cut_short_are_errors() {
+        let request = diag_request(
+            libc::AF_INET,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert_eq!(request.len(), NETLINK_HEADER + DIAG_REQUEST);
+        assert_eq!(&request[..4], &(72u32).to_ne_bytes());
+        // A whole answer for an ESTABLISHED (1) socket with 5 bytes unread: the request's
+        // header and socket id around the message's own first four fields.
+        let mut answer = request[..NETLINK_HEADER].to_vec();
+        answer.extend_from_slice(&[libc::AF_INET as u8, 1, 0, 0]);
+        answer.extend_from_slice(&request[NETLINK_HEADER + 8..]);
+        answer.extend_from_slice(&0u32.to_ne_bytes());
+        answer.extend_from_slice(&5u32.to_ne_bytes());
+        assert_eq!(answer.len(), NETLINK_HEADER + DIAG_MESSAGE_READ);
+        let socket = parse_diag_answer(&answer).unwrap().unwrap();
+        assert_eq!(socket.local, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(socket.remote, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(socket.state, TcpState::Established);
+        assert_eq!(socket.rx_queue, 5);
+        for cut in [0, 3, 10, NETLINK_HEADER + DIAG_MESSAGE_READ - 1] {
+            let error = parse_diag_answer(&answer[..cut]).unwrap_err();
+            assert!(error.to_string().contains("too short"), "{cut}: {error}");
+        }
+        // NLMSG_DONE (3) is not an answer to a lookup.
+        answer[4..6].copy_from_slice(&3u16.to_ne_bytes());
+        let error = parse_diag_answer(&answer).unwrap_err();
+        assert!(
+            error.to_string().contains("not SOCK_DIAG_BY_FAMILY"),
+            "{error}"
+        );
+        let mut request = answer;
+        request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        request[8..12].copy_from_slice(&7u32.to_ne_bytes());
+        let error = parse_diag_answer(&request).unwrap_err();
+        assert!(error.to_string().contains("another request"), "{error}");
+        let mut refused = request[..NETLINK_HEADER + 4].to_vec();
+        refused[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        refused[8..12].copy_from_slice(&DIAG_SEQUENCE.to_ne_bytes());
+        refused[NETLINK_HEADER..].copy_from_slice(&(-libc::EACCES).to_ne_bytes());
+        assert_eq!(
+            parse_diag_answer(&refused).unwrap_err().raw_os_error(),
+            Some(libc::EACCES)
+        );
+        refused[NETLINK_HEADER..].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        assert_eq!(parse_diag_answer(&refused).unwrap(), None);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!
 //! - `split=N`: forward in pieces of N bytes, and send each piece only once the receiver has
 //!   *read* the one before. "Has read" is the kernel's count of bytes waiting in the
-//!   receiver's socket (`/proc/net/tcp`, the same machine: the lab stays on loopback), so a
+//!   receiver's socket (asked of `sock_diag`, sock_diag(7): the receiver is on the same
+//!   machine, since the lab stays on loopback), so a
 //!   receiver's `recv` returns exactly one piece, every run, however loaded the machine.
 //!   (For a Unix socket the kernel shows no such count; there the pieces leave 2 ms apart.)
 //! - `delay=MS`: hold each piece this long before it leaves.
@@ -33,7 +34,7 @@ use crate::endpoint::{Address, Endpoint, Stream};
 use crate::engine::accept::{Acceptor, ListenConfig};
 use crate::engine::{AcceptNotice, RunningServer, Service};
 use crate::error::Error;
-use crate::kernel::tcp_sockets;
+use crate::kernel::tcp_connection;
 
 /// What the proxy does to the bytes it forwards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -507,7 +508,7 @@ fn forward(chunk: &[u8], to: &mut Stream, network: &Network) -> usize {
 }
 
 /// Waits until the receiver at the other end of `to` has read everything sent to it: its
-/// socket's receive queue, as `/proc/net/tcp` shows it, is empty. Bounded by [`READ_WAIT`].
+/// socket's receive queue, as the kernel counts it, is empty. Bounded by [`READ_WAIT`].
 fn wait_until_read(to: &Stream) {
     let (Ok(Address::Inet(local)), Ok(Address::Inet(remote))) = (to.local_addr(), to.peer_addr())
     else {
@@ -524,13 +525,16 @@ fn wait_until_read(to: &Stream) {
 }
 
 /// Bytes waiting to be read in the socket at `local` connected to `remote`, if the kernel
-/// shows it (it must be on this machine).
+/// shows it (it must be on this machine). Not counting a FIN: when the lesson ends, the
+/// proxy's own shutdown can reach the receiver while this waits, and a receiver that has
+/// read every byte must not look as if it had one left. One `sock_diag` lookup, not a read of all of
+/// `/proc/net/tcp`: this is asked every millisecond, beside lessons that hold ten thousand
+/// sockets.
 fn receiver_queue(local: SocketAddr, remote: SocketAddr) -> Option<usize> {
-    tcp_sockets()
-        .ok()?
-        .into_iter()
-        .find(|socket| socket.local == local && socket.remote == remote)
-        .map(|socket| socket.rx_queue)
+    tcp_connection(local, remote)
+        .ok()
+        .flatten()
+        .map(|socket| socket.unread_bytes())
 }
 
 #[cfg(test)]

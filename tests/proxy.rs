@@ -217,3 +217,63 @@ fn a_cut_is_reported_after_what_crossed_before_it() {
         .collect();
     assert_eq!(kinds, ["relaying", "0..5", "0..5", "cut after 10"]);
 }
+
+/// A split network waits for its receiver to read each piece, and takes the receiver's
+/// queue from the kernel. A FIN takes a sequence number, so a receiver that has read every
+/// byte but not yet the end shows one in its queue (`ss`: Recv-Q 1 in CLOSE_WAIT). Here
+/// the proxy's stop sends that FIN while it waits for the last byte of an ack to be read;
+/// the client then reads it. A wait that took the FIN for a byte held the stop for its
+/// whole bound, 5 s (lesson 35 ended that way every run); the stop takes milliseconds, so
+/// 4 s is the line, with room for a loaded machine.
+#[test]
+fn a_split_network_takes_no_fin_for_an_unread_byte() {
+    let Setup { server, proxy, .. } = Setup::start("split=1");
+    let Address::Inet(addr) = proxy.addr else {
+        panic!("a TCP proxy")
+    };
+    let mut client = TcpStream::connect(addr).expect("connect to the proxy");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    client.write_all(b"x").expect("send");
+    let mut ack = vec![0; ACK.len()];
+    client
+        .read_exact(&mut ack[..ACK.len() - 1])
+        .expect("all but the last byte of the ack");
+    let (near, far) = (
+        client.local_addr().expect("address"),
+        client.peer_addr().expect("address"),
+    );
+    let mine = || {
+        socket_lab::kernel::tcp_connection(near, far)
+            .expect("sock_diag answers")
+            .expect("the client's socket")
+    };
+    let wait_for = |done: &dyn Fn() -> bool, what: &str| {
+        let deadline = Instant::now() + WAIT;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: {:?}", mine());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    wait_for(&|| mine().rx_queue == 1, "the ack's last byte arrives");
+    std::thread::scope(|scope| {
+        let started = Instant::now();
+        let stopping = scope.spawn(move || {
+            proxy.stop().expect("stop the proxy");
+            started.elapsed()
+        });
+        wait_for(
+            &|| mine().state == socket_lab::kernel::TcpState::CloseWait,
+            "the proxy's FIN arrives",
+        );
+        client
+            .read_exact(&mut ack[ACK.len() - 1..])
+            .expect("the last byte");
+        assert_eq!(ack, ACK);
+        let took = stopping.join().expect("the stop returns");
+        assert!(
+            took < Duration::from_secs(4),
+            "the proxy took {took:?} to stop"
+        );
+    });
+    server.stop().expect("stop the server");
+}

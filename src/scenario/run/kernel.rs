@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::{ClientSocket, Runner};
 use crate::endpoint::Stream;
-use crate::kernel::{INITIAL_RTO, SynRetries, TcpInfo, TcpSocket, TcpState, sysctl, tcp_sockets};
+use crate::kernel::{
+    INITIAL_RTO, SynRetries, TcpInfo, TcpSocket, TcpState, sysctl, tcp_connection, tcp_sockets,
+};
 use crate::scenario::report::{Entry, EntryKind, StepError};
 use crate::scenario::syntax::{End, KernelCall};
 
@@ -251,12 +253,11 @@ impl Runner<'_> {
         let found = poll_until(
             self.step_deadline(),
             || {
-                Ok::<_, StepError>(
-                    tcp_sockets()
-                        .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?
-                        .into_iter()
-                        .find(|socket| socket.local == local && socket.remote == remote),
-                )
+                tcp_connection(local, remote).map_err(|e| {
+                    StepError::from(format!(
+                        "cannot ask the kernel (sock_diag) about {shown}: {e}"
+                    ))
+                })
             },
             |found| found.as_ref().map(|socket| socket.state) == Some(expected),
         )?;
