@@ -18,7 +18,8 @@
 //!   takes only what fits in the kernel's send buffer; the rest waits for the next
 //!   "writable".
 //! - **the listener readable**: `accept` until `EAGAIN`, at most `max_clients` connections
-//!   open in all.
+//!   open in all. The loops check that cap, accept and count the connection under one lock:
+//!   two loops that both saw the last slot free would otherwise both fill it.
 //!
 //! Three things a blocking server gets for free have to be built by hand:
 //!
@@ -47,8 +48,8 @@ use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,11 @@ pub fn loops() -> usize {
 struct Common {
     /// Connections open across all loops, against `max_clients`.
     open: AtomicUsize,
+    /// Held while a loop checks the cap, accepts and counts the connection. Two loops that
+    /// each checked before either counted could both take the last free slot: on a busy
+    /// machine a loop can stop between its check and its `accept` for milliseconds, time
+    /// for another loop to fill the slot and a new client to arrive.
+    accepting: Mutex<()>,
     /// "Busy" was said, and not yet undone by a connection closing.
     busy_said: AtomicBool,
 }
@@ -120,6 +126,7 @@ pub(crate) fn run<S: EventDriven>(mut acceptor: Acceptor, service: Arc<S>) -> Re
     let acceptor = Arc::new(acceptor);
     let common = Arc::new(Common {
         open: AtomicUsize::new(0),
+        accepting: Mutex::new(()),
         busy_said: AtomicBool::new(false),
     });
     let mut loops_to_run: Vec<EventLoop<S>> = polls
@@ -328,18 +335,34 @@ impl<S: EventDriven> EventLoop<S> {
         }
         let max_clients = self.acceptor.config.max_clients;
         loop {
-            if self.common.open.load(Ordering::SeqCst) >= max_clients {
-                if !self.common.busy_said.swap(true, Ordering::SeqCst) {
-                    self.service.notice(AcceptNotice::Busy { max_clients });
+            let taken = {
+                let _turn = self
+                    .common
+                    .accepting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if self.common.open.load(Ordering::SeqCst) >= max_clients {
+                    None
+                } else {
+                    let accepted = self.acceptor.listener.accept();
+                    if accepted.is_ok() {
+                        self.common.open.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Some(accepted)
                 }
-                self.accept_blocked = true;
-                return;
-            }
-            let (stream, peer) = match self.acceptor.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            };
+            let (stream, peer) = match taken {
+                None => {
+                    if !self.common.busy_said.swap(true, Ordering::SeqCst) {
+                        self.service.notice(AcceptNotice::Busy { max_clients });
+                    }
+                    self.accept_blocked = true;
+                    return;
+                }
+                Some(Ok(accepted)) => accepted,
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Some(Err(e)) => {
                     // `EMFILE`: the connection stays queued; retrying at once would spin.
                     self.service.notice(AcceptNotice::AcceptFailed {
                         error: crate::error::describe(&e),
@@ -356,6 +379,7 @@ impl<S: EventDriven> EventLoop<S> {
                     peer,
                     error: crate::error::describe(&e),
                 });
+                self.release_slot();
                 continue;
             }
             let index = self.free.pop().unwrap_or_else(|| {
@@ -370,6 +394,7 @@ impl<S: EventDriven> EventLoop<S> {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 self.free.push(index);
+                self.release_slot();
                 self.service.notice(AcceptNotice::SetupFailed {
                     peer,
                     error: crate::error::describe(&e),
@@ -381,7 +406,6 @@ impl<S: EventDriven> EventLoop<S> {
                 self.accept_blocked = true;
                 return;
             }
-            self.common.open.fetch_add(1, Ordering::SeqCst);
             let conversation = self.service.open(peer);
             self.connections[index] = Some(Connection {
                 stream,
@@ -475,6 +499,11 @@ impl<S: EventDriven> EventLoop<S> {
             .deregister(&mut SourceFd(&connection.stream.as_raw_fd()));
         drop(connection);
         self.free.push(index);
+        self.release_slot();
+    }
+
+    /// Gives back the slot a connection held against `max_clients`.
+    fn release_slot(&mut self) {
         let was_open = self.common.open.fetch_sub(1, Ordering::SeqCst);
         if was_open >= self.acceptor.config.max_clients {
             // A slot is free again, and the listener will not report the connections already
