@@ -463,6 +463,15 @@ fn a_second_server_is_named_in_its_own_lines() {
         &lines,
         "      local recv(1024) from alice (unnamed) → 0 bytes: end of stream; local close()",
     );
+    the_line(
+        &lines,
+        "alice ──close──▶ local   (no segment on a Unix socket: local's recv returns 0)",
+    );
+    assert!(
+        lines_like(&lines, "[..]the server[..]").is_empty(),
+        "no line gives the first server what the second did:\n{}",
+        lines.join("\n")
+    );
     assert!(
         lines_like(&lines, "      server [..]").is_empty(),
         "the first server did nothing here:\n{}",

@@ -34,6 +34,16 @@ fn line(text: String) -> Entry {
     Entry::new(EntryKind::Client, text)
 }
 
+/// `server` with its article, as a sentence names it ("the server's recv"); a second
+/// server's own name without one ("local's recv").
+fn in_a_sentence(server: &str) -> String {
+    if server == "server" {
+        "the server".to_string()
+    } else {
+        server.to_string()
+    }
+}
+
 impl Runner<'_> {
     pub(super) fn client_call(&mut self, name: &str, call: &ClientCall) -> Result<(), StepError> {
         match call {
@@ -195,6 +205,8 @@ impl Runner<'_> {
     }
 
     /// Who a client talks to, as its lines name it: `server`, or the second server's name.
+    /// The server a client is connected to, as the diagram names it: `server`, or the name
+    /// a lesson gave its second server.
     fn peer_name(&self, name: &str) -> String {
         self.clients
             .get(name)
@@ -697,7 +709,8 @@ impl Runner<'_> {
                 _ => format!("{name} ──close (FIN)──▶ {to}"),
             },
             ClientSocket::Stream(Stream::Unix(_)) => format!(
-                "{name} ──close──▶ {to}   (no segment on a Unix socket: the server's recv returns 0)"
+                "{name} ──close──▶ {to}   (no segment on a Unix socket: {}'s recv returns 0)",
+                in_a_sentence(&to)
             ),
             ClientSocket::Datagram(_) => format!(
                 "{name}   close: nothing is sent (a datagram socket has no connection to end)"
@@ -721,7 +734,8 @@ impl Runner<'_> {
         let text = match stream {
             Stream::Tcp(_) => format!("{name} ──reset (RST)──▶ {to}   close with SO_LINGER 0"),
             Stream::Unix(_) => format!(
-                "{name} ──close──▶ {to}   close with SO_LINGER 0 (a Unix socket has no RST: the server's recv returns 0)"
+                "{name} ──close──▶ {to}   close with SO_LINGER 0 (a Unix socket has no RST: {}'s recv returns 0)",
+                in_a_sentence(&to)
             ),
         };
         self.client(name)?.socket = None;
