@@ -305,8 +305,14 @@ impl TcpSocket {
     /// expected less the next one to be read), and a FIN takes a sequence number of its own
     /// (RFC 9293, 3.4). So a socket that has received its peer's FIN, and whose program has
     /// not yet read the end of the stream (a `recv` that returns 0), shows one more than the
-    /// bytes waiting: `ss` prints `Recv-Q 1` for a CLOSE_WAIT socket with nothing to read.
+    /// bytes waiting: `ss` prints `Recv-Q 1` for a CLOSE_WAIT socket whose program has read
+    /// every byte but not yet the end (0 once it has).
     /// The `FIONREAD` ioctl ([`Queues::of`]) leaves the FIN out; so does this.
+    ///
+    /// One case neither count sees: a socket that had sent its own FIN first goes to
+    /// TIME_WAIT when the peer's arrives, and the kernel's tables then hold a TIME_WAIT
+    /// stand-in for the connection, which reports 0, even while the program still has bytes
+    /// to read from its own socket.
     pub fn unread_bytes(&self) -> usize {
         let fin_received = matches!(
             self.state,
@@ -349,9 +355,10 @@ pub fn tcp_sockets_on_port(port: u16) -> io::Result<Vec<TcpSocket>> {
 /// (lesson 38), one look costs milliseconds, and a loop that looks every millisecond falls
 /// behind. This asks `sock_diag` netlink instead (sock_diag(7)), the interface `ss` uses:
 /// one `SOCK_DIAG_BY_FAMILY` request that names the connection by its two addresses, which
-/// the kernel answers from the same hash table that finds a socket for an arriving segment.
-/// It sees what `/proc/net/tcp` sees (this network namespace, TIME_WAIT included), and
-/// needs no privilege.
+/// the kernel looks up as it would for an arriving segment. It sees what `/proc/net/tcp`
+/// sees (this network namespace, TIME_WAIT included), and needs no privilege. That lookup
+/// ends, like a segment's, at a socket listening on the port when no connection matches:
+/// an answer about any socket but the one asked for is taken as "none".
 ///
 /// Where `sock_diag` does not answer, `/proc/net/tcp` does: a kernel whose TCP support for
 /// `sock_diag` is a module it could not load answers "no such socket" to every request
@@ -386,7 +393,8 @@ fn diag_connection(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<T
     }
     let mut answer = [0u8; 1024];
     let length = (&netlink).read(&mut answer)?;
-    parse_diag_answer(&answer[..length])
+    let found = parse_diag_answer(&answer[..length])?;
+    Ok(found.filter(|socket| socket.local == local && socket.remote == remote))
 }
 
 /// `NETLINK_SOCK_DIAG` and `SOCK_DIAG_BY_FAMILY` from `linux/netlink.h` and
@@ -418,7 +426,7 @@ fn diag_request(family: libc::c_int, local: SocketAddr, remote: SocketAddr) -> V
     request.extend_from_slice(&0u32.to_ne_bytes());
     // `family` is AF_INET (2) or AF_INET6 (10), and IPPROTO_TCP is 6: each fits a byte.
     request.extend_from_slice(&[family as u8, libc::IPPROTO_TCP as u8, 0, 0]);
-    // Every state: a lookup by address finds the one connection whatever its state.
+    // Every state, as `ss` asks. Only a dump filters by state; a lookup by address ignores it.
     request.extend_from_slice(&u32::MAX.to_ne_bytes());
     request.extend_from_slice(&local.port().to_be_bytes());
     request.extend_from_slice(&remote.port().to_be_bytes());
@@ -455,9 +463,13 @@ fn parse_diag_answer(answer: &[u8]) -> io::Result<Option<TcpSocket>> {
     if kind == NLMSG_ERROR {
         // `struct nlmsgerr`: a negative errno, then the request it answers.
         let code = u32_at(NETLINK_HEADER)? as i32;
-        return match -code {
-            libc::ENOENT => Ok(None),
-            errno => Err(io::Error::from_raw_os_error(errno)),
+        return match code.checked_neg() {
+            Some(libc::ENOENT) => Ok(None),
+            Some(errno) if errno > 0 => Err(io::Error::from_raw_os_error(errno)),
+            // 0 is an acknowledgement, which this request did not ask for.
+            _ => Err(io::Error::other(format!(
+                "sock_diag: an error message with code {code}"
+            ))),
         };
     }
     if kind != SOCK_DIAG_BY_FAMILY {
@@ -734,6 +746,17 @@ mod tests {
         assert_eq!(look().rx_queue, 0);
     }
 
+    /// The kernel looks a connection up as it would an arriving segment's, and that lookup
+    /// ends at a listening socket on the port when no connection matches.
+    #[test]
+    fn sock_diag_answers_none_for_a_connection_gone_from_a_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap();
+        let never: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(diag_connection(port, never).unwrap(), None);
+        assert_eq!(tcp_connection(port, never).unwrap(), None);
+    }
+
     #[test]
     fn sock_diag_answers_that_are_cut_short_are_errors() {
         let request = diag_request(
@@ -782,6 +805,15 @@ mod tests {
         );
         refused[NETLINK_HEADER..].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
         assert_eq!(parse_diag_answer(&refused).unwrap(), None);
+        // No code a kernel could send makes it panic: not the one with no negative, not 0.
+        for code in [i32::MIN, 0, 5] {
+            refused[NETLINK_HEADER..].copy_from_slice(&code.to_ne_bytes());
+            let error = parse_diag_answer(&refused).unwrap_err();
+            assert!(
+                error.to_string().contains(&format!("code {code}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

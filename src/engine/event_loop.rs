@@ -48,7 +48,6 @@ use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,15 +86,26 @@ pub fn loops() -> usize {
 
 /// What the loops of one server share.
 struct Common {
-    /// Connections open across all loops, against `max_clients`.
-    open: AtomicUsize,
-    /// Held while a loop checks the cap, accepts and counts the connection. Two loops that
-    /// each checked before either counted could both take the last free slot: on a busy
-    /// machine a loop can stop between its check and its `accept` for milliseconds, time
-    /// for another loop to fill the slot and a new client to arrive.
-    accepting: Mutex<()>,
+    /// The slots of `max_clients`, taken and given back under one lock. A loop checks for a
+    /// free slot, accepts and takes the slot without letting go: two loops that each checked
+    /// before either took it could both fill the last one (on a busy machine a loop can stop
+    /// between its check and its `accept` for milliseconds, time for another loop to fill
+    /// the slot and a new client to arrive).
+    slots: Mutex<Slots>,
+}
+
+impl Common {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // The counts are whole after any panic (each change is one assignment).
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Slots {
+    /// Connections open across all loops.
+    open: usize,
     /// "Busy" was said, and not yet undone by a connection closing.
-    busy_said: AtomicBool,
+    busy_said: bool,
 }
 
 /// Makes each loop's epoll instance, with its waker and the listening socket registered: done
@@ -125,9 +135,10 @@ pub(crate) fn run<S: EventDriven>(mut acceptor: Acceptor, service: Arc<S>) -> Re
     let polls = std::mem::take(&mut acceptor.polls);
     let acceptor = Arc::new(acceptor);
     let common = Arc::new(Common {
-        open: AtomicUsize::new(0),
-        accepting: Mutex::new(()),
-        busy_said: AtomicBool::new(false),
+        slots: Mutex::new(Slots {
+            open: 0,
+            busy_said: false,
+        }),
     });
     let mut loops_to_run: Vec<EventLoop<S>> = polls
         .into_iter()
@@ -336,26 +347,27 @@ impl<S: EventDriven> EventLoop<S> {
         let max_clients = self.acceptor.config.max_clients;
         loop {
             let taken = {
-                let _turn = self
-                    .common
-                    .accepting
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if self.common.open.load(Ordering::SeqCst) >= max_clients {
+                let mut slots = self.common.slots();
+                if slots.open >= max_clients {
+                    if !slots.busy_said {
+                        slots.busy_said = true;
+                        self.service.notice(AcceptNotice::Busy { max_clients });
+                    }
                     None
                 } else {
                     let accepted = self.acceptor.listener.accept();
-                    if accepted.is_ok() {
-                        self.common.open.fetch_add(1, Ordering::SeqCst);
+                    if let Ok((_, peer)) = &accepted {
+                        slots.open += 1;
+                        // Said with the slot taken and the lock held, so a "busy" another
+                        // loop says on finding the slots full comes after it.
+                        self.service
+                            .notice(AcceptNotice::Accepted { peer: peer.clone() });
                     }
                     Some(accepted)
                 }
             };
             let (stream, peer) = match taken {
                 None => {
-                    if !self.common.busy_said.swap(true, Ordering::SeqCst) {
-                        self.service.notice(AcceptNotice::Busy { max_clients });
-                    }
                     self.accept_blocked = true;
                     return;
                 }
@@ -372,8 +384,6 @@ impl<S: EventDriven> EventLoop<S> {
                     return;
                 }
             };
-            self.service
-                .notice(AcceptNotice::Accepted { peer: peer.clone() });
             if let Err(e) = stream.set_nonblocking(true) {
                 self.service.notice(AcceptNotice::SetupFailed {
                     peer,
@@ -504,11 +514,13 @@ impl<S: EventDriven> EventLoop<S> {
 
     /// Gives back the slot a connection held against `max_clients`.
     fn release_slot(&mut self) {
-        let was_open = self.common.open.fetch_sub(1, Ordering::SeqCst);
-        if was_open >= self.acceptor.config.max_clients {
+        let mut slots = self.common.slots();
+        let was_full = slots.open >= self.acceptor.config.max_clients;
+        slots.open = slots.open.saturating_sub(1);
+        if was_full {
             // A slot is free again, and the listener will not report the connections already
             // waiting in its queue: this loop takes the next one, for whichever loop hit the cap.
-            self.common.busy_said.store(false, Ordering::SeqCst);
+            slots.busy_said = false;
             self.accept_blocked = true;
         }
     }

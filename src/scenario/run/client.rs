@@ -205,8 +205,6 @@ impl Runner<'_> {
     }
 
     /// Who a client talks to, as its lines name it: `server`, or the second server's name.
-    /// The server a client is connected to, as the diagram names it: `server`, or the name
-    /// a lesson gave its second server.
     fn peer_name(&self, name: &str) -> String {
         self.clients
             .get(name)

@@ -253,11 +253,8 @@ impl Runner<'_> {
         let found = poll_until(
             self.step_deadline(),
             || {
-                tcp_connection(local, remote).map_err(|e| {
-                    StepError::from(format!(
-                        "cannot ask the kernel (sock_diag) about {shown}: {e}"
-                    ))
-                })
+                tcp_connection(local, remote)
+                    .map_err(|e| StepError::from(format!("cannot read /proc/net/tcp: {e}")))
             },
             |found| found.as_ref().map(|socket| socket.state) == Some(expected),
         )?;
