@@ -302,3 +302,367 @@ impl Conversation for HttpConversation {
         }
     }
 }
+
+/// The state machine driven by hand: bytes in, a clock that moves only when a test says so,
+/// and what it queues, logs and asks for next. No socket, so every deadline is exact.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::http::request::Request;
+    use crate::http::response::Response;
+
+    /// A site of one page, `.0` bytes of body, whatever is asked.
+    struct OnePage(usize);
+
+    impl Handler for OnePage {
+        fn respond(&self, _: &Request, _: &[u8], _: &Address) -> Response {
+            Response::html(200, "x".repeat(self.0))
+        }
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n";
+    const PEER: &str = "[127.0.0.1:40000]";
+
+    /// One conversation, the lines it logged, and the moment it began.
+    struct Talk {
+        conversation: HttpConversation,
+        logged: Arc<Mutex<Vec<String>>>,
+        start: Instant,
+    }
+
+    impl Talk {
+        /// `--read-timeout 10s --request-timeout 2s --write-timeout 5s`: each clock its own.
+        fn new(page: usize) -> Talk {
+            Talk::with_timeouts(page, 10, 2, 5)
+        }
+
+        fn with_timeouts(page: usize, read: u64, request: u64, write: u64) -> Talk {
+            let config = HttpConfig {
+                read_timeout: Duration::from_secs(read),
+                request_timeout: Duration::from_secs(request),
+                write_timeout: Duration::from_secs(write),
+                ..HttpConfig::default()
+            };
+            let logged = Arc::new(Mutex::new(Vec::new()));
+            let log: HttpLog = {
+                let logged = Arc::clone(&logged);
+                Arc::new(move |event: HttpEvent| {
+                    logged.lock().expect("not poisoned").push(event.to_string())
+                })
+            };
+            let start = Instant::now();
+            let conversation = HttpConversation::new(
+                Address::Inet("127.0.0.1:40000".parse().expect("an address")),
+                Arc::new(config),
+                log,
+                Arc::new(OnePage(page)),
+                start,
+            );
+            Talk {
+                conversation,
+                logged,
+                start,
+            }
+        }
+
+        /// `seconds` after the start.
+        fn at(&self, seconds: f64) -> Instant {
+            self.start + Duration::from_secs_f64(seconds)
+        }
+
+        fn logged(&self) -> Vec<String> {
+            self.logged.lock().expect("not poisoned").clone()
+        }
+    }
+
+    #[test]
+    fn a_request_is_answered_and_then_only_the_idle_clock_runs() {
+        let mut talk = Talk::new(10);
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(10.0)));
+        let mut out = Vec::new();
+        let flow = talk.conversation.received(GET, &mut out, talk.at(1.0));
+        assert_eq!(flow, Flow::Continue);
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"), "{out:?}");
+        assert_eq!(
+            talk.logged(),
+            [format!("{PEER} \"GET / HTTP/1.1\" 200 {}", out.len())]
+        );
+        // Sending: the write deadline (5 s), which comes before the stall clock (10 s).
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(6.0)));
+        out.clear();
+        assert_eq!(
+            talk.conversation.sent(&mut out, talk.at(2.0)),
+            Flow::Continue
+        );
+        assert!(out.is_empty());
+        // Sent, nothing pending: only the idle clock, from the last bytes received.
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(11.0)));
+        // An idle keep-alive connection is closed without a word.
+        assert_eq!(
+            talk.conversation.timed_out(&mut out, talk.at(11.0)),
+            Flow::Abort
+        );
+        assert!(out.is_empty());
+        assert_eq!(talk.logged().len(), 1);
+    }
+
+    #[test]
+    fn pipelined_bytes_start_the_next_requests_clock() {
+        let mut talk = Talk::new(10);
+        let mut out = Vec::new();
+        let bytes = [GET, b"GET / HT"].concat();
+        talk.conversation.received(&bytes, &mut out, talk.at(1.0));
+        assert_eq!(talk.logged().len(), 1);
+        out.clear();
+        talk.conversation.sent(&mut out, talk.at(1.5));
+        // The half-request came with the first: its 2 s run from then, not from a later recv.
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(3.0)));
+        let flow = talk.conversation.timed_out(&mut out, talk.at(3.0));
+        assert_eq!(
+            flow,
+            Flow::DrainThenClose {
+                at_most: DRAIN_TIME,
+                bytes: DRAIN_BYTES
+            }
+        );
+        assert!(
+            out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+            "{out:?}"
+        );
+        assert_eq!(
+            talk.logged()[1],
+            format!("{PEER} \"GET / HT\" 408 {}", out.len())
+        );
+    }
+
+    #[test]
+    fn a_request_that_arrives_in_pieces_keeps_the_clock_of_its_first_byte() {
+        let mut talk = Talk::new(10);
+        let mut out = Vec::new();
+        talk.conversation
+            .received(b"GET / HT", &mut out, talk.at(1.0));
+        talk.conversation
+            .received(b"TP/1.1\r\n", &mut out, talk.at(2.5));
+        // The request clock from 1 s (2 s long), not from 2.5 s; the idle clock from 2.5 s.
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(3.0)));
+        talk.conversation
+            .received(b"Host: lab\r\n\r\n", &mut out, talk.at(2.9));
+        assert_eq!(talk.logged().len(), 1);
+        out.clear();
+        talk.conversation.sent(&mut out, talk.at(3.0));
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(12.9)));
+    }
+
+    #[test]
+    fn at_the_high_water_mark_a_complete_request_waits_for_the_queue_to_drain() {
+        let mut talk = Talk::new(10);
+        let mut out = vec![0; HIGH_WATER];
+        let flow = talk.conversation.received(GET, &mut out, talk.at(1.0));
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(
+            out.len(),
+            HIGH_WATER,
+            "nothing may be queued on a full queue"
+        );
+        assert!(talk.logged().is_empty());
+        out.clear();
+        talk.conversation.sent(&mut out, talk.at(2.0));
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert_eq!(talk.logged().len(), 1);
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_a_queue_at_a_time() {
+        let mut talk = Talk::new(4000);
+        let mut out = Vec::new();
+        talk.conversation
+            .received(&GET.repeat(40), &mut out, talk.at(1.0));
+        let one = out.len() / talk.logged().len();
+        let mut rounds = vec![talk.logged().len()];
+        while talk.logged().len() < 40 {
+            // Each round stops at the first answer that reaches the mark: never more.
+            assert!(
+                out.len() >= HIGH_WATER && out.len() < HIGH_WATER + one,
+                "{} bytes queued",
+                out.len()
+            );
+            out.clear();
+            talk.conversation.sent(&mut out, talk.at(1.0));
+            rounds.push(talk.logged().len() - rounds.iter().sum::<usize>());
+            assert!(rounds.len() < 10, "{rounds:?}");
+        }
+        let per_round = HIGH_WATER.div_ceil(one);
+        assert_eq!(rounds, [per_round, per_round, 40 - 2 * per_round]);
+    }
+
+    /// A long pipeline grows the buffer of unanswered bytes; once what is left fits the idle
+    /// size, the buffer is given back, and not before (that would move it on every answer).
+    #[test]
+    fn the_buffer_of_unanswered_bytes_shrinks_once_it_is_small_again() {
+        let mut talk = Talk::new(10);
+        let mut out = Vec::new();
+        let pipeline = GET.repeat(2 * IDLE_BUFFER / GET.len());
+        talk.conversation
+            .received(&pipeline, &mut out, talk.at(1.0));
+        let grown = talk.conversation.received.capacity();
+        assert!(grown >= pipeline.len());
+        while !talk.conversation.received.is_empty() {
+            let left = talk.conversation.received.len();
+            let capacity = talk.conversation.received.capacity();
+            if left > IDLE_BUFFER {
+                assert_eq!(capacity, grown, "moved with {left} bytes left");
+            }
+            out.clear();
+            talk.conversation.sent(&mut out, talk.at(1.0));
+        }
+        assert!(
+            talk.conversation.received.capacity() <= IDLE_BUFFER,
+            "{} bytes kept",
+            talk.conversation.received.capacity()
+        );
+    }
+
+    #[test]
+    fn expect_100_continue_gets_its_go_ahead_once() {
+        let mut talk = Talk::new(10);
+        let mut out = Vec::new();
+        let head =
+            b"POST / HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+        talk.conversation.received(head, &mut out, talk.at(1.0));
+        assert_eq!(out, CONTINUE);
+        talk.conversation.received(b"he", &mut out, talk.at(1.1));
+        assert_eq!(out, CONTINUE);
+        talk.conversation.received(b"llo", &mut out, talk.at(1.2));
+        assert!(out[CONTINUE.len()..].starts_with(b"HTTP/1.1 200 OK\r\n"));
+        // The next request on the connection gets its own go-ahead.
+        out.clear();
+        talk.conversation.received(head, &mut out, talk.at(1.3));
+        assert_eq!(out, CONTINUE);
+    }
+
+    #[test]
+    fn how_each_answer_ends_the_connection() {
+        let mut out = Vec::new();
+        let mut talk = Talk::new(10);
+        let close = b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
+        assert_eq!(
+            talk.conversation.received(close, &mut out, talk.at(1.0)),
+            Flow::Close
+        );
+        let mut talk = Talk::new(10);
+        assert_eq!(
+            talk.conversation
+                .received(b"BAD\r\n\r\n", &mut out, talk.at(1.0)),
+            Flow::DrainThenClose {
+                at_most: DRAIN_TIME,
+                bytes: DRAIN_BYTES
+            }
+        );
+        assert!(talk.logged()[0].contains("\" 400 "), "{:?}", talk.logged());
+    }
+
+    #[test]
+    fn a_peer_that_closes_gets_its_complete_requests_answered_then_the_close() {
+        let mut talk = Talk::new(10);
+        let mut out = Vec::new();
+        talk.conversation.received(GET, &mut out, talk.at(1.0));
+        assert_eq!(
+            talk.conversation.peer_closed(&mut out, talk.at(1.0)),
+            Flow::Close
+        );
+        // Mid-request: what was lost is said.
+        let mut talk = Talk::new(10);
+        talk.conversation
+            .received(b"GET / HT", &mut out, talk.at(1.0));
+        assert_eq!(
+            talk.conversation.peer_closed(&mut out, talk.at(1.0)),
+            Flow::Close
+        );
+        assert_eq!(
+            talk.logged(),
+            [format!(
+                "{PEER} connection lost mid-request: the peer closed the connection"
+            )]
+        );
+        // A full queue: the complete requests wait for it to drain, then the close.
+        let mut talk = Talk::new(10);
+        let mut full = vec![0; HIGH_WATER];
+        talk.conversation.received(GET, &mut full, talk.at(1.0));
+        assert_eq!(
+            talk.conversation.peer_closed(&mut full, talk.at(1.0)),
+            Flow::Continue
+        );
+        full.clear();
+        assert_eq!(talk.conversation.sent(&mut full, talk.at(1.0)), Flow::Close);
+        assert!(full.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert_eq!(talk.logged().len(), 1, "{:?}", talk.logged());
+    }
+
+    #[test]
+    fn a_response_nobody_reads_ends_on_the_clock_that_ran_out() {
+        let mut talk = Talk::new(10);
+        let mut out = Vec::new();
+        talk.conversation.received(GET, &mut out, talk.at(1.0));
+        assert_eq!(
+            talk.conversation.timed_out(&mut out, talk.at(6.0)),
+            Flow::Abort
+        );
+        assert_eq!(
+            talk.logged()[1],
+            format!(
+                "{PEER} cannot send the 200 response to \"GET / HTTP/1.1\": the peer did not read it in full within 5s (--write-timeout); connection closed"
+            )
+        );
+        // A read timeout shorter than the write timeout: a peer that takes nothing for 2 s is
+        // let go; one that takes some bytes restarts that clock.
+        let mut talk = Talk::with_timeouts(10, 2, 2, 5);
+        talk.conversation.received(GET, &mut out, talk.at(1.0));
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(3.0)));
+        talk.conversation.progressed(talk.at(2.5));
+        assert_eq!(talk.conversation.deadline(), Some(talk.at(4.5)));
+        talk.conversation.timed_out(&mut out, talk.at(4.5));
+        assert_eq!(
+            talk.logged()[1],
+            format!(
+                "{PEER} cannot send the 200 response to \"GET / HTTP/1.1\": the peer took no byte of it for 2s (--read-timeout)"
+            )
+        );
+    }
+
+    #[test]
+    fn failures_and_stops_say_what_was_lost() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionReset);
+        let mut out = Vec::new();
+        let mut talk = Talk::new(10);
+        talk.conversation.received(GET, &mut out, talk.at(1.0));
+        talk.conversation.failed(&refused);
+        assert!(
+            talk.logged()[1].starts_with(&format!(
+                "{PEER} cannot send the 200 response to \"GET / HTTP/1.1\": "
+            )),
+            "{:?}",
+            talk.logged()
+        );
+        let mut talk = Talk::new(10);
+        talk.conversation.received(b"GET", &mut out, talk.at(1.0));
+        talk.conversation.failed(&refused);
+        assert!(
+            talk.logged()[0].starts_with(&format!("{PEER} connection lost mid-request: ")),
+            "{:?}",
+            talk.logged()
+        );
+        let mut talk = Talk::new(10);
+        talk.conversation.stopped();
+        assert!(talk.logged().is_empty());
+        talk.conversation.received(b"GET", &mut out, talk.at(1.0));
+        talk.conversation.stopped();
+        assert_eq!(
+            talk.logged(),
+            [format!(
+                "{PEER} connection lost mid-request: the peer closed the connection"
+            )]
+        );
+    }
+}
