@@ -663,3 +663,23 @@ fn close_after_error(stream: &mut Stream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `socket-lab http --engine E` starts from these: the event loop's cap is its own.
+    #[test]
+    fn each_engine_starts_from_its_own_connection_cap() {
+        let epoll = HttpConfig::for_engine(Engine::Epoll);
+        assert_eq!(
+            (epoll.engine, epoll.max_clients),
+            (Engine::Epoll, MAX_CLIENTS_EVENT_LOOP)
+        );
+        let threads = HttpConfig::for_engine(Engine::Threads);
+        assert_eq!(
+            (threads.engine, threads.max_clients),
+            (Engine::Threads, MAX_CLIENTS)
+        );
+    }
+}
