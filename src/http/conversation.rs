@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use super::request::{RequestReader, Status};
 use super::server::{
-    Answer, DRAIN_BYTES, DRAIN_TIME, Handler, HttpConfig, HttpEvent, HttpLog, IDLE_BUFFER, answer,
-    refuse, waits_for_continue,
+    Answer, DRAIN_BYTES, DRAIN_TIME, Handler, HttpConfig, HttpEvent, HttpLog, answer,
+    forget_answered, refuse, waits_for_continue,
 };
 use crate::endpoint::Address;
 use crate::engine::event_loop::HIGH_WATER;
@@ -106,11 +106,7 @@ impl HttpConversation {
                         &self.peer,
                         &*self.handler,
                     );
-                    self.received.drain(..request.len);
-                    if self.received.capacity() > IDLE_BUFFER && self.received.len() <= IDLE_BUFFER
-                    {
-                        self.received.shrink_to(IDLE_BUFFER);
-                    }
+                    forget_answered(&mut self.received, request.len);
                     self.reader = RequestReader::new(self.config.limits);
                     self.sent_continue = false;
                     // Pipelined bytes already here start the next request's clock.
@@ -312,6 +308,7 @@ mod tests {
     use super::*;
     use crate::http::request::Request;
     use crate::http::response::Response;
+    use crate::http::server::IDLE_BUFFER;
 
     /// A site of one page, `.0` bytes of body, whatever is asked.
     struct OnePage(usize);

@@ -161,7 +161,7 @@ impl HttpConfig {
             || self.write_timeout.is_zero()
         {
             return Err(Error::Config(
-                "--read-timeout, --request-timeout and --write-timeout must be at least 1 second: a zero timeout would close every connection at once".into(),
+                "--read-timeout, --request-timeout and --write-timeout must each be more than 0: a zero timeout would close every connection at once".into(),
             ));
         }
         Ok(())
@@ -380,12 +380,7 @@ fn serve_connection(
         let answer = match read_request(&mut stream, &mut received, config) {
             Ok(request) => {
                 let answer = answer(&request, &received[..request.len], &peer, handler);
-                received.drain(..request.len);
-                // A large request grew the buffer; an idle keep-alive connection should not
-                // keep that memory (the limits table in the README states the bound).
-                if received.capacity() > IDLE_BUFFER && received.len() <= IDLE_BUFFER {
-                    received.shrink_to(IDLE_BUFFER);
-                }
+                forget_answered(&mut received, request.len);
                 answer
             }
             Err(NoRequest::Quiet) => return,
@@ -439,6 +434,18 @@ fn serve_connection(
             }
             return;
         }
+    }
+}
+
+/// Drops an answered request's `len` bytes from the front of `received`. A large request,
+/// or a long pipeline, grew the buffer: once what is left fits [`IDLE_BUFFER`] the memory
+/// is given back, so an idle keep-alive connection keeps no more than that (the limits
+/// table in the README states the bound). Not before: with more left, shrinking would move
+/// the bytes again after every answer.
+pub(super) fn forget_answered(received: &mut Vec<u8>, len: usize) {
+    received.drain(..len);
+    if received.capacity() > IDLE_BUFFER && received.len() <= IDLE_BUFFER {
+        received.shrink_to(IDLE_BUFFER);
     }
 }
 
@@ -667,6 +674,53 @@ fn close_after_error(stream: &mut Stream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting the server cannot run with is refused, each with what to change.
+    #[test]
+    fn a_config_it_cannot_run_with_is_refused_with_the_reason() {
+        let refused = |adjust: &dyn Fn(&mut HttpConfig)| {
+            let mut config = HttpConfig::default();
+            adjust(&mut config);
+            config.validate().map_err(|error| error.to_string())
+        };
+        assert!(refused(&|_| {}).is_ok());
+        // Half a second is a timeout; only zero is refused.
+        assert!(refused(&|config| config.read_timeout = Duration::from_millis(500)).is_ok());
+        type Adjust = dyn Fn(&mut HttpConfig);
+        let cases: [(&Adjust, &str); 7] = [
+            (
+                &|config| config.engine = Engine::Iterative,
+                "--engine threads or epoll",
+            ),
+            (
+                &|config| config.max_clients = 0,
+                "--max-clients must be at least 1",
+            ),
+            (&|config| config.backlog = -1, "between 0 and 65535, not -1"),
+            (
+                &|config| config.backlog = 65_536,
+                "between 0 and 65535, not 65536",
+            ),
+            (
+                &|config| config.read_timeout = Duration::ZERO,
+                "more than 0",
+            ),
+            (
+                &|config| config.request_timeout = Duration::ZERO,
+                "more than 0",
+            ),
+            (
+                &|config| config.write_timeout = Duration::ZERO,
+                "more than 0",
+            ),
+        ];
+        for (adjust, says) in cases {
+            let error = refused(adjust).expect_err(says);
+            assert!(error.contains(says), "{error}");
+        }
+        assert!(refused(&|config| config.backlog = 0).is_ok());
+        assert!(refused(&|config| config.backlog = 65_535).is_ok());
+    }
 
     /// `socket-lab http --engine E` starts from these: the event loop's cap is its own.
     #[test]

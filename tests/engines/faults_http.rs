@@ -736,6 +736,19 @@ fn a_slow_reader_is_cut_at_the_write_deadline_and_a_fresh_client_is_served() {
     // The slow request was answered (and logged) before its response was cut short.
     let line = String::from_utf8(server.next_log_line()).unwrap();
     assert!(line.contains("\"GET / HTTP/1.1\" 200 "), "{line}");
+    // And the cut is reported with the deadline that made it (the thread pool adds how many
+    // bytes were left unsent), after the line that said the one slot was busy.
+    let problem = (0..3)
+        .map(|_| server.next_problem_line())
+        .find(|line| line.contains("cannot send"))
+        .expect("a line about the response that was cut");
+    assert!(
+        socket_lab::scenario::report::matches(
+            "[127.0.0.1:[..]] cannot send the 200 response to \"GET / HTTP/1.1\": the peer did not read it in full within 1s (--write-timeout[..]); connection closed",
+            &problem
+        ),
+        "{problem}"
+    );
 }
 
 /// How long the stuck client's own write may block (the server stops reading from it).

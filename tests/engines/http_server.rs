@@ -889,3 +889,52 @@ fn any_bytes_get_a_status_or_a_close_and_the_server_keeps_serving() {
     let (head, _) = read_response(&mut stream);
     assert_eq!(head, "HTTP/1.1 204 No Content\r\nDate: [..]\r\n\r\n");
 }
+
+/// With every slot taken the server says so, and the next client waits in the listen queue
+/// until a slot frees: then it is served. (The thread pool says it each time its slots fill,
+/// the event loop when a connection finds them full: here the thread pool says it twice.)
+#[test]
+fn a_full_server_says_it_is_busy_and_serves_the_next_client_when_a_slot_frees() {
+    let server = TestServer::start_with(|config| config.max_clients = 1);
+    let mut first = server.connect();
+    // Half a request: the one slot is held while the rest is awaited.
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n")
+        .expect("send");
+    let mut second = server.connect();
+    second
+        .write_all(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let busy = |events: &[HttpEvent]| {
+        events
+            .iter()
+            .filter(|event| matches!(event, HttpEvent::Busy { max_clients: 1 }))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while busy(&server.events.lock().expect("event lock")) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no busy line");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    first.write_all(b"Connection: close\r\n\r\n").expect("send");
+    for stream in [&mut first, &mut second] {
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("a whole response");
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    }
+    let events = server.stop();
+    assert!(
+        matches!(events.first(), Some(HttpEvent::Busy { max_clients: 1 })),
+        "{events:?}"
+    );
+    let line = events
+        .iter()
+        .find(|event| matches!(event, HttpEvent::Busy { .. }))
+        .map(ToString::to_string);
+    assert_eq!(
+        line.as_deref(),
+        Some(
+            "all 1 client slots are busy; new connections wait in the listen queue (raise --max-clients to serve more at once)"
+        )
+    );
+}

@@ -124,6 +124,15 @@ impl HttpChild {
     }
 
     /// The next line the server logs, waiting at most [`WAIT`].
+    /// The next line the server writes to stderr (a problem it reports), without its newline.
+    pub fn next_problem_line(&self) -> String {
+        let line = self
+            .problems
+            .recv_timeout(WAIT)
+            .expect("the server should report a problem");
+        String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned()
+    }
+
     pub fn next_log_line(&self) -> Vec<u8> {
         self.log
             .recv_timeout(WAIT)
