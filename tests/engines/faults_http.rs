@@ -667,6 +667,15 @@ fn a_client_that_never_reads_its_responses_does_not_hold_the_server() {
         waited >= send_timeout && waited < 10 * send_timeout,
         "the fresh client was served {waited:?} after the stuck one connected"
     );
+    // The stuck response is reported with the timeout that ended it.
+    let logged = server.logged();
+    assert!(
+        logged.iter().any(|line| socket_lab::scenario::report::matches(
+            "[127.0.0.1:[..]] cannot send the 200 response to \"GET / HTTP/1.1\": the peer took no byte of it for 500ms (--read-timeout)[..]",
+            line
+        )),
+        "{logged:#?}"
+    );
     drop(stuck);
 }
 

@@ -523,6 +523,41 @@ fn a_peer_that_half_closes_mid_request_is_logged_not_answered() {
     );
 }
 
+/// A reset mid-request is a lost connection, logged with its cause; no 408 is sent into it.
+#[test]
+fn a_peer_that_resets_mid_request_is_logged_as_reset() {
+    let server = TestServer::start();
+    let stream = server.connect();
+    let mut partial = &stream;
+    partial.write_all(b"GET / HTTP/1.1\r\n").expect("send");
+    // Wait until the server holds the half request, so the reset comes mid-request.
+    let deadline = std::time::Instant::now() + WAIT;
+    let me = stream.local_addr().expect("address");
+    while socket_lab::kernel::tcp_sockets_on_port(server.port)
+        .expect("read /proc/net/tcp")
+        .iter()
+        .any(|socket| socket.remote == me && socket.rx_queue > 0)
+    {
+        assert!(std::time::Instant::now() < deadline, "the server never read");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(stream);
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.events.lock().expect("event lock").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing logged");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let events = server.stop();
+    assert!(
+        matches!(&events[..], [HttpEvent::ConnectionFailed { error, .. }]
+            if error.starts_with("connection lost mid-request: ") && error.contains("reset")),
+        "{events:?}"
+    );
+}
+
 // ---- The binary ----
 
 #[test]

@@ -6,13 +6,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use socket_lab::Endpoint;
-use socket_lab::http::server::{HttpConfig, HttpServer, RunningHttpServer};
+use socket_lab::http::server::{HttpConfig, HttpEvent, HttpServer, RunningHttpServer};
 
 /// Longest any single read in these tests waits before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -25,6 +25,8 @@ pub const FRESH_REQUEST: &[u8] =
 pub struct TestServer {
     running: Option<RunningHttpServer>,
     pub port: u16,
+    /// What it logged, as the lines it prints.
+    logged: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -40,13 +42,22 @@ impl TestServer {
         };
         adjust(&mut config);
         let server = HttpServer::bind(config).expect("bind 127.0.0.1:0");
-        // The log is not under test here; tests/http_server.rs checks it.
-        let running = server.spawn(Arc::new(|_event| {}));
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logged);
+        let running = server.spawn(Arc::new(move |event: HttpEvent| {
+            sink.lock().expect("log lock").push(event.to_string())
+        }));
         let port = running.addr.port().expect("a TCP port");
         TestServer {
             running: Some(running),
             port,
+            logged,
         }
+    }
+
+    /// The lines it has logged so far.
+    pub fn logged(&self) -> Vec<String> {
+        self.logged.lock().expect("log lock").clone()
     }
 }
 
