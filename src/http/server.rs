@@ -722,6 +722,21 @@ mod tests {
         assert!(refused(&|config| config.backlog = 65_535).is_ok());
     }
 
+    /// What a refused request's log line quotes: its first line, escaped, cut at 100 bytes.
+    #[test]
+    fn a_refused_requests_first_line_is_quoted_escaped_and_cut() {
+        assert_eq!(first_line(b""), "-");
+        assert_eq!(first_line(b"\r\nHost: a"), "-");
+        assert_eq!(
+            first_line(b"GET /\" 200 HTTP/1.1\r\nHost"),
+            "GET /\\\" 200 HTTP/1.1"
+        );
+        let exactly = [b'a'; 100];
+        assert_eq!(first_line(&exactly), "a".repeat(100));
+        let longer = [b'a'; 101];
+        assert_eq!(first_line(&longer), format!("{}...", "a".repeat(100)));
+    }
+
     /// `socket-lab http --engine E` starts from these: the event loop's cap is its own.
     #[test]
     fn each_engine_starts_from_its_own_connection_cap() {
