@@ -532,11 +532,13 @@ fn a_peer_that_resets_mid_request_is_logged_as_reset() {
     partial.write_all(b"GET / HTTP/1.1\r\n").expect("send");
     // Wait until the server holds the half request, so the reset comes mid-request.
     let deadline = std::time::Instant::now() + WAIT;
-    let me = stream.local_addr().expect("address");
-    while socket_lab::kernel::tcp_sockets_on_port(server.port)
-        .expect("read /proc/net/tcp")
-        .iter()
-        .any(|socket| socket.remote == me && socket.rx_queue > 0)
+    let (me, it) = (
+        stream.local_addr().expect("address"),
+        stream.peer_addr().expect("address"),
+    );
+    while socket_lab::kernel::tcp_connection(it, me)
+        .expect("the kernel answers")
+        .is_some_and(|socket| socket.unread_bytes() > 0)
     {
         assert!(std::time::Instant::now() < deadline, "the server never read");
         std::thread::sleep(Duration::from_millis(1));
